@@ -1,0 +1,12 @@
+//! The CPU's view of the machine: physical memory and I/O ports.
+
+pub use softmmu::PhysBus;
+
+/// Everything a CPU reaches outside itself. The machine implements it; tests implement it with
+/// plain maps, so the CPU can be tested alone.
+pub trait CpuBus: PhysBus {
+    /// Reads `size` bytes (1, 2 or 4) from I/O port `port`. Nothing there reads all ones.
+    fn io_read(&mut self, port: u16, size: u8) -> u32;
+    /// Writes the low `size` bytes of `val` to I/O port `port`.
+    fn io_write(&mut self, port: u16, size: u8, val: u32);
+}

@@ -1,0 +1,121 @@
+//! The emitter abstraction of design principle 1.
+//!
+//! Every instruction's semantics is written once, as a function generic over [`Emit`]. The
+//! interpreter tier runs it with [`crate::Concrete`], where a value is a `u64` and every method
+//! acts at once; the Cranelift tier runs the same function with an emitter whose values are
+//! CLIF SSA values and whose methods append instructions.
+//!
+//! Instructions too intricate to express as straight-line data flow (string loops, division,
+//! descriptor loads, interrupt delivery, ...) are *helpers*: plain functions over a
+//! [`crate::Concrete`] that the interpreter calls directly and the JIT calls out to. Helpers
+//! are written against the same operand code as everything else, so nothing is written twice.
+
+use crate::exception::Result;
+use crate::flags::FlagOp;
+use crate::state::{Gpr, SegReg, Width};
+use crate::Concrete;
+
+/// A general-register operand: which register, how wide, and whether it is one of AH/CH/DH/BH.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RegRef {
+    /// The register.
+    pub gpr: Gpr,
+    /// The operand width.
+    pub width: Width,
+    /// Bits 8-15 of the register (AH, CH, DH, BH).
+    pub high8: bool,
+}
+
+/// Two-operand integer operations on values of one width. Results are truncated to the width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Alu {
+    /// a + b.
+    Add,
+    /// a - b.
+    Sub,
+    /// a & b.
+    And,
+    /// a | b.
+    Or,
+    /// a ^ b.
+    Xor,
+    /// a << b (b below the width).
+    Shl,
+    /// Logical a >> b (b below the width).
+    Shr,
+    /// Arithmetic a >> b (b below the width).
+    Sar,
+    /// Low half of a * b.
+    Mul,
+}
+
+/// Comparisons of two 64-bit values, giving 1 or 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cmp {
+    /// Equal.
+    Eq,
+    /// Not equal.
+    Ne,
+    /// Unsigned less than.
+    Ult,
+    /// Unsigned greater than.
+    Ugt,
+}
+
+/// A helper: an instruction's semantics run on concrete values. The JIT calls it out of line.
+pub type Helper = fn(&mut Concrete<'_>, &iced_x86::Instruction) -> Result<()>;
+
+/// What an instruction's semantics may ask of an execution tier.
+pub trait Emit {
+    /// A value: `u64` in the interpreter, an SSA value in the JIT.
+    type V: Copy;
+
+    /// A constant.
+    fn imm(&mut self, x: u64) -> Self::V;
+    /// Reads a general register (zero-extended).
+    fn get_reg(&mut self, r: RegRef) -> Self::V;
+    /// Writes a general register with the ISA's merge rules (32-bit writes zero the top half).
+    fn set_reg(&mut self, r: RegRef, v: Self::V);
+    /// Reads a segment register's selector.
+    fn get_sreg(&mut self, s: SegReg) -> Self::V;
+
+    /// A two-operand operation at a width.
+    fn alu(&mut self, op: Alu, a: Self::V, b: Self::V, w: Width) -> Self::V;
+    /// Sign-extends `a` from width `from` to 64 bits.
+    fn sext(&mut self, a: Self::V, from: Width) -> Self::V;
+    /// A comparison giving 1 or 0.
+    fn cmp(&mut self, c: Cmp, a: Self::V, b: Self::V) -> Self::V;
+    /// `c != 0 ? a : b`.
+    fn select(&mut self, c: Self::V, a: Self::V, b: Self::V) -> Self::V;
+
+    /// Records the arithmetic flags of an operation (computed lazily).
+    fn set_flags(&mut self, op: FlagOp, w: Width, a: Self::V, b: Self::V, r: Self::V);
+    /// Evaluates condition code `cc` (0-15) to 1 or 0.
+    fn cond(&mut self, cc: u8) -> Self::V;
+    /// The carry flag as 1 or 0.
+    fn carry(&mut self) -> Self::V;
+    /// The whole RFLAGS value.
+    fn get_rflags(&mut self) -> Self::V;
+    /// Sets the RFLAGS bits in `mask` from `v` (only for unprivileged bits: arithmetic, DF).
+    fn set_rflags(&mut self, mask: u64, v: Self::V);
+
+    /// Reads memory at segment:offset; the offset is already truncated to the address size.
+    fn load(&mut self, seg: SegReg, ea: Self::V, w: Width) -> Result<Self::V>;
+    /// Writes memory at segment:offset.
+    fn store(&mut self, seg: SegReg, ea: Self::V, v: Self::V, w: Width) -> Result<()>;
+
+    /// The offset of the next instruction.
+    fn next_ip(&mut self) -> Self::V;
+    /// Continues at offset `target` in CS instead of the next instruction.
+    fn jump(&mut self, target: Self::V);
+    /// Runs `then` when `c` is non-zero.
+    fn if_then(&mut self, c: Self::V, then: impl FnOnce(&mut Self) -> Result<()>) -> Result<()>;
+    /// Runs a helper: directly in the interpreter, out of line in the JIT.
+    fn helper(&mut self, h: Helper, insn: &iced_x86::Instruction) -> Result<()>;
+
+    /// The address size of the current code in bits, for stack and string operations: known at
+    /// translation time in both tiers.
+    fn stack_width(&self) -> Width;
+    /// Whether the CPU is in 64-bit mode (known at translation time).
+    fn mode64(&self) -> bool;
+}

@@ -1,0 +1,407 @@
+//! The architectural state of one x86-64 CPU.
+
+use crate::flags::LazyFlags;
+
+/// Register or operand width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Width {
+    /// 8 bits.
+    W8,
+    /// 16 bits.
+    W16,
+    /// 32 bits.
+    W32,
+    /// 64 bits.
+    W64,
+}
+
+impl Width {
+    /// Size in bytes.
+    #[inline]
+    pub const fn bytes(self) -> u8 {
+        match self {
+            Width::W8 => 1,
+            Width::W16 => 2,
+            Width::W32 => 4,
+            Width::W64 => 8,
+        }
+    }
+    /// Size in bits.
+    #[inline]
+    pub const fn bits(self) -> u32 {
+        self.bytes() as u32 * 8
+    }
+    /// All ones in the width.
+    #[inline]
+    pub const fn mask(self) -> u64 {
+        match self {
+            Width::W8 => 0xff,
+            Width::W16 => 0xffff,
+            Width::W32 => 0xffff_ffff,
+            Width::W64 => u64::MAX,
+        }
+    }
+    /// The sign bit of the width.
+    #[inline]
+    pub const fn sign(self) -> u64 {
+        1u64 << (self.bits() - 1)
+    }
+    /// The width of `n` bytes (1, 2, 4 or 8).
+    #[inline]
+    pub const fn from_bytes(n: u32) -> Option<Width> {
+        match n {
+            1 => Some(Width::W8),
+            2 => Some(Width::W16),
+            4 => Some(Width::W32),
+            8 => Some(Width::W64),
+            _ => None,
+        }
+    }
+    /// Sign-extends the low bits of `v` from this width to 64 bits.
+    #[inline]
+    pub const fn sext(self, v: u64) -> u64 {
+        let sh = 64 - self.bits();
+        (((v << sh) as i64) >> sh) as u64
+    }
+}
+
+/// The six segment registers, in the encoding order of the ISA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum SegReg {
+    /// ES.
+    Es = 0,
+    /// CS.
+    Cs = 1,
+    /// SS.
+    Ss = 2,
+    /// DS.
+    Ds = 3,
+    /// FS.
+    Fs = 4,
+    /// GS.
+    Gs = 5,
+}
+
+impl SegReg {
+    /// All six, in encoding order.
+    pub const ALL: [SegReg; 6] = [SegReg::Es, SegReg::Cs, SegReg::Ss, SegReg::Ds, SegReg::Fs, SegReg::Gs];
+}
+
+/// A segment register with its hidden descriptor cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    /// The visible selector.
+    pub selector: u16,
+    /// Linear base address.
+    pub base: u64,
+    /// Byte-granular limit (already scaled by G).
+    pub limit: u32,
+    /// Descriptor attributes in the layout of bits 40..56 of a descriptor: type (0-3), S (4),
+    /// DPL (5-6), P (7), AVL (12), L (13), D/B (14), G (15).
+    pub attr: u16,
+}
+
+/// Segment attribute bits, in the layout of [`Segment::attr`].
+pub mod attr {
+    /// Accessed (for code/data) or the low type bit.
+    pub const ACCESSED: u16 = 1 << 0;
+    /// Writable (data) / readable (code).
+    pub const RW: u16 = 1 << 1;
+    /// Expand-down (data) / conforming (code).
+    pub const DC: u16 = 1 << 2;
+    /// Code segment (when S is set).
+    pub const CODE: u16 = 1 << 3;
+    /// Code or data rather than system.
+    pub const S: u16 = 1 << 4;
+    /// Shift of the DPL field.
+    pub const DPL_SHIFT: u16 = 5;
+    /// Present.
+    pub const P: u16 = 1 << 7;
+    /// 64-bit code segment.
+    pub const L: u16 = 1 << 13;
+    /// Default operation size 32 bits / big stack.
+    pub const DB: u16 = 1 << 14;
+    /// Granularity.
+    pub const G: u16 = 1 << 15;
+}
+
+impl Segment {
+    /// A real-mode segment: base = selector * 16, 64 KiB limit, writable data attributes.
+    pub fn real_mode(selector: u16) -> Segment {
+        Segment {
+            selector,
+            base: u64::from(selector) << 4,
+            limit: 0xffff,
+            attr: attr::P | attr::S | attr::RW | attr::ACCESSED,
+        }
+    }
+    /// The descriptor privilege level.
+    #[inline]
+    pub fn dpl(&self) -> u8 {
+        ((self.attr >> attr::DPL_SHIFT) & 3) as u8
+    }
+}
+
+/// A descriptor-table register (GDTR, IDTR).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DescTable {
+    /// Linear base address.
+    pub base: u64,
+    /// Limit in bytes.
+    pub limit: u16,
+}
+
+/// The general-purpose registers in encoding order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+#[allow(missing_docs)]
+pub enum Gpr {
+    Rax = 0,
+    Rcx,
+    Rdx,
+    Rbx,
+    Rsp,
+    Rbp,
+    Rsi,
+    Rdi,
+    R8,
+    R9,
+    R10,
+    R11,
+    R12,
+    R13,
+    R14,
+    R15,
+}
+
+/// CR0 bits.
+pub mod cr0 {
+    /// Protection enable.
+    pub const PE: u64 = 1 << 0;
+    /// Monitor coprocessor.
+    pub const MP: u64 = 1 << 1;
+    /// Emulation (no x87).
+    pub const EM: u64 = 1 << 2;
+    /// Task switched.
+    pub const TS: u64 = 1 << 3;
+    /// Extension type (always 1 on 486+).
+    pub const ET: u64 = 1 << 4;
+    /// Numeric error reporting.
+    pub const NE: u64 = 1 << 5;
+    /// Write protect.
+    pub const WP: u64 = 1 << 16;
+    /// Alignment mask.
+    pub const AM: u64 = 1 << 18;
+    /// Not write-through.
+    pub const NW: u64 = 1 << 29;
+    /// Cache disable.
+    pub const CD: u64 = 1 << 30;
+    /// Paging.
+    pub const PG: u64 = 1 << 31;
+}
+
+/// EFER bits.
+pub mod efer {
+    /// SYSCALL enable.
+    pub const SCE: u64 = 1 << 0;
+    /// Long mode enable.
+    pub const LME: u64 = 1 << 8;
+    /// Long mode active.
+    pub const LMA: u64 = 1 << 10;
+    /// No-execute enable.
+    pub const NXE: u64 = 1 << 11;
+}
+
+/// Model-specific registers an OS needs, beyond those with their own fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct Msrs {
+    /// Added to the virtual cycle count to form the TSC the guest reads.
+    pub tsc_offset: u64,
+    pub apic_base: u64,
+    pub pat: u64,
+    pub star: u64,
+    pub lstar: u64,
+    pub cstar: u64,
+    pub sfmask: u64,
+    pub kernel_gs_base: u64,
+    pub sysenter_cs: u64,
+    pub sysenter_esp: u64,
+    pub sysenter_eip: u64,
+    pub tsc_aux: u64,
+    pub misc_enable: u64,
+    pub mtrr_def_type: u64,
+}
+
+/// The whole architectural state of one CPU.
+#[derive(Clone, Debug)]
+pub struct CpuState {
+    /// RAX..R15 in encoding order.
+    pub gpr: [u64; 16],
+    /// The instruction pointer (an offset in CS) of the instruction being executed.
+    pub rip: u64,
+    /// Where execution continues after the current instruction: the semantics and system
+    /// helpers set it when they transfer control; the executor moves it into `rip` when the
+    /// instruction completes.
+    pub next_rip: u64,
+    /// RFLAGS, with the arithmetic flags possibly still lazy.
+    pub flags: LazyFlags,
+    /// ES, CS, SS, DS, FS, GS.
+    pub seg: [Segment; 6],
+    /// LDTR with its cache.
+    pub ldtr: Segment,
+    /// TR with its cache.
+    pub tr: Segment,
+    /// GDTR.
+    pub gdtr: DescTable,
+    /// IDTR.
+    pub idtr: DescTable,
+    /// CR0.
+    pub cr0: u64,
+    /// CR2 (page-fault address).
+    pub cr2: u64,
+    /// CR3.
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+    /// CR8 (task priority).
+    pub cr8: u64,
+    /// EFER.
+    pub efer: u64,
+    /// Other MSRs.
+    pub msr: Msrs,
+    /// DR0-DR7 (DR4/DR5 alias DR6/DR7 and are not stored separately).
+    pub dr: [u64; 8],
+    /// Current privilege level.
+    pub cpl: u8,
+    /// The CPU is halted until an interrupt.
+    pub halted: bool,
+    /// Interrupts are blocked for one instruction (after STI, MOV SS, POP SS).
+    pub interrupt_shadow: bool,
+    /// A triple fault happened: the machine must reset or shut down.
+    pub shutdown: bool,
+    /// An NMI is being handled (blocks further NMIs until IRET).
+    pub nmi_blocked: bool,
+}
+
+impl Default for CpuState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuState {
+    /// The state after RESET (Intel SDM vol. 3, table 9-1): real mode, CS=F000 with base
+    /// FFFF0000, IP=FFF0, so the first fetch is at physical FFFFFFF0.
+    pub fn new() -> Self {
+        let mut seg = [Segment::real_mode(0); 6];
+        seg[SegReg::Cs as usize] = Segment {
+            selector: 0xf000,
+            base: 0xffff_0000,
+            limit: 0xffff,
+            attr: attr::P | attr::S | attr::CODE | attr::RW | attr::ACCESSED,
+        };
+        let mut gpr = [0u64; 16];
+        // EDX holds the processor signature after reset.
+        gpr[Gpr::Rdx as usize] = crate::cpuid::SIGNATURE as u64;
+        CpuState {
+            gpr,
+            rip: 0xfff0,
+            next_rip: 0xfff0,
+            flags: LazyFlags::new(0x2),
+            seg,
+            ldtr: Segment { selector: 0, base: 0, limit: 0xffff, attr: attr::P | 2 },
+            tr: Segment { selector: 0, base: 0, limit: 0xffff, attr: attr::P | 11 },
+            gdtr: DescTable { base: 0, limit: 0xffff },
+            idtr: DescTable { base: 0, limit: 0xffff },
+            cr0: cr0::ET | cr0::NW | cr0::CD,
+            cr2: 0,
+            cr3: 0,
+            cr4: 0,
+            cr8: 0,
+            efer: 0,
+            msr: Msrs {
+                apic_base: 0xfee0_0000 | (1 << 11) | (1 << 8),
+                pat: 0x0007_0406_0007_0406,
+                ..Msrs::default()
+            },
+            dr: [0, 0, 0, 0, 0, 0, 0xffff_0ff0, 0x400],
+            cpl: 0,
+            halted: false,
+            interrupt_shadow: false,
+            shutdown: false,
+            nmi_blocked: false,
+        }
+    }
+
+    /// Protected mode is on (CR0.PE).
+    #[inline]
+    pub fn protected(&self) -> bool {
+        self.cr0 & cr0::PE != 0
+    }
+
+    /// Virtual-8086 mode (EFLAGS.VM in protected mode).
+    #[inline]
+    pub fn v86(&self) -> bool {
+        self.protected() && self.flags.raw_bits() & crate::flags::VM != 0
+    }
+
+    /// Long mode is active (EFER.LMA).
+    #[inline]
+    pub fn long_mode(&self) -> bool {
+        self.efer & efer::LMA != 0
+    }
+
+    /// 64-bit sub-mode: long mode with CS.L set.
+    #[inline]
+    pub fn mode64(&self) -> bool {
+        self.long_mode() && self.seg[SegReg::Cs as usize].attr & attr::L != 0
+    }
+
+    /// The code bitness for decoding: 16, 32 or 64.
+    #[inline]
+    pub fn code_bits(&self) -> u32 {
+        if self.mode64() {
+            64
+        } else if self.protected()
+            && !self.v86()
+            && self.seg[SegReg::Cs as usize].attr & attr::DB != 0
+        {
+            32
+        } else {
+            16
+        }
+    }
+
+    /// The stack-pointer width: 64 in 64-bit mode, else from SS.B.
+    #[inline]
+    pub fn stack_width(&self) -> crate::Width {
+        if self.mode64() {
+            crate::Width::W64
+        } else if self.seg[SegReg::Ss as usize].attr & attr::DB != 0 && self.protected() {
+            crate::Width::W32
+        } else {
+            crate::Width::W16
+        }
+    }
+
+    /// Reads a general register at a width (low bits).
+    #[inline]
+    pub fn reg(&self, r: Gpr, w: Width) -> u64 {
+        self.gpr[r as usize] & w.mask()
+    }
+
+    /// Writes a general register at a width with the ISA's merge rules: 8 and 16-bit writes
+    /// keep the upper bits, 32-bit writes zero the upper half.
+    #[inline]
+    pub fn set_reg(&mut self, r: Gpr, w: Width, v: u64) {
+        let slot = &mut self.gpr[r as usize];
+        *slot = match w {
+            Width::W8 => (*slot & !0xff) | (v & 0xff),
+            Width::W16 => (*slot & !0xffff) | (v & 0xffff),
+            Width::W32 => v & 0xffff_ffff,
+            Width::W64 => v,
+        };
+    }
+}

@@ -1,0 +1,1 @@
+//! The PC: wires memory, devices and a CPU backend together and runs them.

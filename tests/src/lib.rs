@@ -1,0 +1,64 @@
+//! Shared support for cranebox's integration tests and conformance harnesses.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use frontend_x86::CpuBus;
+use softmmu::PhysBus;
+
+/// Where the shared conformance data lives: `$CRANEBOX_CONFORMANCE`, else `shared/conformance`
+/// beside the repository.
+pub fn conformance_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("CRANEBOX_CONFORMANCE") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance")
+}
+
+/// A machine with sparse memory and no devices: every port reads all ones and ignores writes.
+/// `addr_mask` models the CPU's address lines (24 on a 286).
+#[derive(Debug, Default)]
+pub struct SparseBus {
+    /// Bytes written or preset; absent bytes read as zero.
+    pub mem: HashMap<u64, u8>,
+    /// Physical addresses are ANDed with this.
+    pub addr_mask: u64,
+    /// Every port access, in order: (port, size, value, is_write).
+    pub io_log: Vec<(u16, u8, u32, bool)>,
+}
+
+impl SparseBus {
+    /// An empty bus with `bits` address lines.
+    pub fn new(bits: u32) -> Self {
+        SparseBus { mem: HashMap::new(), addr_mask: (1u64 << bits) - 1, io_log: Vec::new() }
+    }
+}
+
+impl PhysBus for SparseBus {
+    fn read_phys(&mut self, addr: u64, size: u8) -> u64 {
+        let mut v = 0u64;
+        for k in 0..u64::from(size) {
+            let b = self.mem.get(&((addr + k) & self.addr_mask)).copied().unwrap_or(0);
+            v |= u64::from(b) << (8 * k);
+        }
+        v
+    }
+
+    fn write_phys(&mut self, addr: u64, size: u8, val: u64) {
+        for k in 0..u64::from(size) {
+            self.mem.insert((addr + k) & self.addr_mask, (val >> (8 * k)) as u8);
+        }
+    }
+}
+
+impl CpuBus for SparseBus {
+    fn io_read(&mut self, port: u16, size: u8) -> u32 {
+        let v = if size >= 4 { u32::MAX } else { (1u32 << (u32::from(size) * 8)) - 1 };
+        self.io_log.push((port, size, v, false));
+        v
+    }
+
+    fn io_write(&mut self, port: u16, size: u8, val: u32) {
+        self.io_log.push((port, size, val, true));
+    }
+}
