@@ -1,1 +1,166 @@
-fn main() {}
+//! The cranebox command line: build a PC from options and run it.
+//!
+//! Option names follow QEMU's where QEMU has one (`-m`, `--bios` for `-bios`, `--debugcon` for
+//! `-debugcon`, `--accel` for `-accel`); the README lists them side by side.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use machine::{Machine, MachineConfig, Outcome};
+
+/// A full-system x86 PC emulator.
+#[derive(Debug, Parser)]
+#[command(name = "cranebox", version, about)]
+struct Cli {
+    /// Firmware image to run (QEMU: -bios). It is mapped so it ends at 4 GiB, with its last
+    /// 128 KiB also below 1 MiB, and the CPU starts at the reset vector.
+    #[arg(long, value_name = "FILE")]
+    bios: PathBuf,
+
+    /// Guest memory: a number of MiB, or with a suffix (512M, 2G) as QEMU's -m.
+    #[arg(short = 'm', long = "memory", value_name = "SIZE", default_value = "128M")]
+    memory: String,
+
+    /// Where port 0xE9 output goes (QEMU: -debugcon): stdio, file:PATH or none.
+    #[arg(long, value_name = "DEST", default_value = "stdio")]
+    debugcon: String,
+
+    /// Execution engine (QEMU: -accel). Only the interpreter exists so far.
+    #[arg(long, value_enum, default_value_t = Accel::Interp)]
+    accel: Accel,
+
+    /// Stop after this many guest instructions (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_instructions: u64,
+
+    /// Print execution statistics at exit.
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Accel {
+    /// The interpreter tier.
+    Interp,
+    /// The Cranelift JIT tier (not built yet).
+    Jit,
+    /// KVM (not built yet).
+    Kvm,
+    /// KVM when usable, else the JIT (not built yet).
+    Auto,
+}
+
+fn sink(spec: &str) -> Result<Option<Box<dyn Write + Send>>> {
+    Ok(match spec {
+        "none" => None,
+        "stdio" => Some(Box::new(std::io::stdout())),
+        _ => match spec.strip_prefix("file:") {
+            Some(path) => Some(Box::new(
+                std::fs::File::create(path).with_context(|| format!("cannot create debugcon file {path}"))?,
+            )),
+            None => bail!("--debugcon {spec}: expected stdio, file:PATH or none"),
+        },
+    })
+}
+
+/// Parses a memory size as QEMU's `-m` does: a bare number is MiB; suffixes K, M, G, T (either
+/// case, optionally followed by B) scale by powers of 1024. The result must be whole 4 KiB pages.
+fn parse_mem_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let t = t.strip_suffix(['b', 'B']).filter(|r| r.ends_with(|c: char| c.is_ascii_alphabetic())).unwrap_or(t);
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_lowercase() {
+                'k' => 10,
+                'm' => 20,
+                'g' => 30,
+                't' => 40,
+                _ => bail!("-m {s}: unknown size suffix '{c}' (use K, M, G or T)"),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 20),
+    };
+    let n: u64 = digits.parse().map_err(|_| anyhow::anyhow!("-m {s}: not a size (examples: 512, 512M, 2G)"))?;
+    let bytes = n.checked_shl(shift).filter(|b| b >> shift == n).ok_or_else(|| anyhow::anyhow!("-m {s}: too large"))?;
+    if bytes == 0 || bytes % 4096 != 0 {
+        bail!("-m {s}: guest memory must be a positive whole number of 4 KiB pages");
+    }
+    Ok(bytes)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    if cli.accel != Accel::Interp {
+        bail!("--accel {:?}: only the interpreter (--accel interp) is implemented so far", cli.accel);
+    }
+    let ram_bytes = parse_mem_size(&cli.memory)?;
+    let bios = std::fs::read(&cli.bios).with_context(|| format!("cannot read firmware {}", cli.bios.display()))?;
+    let config = MachineConfig { ram_bytes, bios, debugcon: sink(&cli.debugcon)? };
+    let mut m = Machine::new(config).with_context(|| format!("firmware {}", cli.bios.display()))?;
+    let limit = if cli.max_instructions == 0 { u64::MAX } else { cli.max_instructions };
+    let t = std::time::Instant::now();
+    let outcome = m.run(limit);
+    let _ = std::io::stdout().flush();
+    if cli.stats {
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "cranebox: {} guest instructions in {:.3} s ({:.1} MIPS), 100% interpreted",
+            m.instructions,
+            secs,
+            m.instructions as f64 / secs.max(1e-9) / 1e6
+        );
+    }
+    Ok(match outcome {
+        Outcome::DebugExit { status } => ExitCode::from((status & 0xff) as u8),
+        Outcome::HaltedForever => {
+            eprintln!("cranebox: the guest halted with interrupts disabled; nothing can wake it");
+            ExitCode::SUCCESS
+        }
+        Outcome::HaltedNoInterrupts => {
+            eprintln!("cranebox: the guest halted waiting for an interrupt, and this machine has no interrupt sources yet");
+            ExitCode::SUCCESS
+        }
+        Outcome::TripleFault => {
+            eprintln!("cranebox: triple fault at {:04x}:{:x}", m.cpu.seg[1].selector, m.cpu.rip);
+            ExitCode::from(2)
+        }
+        Outcome::InstructionLimit => {
+            eprintln!("cranebox: stopped after {} instructions (--max-instructions)", m.instructions);
+            ExitCode::SUCCESS
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_mem_size;
+
+    #[test]
+    fn memory_sizes_parse_as_qemu_reads_them() {
+        assert_eq!(parse_mem_size("512").ok(), Some(512 << 20));
+        assert_eq!(parse_mem_size("512M").ok(), Some(512 << 20));
+        assert_eq!(parse_mem_size("2G").ok(), Some(2 << 30));
+        assert_eq!(parse_mem_size("1024k").ok(), Some(1 << 20));
+        assert_eq!(parse_mem_size("64MB").ok(), Some(64 << 20));
+    }
+
+    #[test]
+    fn bad_memory_sizes_are_refused() {
+        for bad in ["", "abc", "12X", "0", "1k1", "99999999999999T", "-5"] {
+            assert!(parse_mem_size(bad).is_err(), "{bad} was accepted");
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cranebox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

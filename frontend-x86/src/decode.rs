@@ -13,7 +13,12 @@ pub const MAX_INSN_LEN: usize = 15;
 
 /// Fetches up to 15 bytes at CS:`ip` for decoding. Bytes past the CS limit or on a page that
 /// cannot be fetched are not fetched; the returned count says how many were.
-fn fetch(cpu: &mut CpuState, bus: &mut dyn CpuBus, ip: u64, buf: &mut [u8; MAX_INSN_LEN]) -> (usize, Option<Exception>) {
+fn fetch(
+    cpu: &mut CpuState,
+    bus: &mut dyn CpuBus,
+    ip: u64,
+    buf: &mut [u8; MAX_INSN_LEN],
+) -> (usize, Option<Exception>) {
     let bits = cpu.code_bits();
     for (k, slot) in buf.iter_mut().enumerate() {
         let off = if bits == 16 { (ip + k as u64) & 0xffff } else { ip.wrapping_add(k as u64) };

@@ -81,7 +81,23 @@ pub struct LazyFlags {
 
 #[inline]
 fn parity(v: u64) -> bool {
-    (v as u8).count_ones() % 2 == 0
+    (v as u8).count_ones().is_multiple_of(2)
+}
+
+/// SF, ZF and PF of a result of width `w`, for the helpers that compute flags eagerly.
+#[inline]
+pub fn szp(r: u64, w: Width) -> u64 {
+    let mut f = 0;
+    if r & w.mask() == 0 {
+        f |= ZF;
+    }
+    if r & w.sign() != 0 {
+        f |= SF;
+    }
+    if parity(r) {
+        f |= PF;
+    }
+    f
 }
 
 impl LazyFlags {

@@ -321,11 +321,7 @@ impl CpuState {
             cr4: 0,
             cr8: 0,
             efer: 0,
-            msr: Msrs {
-                apic_base: 0xfee0_0000 | (1 << 11) | (1 << 8),
-                pat: 0x0007_0406_0007_0406,
-                ..Msrs::default()
-            },
+            msr: Msrs { apic_base: 0xfee0_0000 | (1 << 11) | (1 << 8), pat: 0x0007_0406_0007_0406, ..Msrs::default() },
             dr: [0, 0, 0, 0, 0, 0, 0xffff_0ff0, 0x400],
             cpl: 0,
             halted: false,
@@ -364,10 +360,7 @@ impl CpuState {
     pub fn code_bits(&self) -> u32 {
         if self.mode64() {
             64
-        } else if self.protected()
-            && !self.v86()
-            && self.seg[SegReg::Cs as usize].attr & attr::DB != 0
-        {
+        } else if self.protected() && !self.v86() && self.seg[SegReg::Cs as usize].attr & attr::DB != 0 {
             32
         } else {
             16

@@ -281,7 +281,8 @@ fn run_form(
     for line in reader.lines() {
         let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
         let t: Value = serde_json::from_str(&line).map_err(|e| format!("{}: {e}", path.display()))?;
-        let bytes: Vec<u8> = t["bytes"].as_array().map(|a| a.iter().map(|b| num(b) as u8).collect()).unwrap_or_default();
+        let bytes: Vec<u8> =
+            t["bytes"].as_array().map(|a| a.iter().map(|b| num(b) as u8).collect()).unwrap_or_default();
         if excluded_by_rule(rules, meta, form, &bytes, &t["initial"]["regs"]) {
             out.excluded += 1;
             continue;
@@ -328,11 +329,9 @@ fn main() -> ExitCode {
     let verbose: usize = std::env::var("SINGLESTEP_VERBOSE").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
 
     let mut files: Vec<_> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.to_string_lossy().ends_with(".jsonl.gz"))
-            .collect(),
+        Ok(rd) => {
+            rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(".jsonl.gz")).collect()
+        }
         Err(e) => {
             println!("{SUITE}: cannot list {}: {e}", dir.display());
             return ExitCode::FAILURE;

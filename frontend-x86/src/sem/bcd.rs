@@ -4,21 +4,11 @@ use iced_x86::Instruction;
 
 use crate::concrete::Concrete;
 use crate::exception::{Exception, Result};
-use crate::flags::{self, AF, CF, OF, PF, SF, ZF};
+use crate::flags::{self, AF, CF, OF};
 use crate::state::{Gpr, Width};
 
 fn szp(v: u8) -> u64 {
-    let mut f = 0;
-    if v == 0 {
-        f |= ZF;
-    }
-    if v & 0x80 != 0 {
-        f |= SF;
-    }
-    if v.count_ones() % 2 == 0 {
-        f |= PF;
-    }
-    f
+    flags::szp(u64::from(v), Width::W8)
 }
 
 fn al(c: &Concrete<'_>) -> u8 {

@@ -112,8 +112,8 @@ pub fn execute<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
         Xlatb => alu::xlat(e, i),
         Seto | Setno | Setb | Setae | Sete | Setne | Setbe | Seta | Sets | Setns | Setp | Setnp | Setl | Setge
         | Setle | Setg => alu::setcc(e, i),
-        Cmovo | Cmovno | Cmovb | Cmovae | Cmove | Cmovne | Cmovbe | Cmova | Cmovs | Cmovns | Cmovp | Cmovnp
-        | Cmovl | Cmovge | Cmovle | Cmovg => alu::cmovcc(e, i),
+        Cmovo | Cmovno | Cmovb | Cmovae | Cmove | Cmovne | Cmovbe | Cmova | Cmovs | Cmovns | Cmovp | Cmovnp | Cmovl
+        | Cmovge | Cmovle | Cmovg => alu::cmovcc(e, i),
 
         Push => control::push_insn(e, i),
         Pop if writes_sreg(i) => e.helper(system::pop_sreg, i),
@@ -205,7 +205,23 @@ fn lockable(i: &Instruction) -> bool {
         && i.op_kind(0) == OpKind::Memory
         && matches!(
             i.mnemonic(),
-            Add | Adc | And | Btc | Btr | Bts | Cmpxchg | Cmpxchg8b | Cmpxchg16b | Dec | Inc | Neg | Not | Or | Sbb
-                | Sub | Xor | Xadd | Xchg
+            Add | Adc
+                | And
+                | Btc
+                | Btr
+                | Bts
+                | Cmpxchg
+                | Cmpxchg8b
+                | Cmpxchg16b
+                | Dec
+                | Inc
+                | Neg
+                | Not
+                | Or
+                | Sbb
+                | Sub
+                | Xor
+                | Xadd
+                | Xchg
         )
 }

@@ -11,18 +11,9 @@ use crate::state::{Gpr, Width};
 /// Flags after a multiply: CF = OF = `overflow`. SF, ZF, AF and PF are undefined by the SDM;
 /// they are set from the low half of the result here, and masked by every oracle.
 fn mul_flags(c: &mut Concrete<'_>, w: Width, lo: u64, overflow: bool) {
-    let mut f = 0;
+    let mut f = flags::szp(lo, w);
     if overflow {
         f |= flags::CF | flags::OF;
-    }
-    if lo & w.mask() == 0 {
-        f |= flags::ZF;
-    }
-    if lo & w.sign() != 0 {
-        f |= flags::SF;
-    }
-    if (lo as u8).count_ones() % 2 == 0 {
-        f |= flags::PF;
     }
     c.cpu.flags.set_masked(flags::ARITH, f);
 }

@@ -5,23 +5,9 @@ use iced_x86::{Instruction, Mnemonic};
 
 use crate::concrete::Concrete;
 use crate::exception::{Exception, Result};
-use crate::flags::{AF, CF, OF, PF, SF, ZF};
+use crate::flags::{szp, AF, CF, OF, PF, SF, ZF};
 use crate::operand as op;
 use crate::state::Width;
-
-fn szp(v: u64, w: Width) -> u64 {
-    let mut f = 0;
-    if v & w.mask() == 0 {
-        f |= ZF;
-    }
-    if v & w.sign() != 0 {
-        f |= SF;
-    }
-    if (v as u8).count_ones() % 2 == 0 {
-        f |= PF;
-    }
-    f
-}
 
 fn bit(v: u64, n: u32) -> bool {
     n < 64 && (v >> n) & 1 != 0

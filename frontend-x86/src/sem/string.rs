@@ -45,11 +45,8 @@ pub fn string_op(c: &mut Concrete<'_>, i: &Instruction, m: Mnemonic) -> Result<(
     let compares = matches!(m, Mnemonic::Cmpsb | Mnemonic::Cmpsw | Mnemonic::Cmpsd | Mnemonic::Cmpsq)
         || matches!(m, Mnemonic::Scasb | Mnemonic::Scasw | Mnemonic::Scasd | Mnemonic::Scasq);
     let rep = i.has_rep_prefix() || i.has_repne_prefix();
-    let step = if c.cpu.flags.raw_bits() & DF != 0 {
-        (u64::from(w.bytes())).wrapping_neg()
-    } else {
-        u64::from(w.bytes())
-    };
+    let step =
+        if c.cpu.flags.raw_bits() & DF != 0 { (u64::from(w.bytes())).wrapping_neg() } else { u64::from(w.bytes()) };
     let kind = Kind::of(m).ok_or(Exception::UD)?;
     if matches!(kind, Kind::Ins | Kind::Outs) {
         let port = c.cpu.reg(Gpr::Rdx, Width::W16) as u16;

@@ -36,11 +36,8 @@ fn iopl(c: &Concrete<'_>) -> u8 {
 /// IN AL/AX/EAX, imm8 or DX.
 pub fn in_(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
     let w = op::op_width(i, 0);
-    let port = if i.op_kind(1) == OpKind::Register {
-        c.cpu.reg(Gpr::Rdx, Width::W16) as u16
-    } else {
-        i.immediate8() as u16
-    };
+    let port =
+        if i.op_kind(1) == OpKind::Register { c.cpu.reg(Gpr::Rdx, Width::W16) as u16 } else { i.immediate8() as u16 };
     check_io(c, port, w)?;
     let v = c.bus.io_read(port, w.bytes());
     c.cpu.set_reg(Gpr::Rax, w, u64::from(v));
@@ -50,11 +47,8 @@ pub fn in_(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 /// OUT imm8 or DX, AL/AX/EAX.
 pub fn out(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
     let w = op::op_width(i, 1);
-    let port = if i.op_kind(0) == OpKind::Register {
-        c.cpu.reg(Gpr::Rdx, Width::W16) as u16
-    } else {
-        i.immediate8() as u16
-    };
+    let port =
+        if i.op_kind(0) == OpKind::Register { c.cpu.reg(Gpr::Rdx, Width::W16) as u16 } else { i.immediate8() as u16 };
     check_io(c, port, w)?;
     let v = c.cpu.reg(Gpr::Rax, w);
     c.bus.io_write(port, w.bytes(), v as u32);
@@ -160,11 +154,7 @@ pub fn iret(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
         return Err(Exception::gp(0));
     }
     c.cpu.set_reg(Gpr::Rsp, Width::W16, (sp + 3 * n) & 0xffff);
-    let mask = if w == Width::W16 {
-        0xffff & !0
-    } else {
-        flags::ALL & !(VM | VIF | VIP)
-    };
+    let mask = if w == Width::W16 { 0xffff } else { flags::ALL & !(VM | VIF | VIP) };
     let cur = c.cpu.flags.get();
     c.cpu.flags.set((cur & !mask) | (fl & mask));
     interrupt::load_real_cs(c.cpu, cs);
@@ -218,7 +208,13 @@ pub fn load_far_ptr(c: &mut Concrete<'_>, i: &Instruction, seg: SegReg) -> Resul
     let a = op::ea(c, i);
     let s = op::mem_seg(i);
     let off = crate::mem::read(c.cpu, c.bus, s, a, w)?;
-    let sel = crate::mem::read(c.cpu, c.bus, s, (a + u64::from(w.bytes())) & op::addr_width(i, c.cpu.mode64()).mask(), Width::W16)?;
+    let sel = crate::mem::read(
+        c.cpu,
+        c.bus,
+        s,
+        (a + u64::from(w.bytes())) & op::addr_width(i, c.cpu.mode64()).mask(),
+        Width::W16,
+    )?;
     load_seg(c, seg, sel as u16)?;
     op::write(c, i, 0, w, off)
 }

@@ -1,0 +1,67 @@
+//! The interpreter tier's speed in guest MIPS on an integer loop (loads, stores, ALU, a
+//! rotate, a conditional branch and LOOP), in real mode. Run: `cargo bench -p cranebox-benches`.
+
+use std::time::Instant;
+
+use cranebox_benches::FlatBus;
+use frontend_x86::{CpuState, SegReg, Segment};
+
+/// 16-bit code at 1000:0000. Outer LOOP over CX, inner loop of 64 iterations summing and
+/// rewriting a table at DS:1000.
+const PROGRAM: &[u8] = &[
+    0xb9, 0x00, 0x20, // mov cx, 0x2000
+    0xbe, 0x00, 0x10, // outer: mov si, 0x1000
+    0xbf, 0x40, 0x00, // mov di, 64
+    0x31, 0xdb, // xor bx, bx
+    0x8b, 0x04, // inner: mov ax, [si]
+    0x01, 0xc3, // add bx, ax
+    0x81, 0xf3, 0x5a, 0x5a, // xor bx, 0x5a5a
+    0xd1, 0xc3, // rol bx, 1
+    0x89, 0x1c, // mov [si], bx
+    0x83, 0xc6, 0x02, // add si, 2
+    0x4f, // dec di
+    0x75, 0xee, // jnz inner
+    0xe2, 0xe4, // loop outer
+    0xf4, // hlt
+];
+
+fn run_once() -> Result<(u64, f64), String> {
+    let mut bus = FlatBus::new(1 << 20).map_err(|e| e.to_string())?;
+    bus.ram.write_bytes(0x10000, PROGRAM);
+    let mut cpu = CpuState::new();
+    cpu.seg[SegReg::Cs as usize] = Segment::real_mode(0x1000);
+    cpu.seg[SegReg::Ds as usize] = Segment::real_mode(0x2000);
+    cpu.rip = 0;
+    let t = Instant::now();
+    let (n, exit) = translator::run(&mut cpu, &mut bus, u64::MAX);
+    let secs = t.elapsed().as_secs_f64();
+    if exit != translator::Exit::Halted {
+        return Err(format!("the workload did not finish: {exit:?}"));
+    }
+    Ok((n, secs))
+}
+
+fn main() {
+    let mut mips = Vec::new();
+    let mut count = 0;
+    for _ in 0..5 {
+        match run_once() {
+            Ok((n, secs)) => {
+                count = n;
+                mips.push(n as f64 / secs / 1e6);
+            }
+            Err(e) => {
+                eprintln!("interp_mips: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    mips.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "interp_mips: {count} guest instructions per run, median {:.1} MIPS (min {:.1}, max {:.1}) over {} runs",
+        mips[mips.len() / 2],
+        mips[0],
+        mips[mips.len() - 1],
+        mips.len()
+    );
+}
