@@ -120,7 +120,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ExitCode::SUCCESS
         }
         Outcome::HaltedNoInterrupts => {
-            eprintln!("cranebox: the guest halted waiting for an interrupt, and this machine has no interrupt sources yet");
+            eprintln!(
+                "cranebox: the guest halted waiting for an interrupt, and this machine has no interrupt sources yet"
+            );
             ExitCode::SUCCESS
         }
         Outcome::TripleFault => {

@@ -2,6 +2,7 @@
 
 pub mod alu;
 pub mod bcd;
+pub mod bits;
 pub mod control;
 pub mod muldiv;
 pub mod shift;
@@ -148,6 +149,12 @@ pub fn execute<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
         Rol | Ror | Rcl | Rcr | Shl | Sal | Shr | Sar => e.helper(shift_helper, i),
         Shld => e.helper(|c, i| shift::shld_shrd(c, i, true), i),
         Shrd => e.helper(|c, i| shift::shld_shrd(c, i, false), i),
+        Bt | Bts | Btr | Btc => e.helper(|c, i| bits::bt(c, i, i.mnemonic()), i),
+        Bsf => e.helper(|c, i| bits::bsf_bsr(c, i, false), i),
+        Bsr => e.helper(|c, i| bits::bsf_bsr(c, i, true), i),
+        Bswap => e.helper(bits::bswap, i),
+        Xadd => e.helper(bits::xadd, i),
+        Cmpxchg => e.helper(bits::cmpxchg, i),
         Daa => e.helper(|c, _| bcd::daa_das(c, false), i),
         Das => e.helper(|c, _| bcd::daa_das(c, true), i),
         Aaa => e.helper(|c, _| bcd::aaa_aas(c, false), i),

@@ -27,7 +27,9 @@ pub fn shift(c: &mut Concrete<'_>, i: &Instruction, m: Mnemonic) -> Result<()> {
     let a = op::load_loc(c, dst, w)?;
     let n = count(c, i, 1, w)?;
     if n == 0 {
-        return Ok(());
+        // No flags change, but a 32-bit register destination is still written, which clears
+        // bits 63..32 in 64-bit mode.
+        return if matches!(dst, op::Loc::Reg(_)) { op::store_loc(c, dst, w, a) } else { Ok(()) };
     }
     let f = c.cpu.flags.get();
     let cf_in = f & CF != 0;
@@ -104,16 +106,27 @@ pub fn shld_shrd(c: &mut Concrete<'_>, i: &Instruction, left: bool) -> Result<()
     let b = op::read(c, i, 1, w)?;
     let n = count(c, i, 2, w)?;
     if n == 0 {
-        return Ok(());
+        // No flags change, but a 32-bit register destination is still written, which clears
+        // bits 63..32 in 64-bit mode.
+        return if matches!(dst, op::Loc::Reg(_)) { op::store_loc(c, dst, w, a) } else { Ok(()) };
     }
-    // The operands as one pattern dst:src:dst. For 32/64-bit operands the count is below the
-    // width; for 16-bit ones a count above 16 is undefined by the SDM and the pattern gives
-    // what Intel CPUs produce.
-    let x = (u128::from(a) << (2 * bits)) | (u128::from(b) << bits) | u128::from(a);
-    let (r, cf) = if left {
-        ((x >> (2 * bits - n)) as u64 & w.mask(), (x >> (3 * bits - n)) & 1 != 0)
+    let (r, cf) = if bits == 64 {
+        // The count is below 64 here (masked to 6 bits and not zero).
+        if left {
+            ((a << n) | (b >> (64 - n)), bit(a, 64 - n))
+        } else {
+            ((a >> n) | (b << (64 - n)), bit(a, n - 1))
+        }
     } else {
-        ((x >> n) as u64 & w.mask(), (x >> (n - 1)) & 1 != 0)
+        // The operands as one pattern dst:src:dst (at most 96 bits). For 32-bit operands the
+        // count is below the width; for 16-bit ones a count above 16 is undefined by the SDM
+        // and the pattern gives what Intel CPUs produce.
+        let x = (u128::from(a) << (2 * bits)) | (u128::from(b) << bits) | u128::from(a);
+        if left {
+            ((x >> (2 * bits - n)) as u64 & w.mask(), (x >> (3 * bits - n)) & 1 != 0)
+        } else {
+            ((x >> n) as u64 & w.mask(), (x >> (n - 1)) & 1 != 0)
+        }
     };
     op::store_loc(c, dst, w, r)?;
     let f = c.cpu.flags.get();
