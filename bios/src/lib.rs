@@ -1,5 +1,7 @@
 //! cranebox's firmware and direct loaders.
 //!
-//! Planned here (issue 6): cranebox's own BIOS ROM (POST, IVT/BDA, E820, INT 10h/15h/16h/1Ah,
-//! ACPI and MP tables) and the Linux boot protocol and multiboot loaders behind `--kernel`.
-//! Nothing is implemented yet; the machine crate loads raw firmware images itself until then.
+//! Today: [`demo`], a 64 KiB image that greets through the debug console. Planned here
+//! (issue 6): cranebox's own BIOS ROM (POST, IVT/BDA, E820, INT 10h/15h/16h/1Ah, ACPI and MP
+//! tables) and the Linux boot protocol and multiboot loaders behind `--kernel`.
+
+pub mod demo;

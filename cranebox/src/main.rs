@@ -94,7 +94,8 @@ fn parse_mem_size(s: &str) -> Result<u64> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     if cli.accel != Accel::Interp {
-        bail!("--accel {:?}: only the interpreter (--accel interp) is implemented so far", cli.accel);
+        let name = cli.accel.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+        bail!("--accel {name}: only the interpreter (--accel interp) is implemented so far");
     }
     let ram_bytes = parse_mem_size(&cli.memory)?;
     let bios = std::fs::read(&cli.bios).with_context(|| format!("cannot read firmware {}", cli.bios.display()))?;
@@ -136,6 +137,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
     })
 }
 
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cranebox: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_mem_size;
@@ -153,16 +164,6 @@ mod tests {
     fn bad_memory_sizes_are_refused() {
         for bad in ["", "abc", "12X", "0", "1k1", "99999999999999T", "-5"] {
             assert!(parse_mem_size(bad).is_err(), "{bad} was accepted");
-        }
-    }
-}
-
-fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("cranebox: {e:#}");
-            ExitCode::FAILURE
         }
     }
 }

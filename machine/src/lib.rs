@@ -87,7 +87,7 @@ impl Machine {
     /// Builds a machine from `config`.
     pub fn new(config: MachineConfig) -> Result<Self, MachineError> {
         let len = config.bios.len();
-        if len == 0 || len % 0x10000 != 0 || len > 16 << 20 {
+        if len == 0 || !len.is_multiple_of(0x10000) || len > 16 << 20 {
             return Err(MachineError::BiosSize(len));
         }
         if config.ram_bytes > LOW_RAM_LIMIT {
