@@ -29,7 +29,7 @@ fn run_once() -> Result<(u64, f64), String> {
     let mut bus = FlatBus::new(1 << 20).map_err(|e| e.to_string())?;
     bus.ram.write_bytes(0x10000, PROGRAM);
     let mut cpu = CpuState::new();
-    cpu.seg[SegReg::Cs as usize] = Segment::real_mode(0x1000);
+    cpu.seg[SegReg::Cs as usize] = Segment::real_mode_code(0x1000);
     cpu.seg[SegReg::Ds as usize] = Segment::real_mode(0x2000);
     cpu.rip = 0;
     let t = Instant::now();

@@ -35,4 +35,7 @@ impl CpuBus for FlatBus {
         }
     }
     fn io_write(&mut self, _port: u16, _size: u8, _val: u32) {}
+    fn now_ns(&mut self) -> u64 {
+        0
+    }
 }

@@ -9,4 +9,7 @@ pub trait CpuBus: PhysBus {
     fn io_read(&mut self, port: u16, size: u8) -> u32;
     /// Writes the low `size` bytes of `val` to I/O port `port`.
     fn io_write(&mut self, port: u16, size: u8, val: u32);
+    /// The machine's virtual time in nanoseconds (design principle 10): the TSC is derived
+    /// from it.
+    fn now_ns(&mut self) -> u64;
 }

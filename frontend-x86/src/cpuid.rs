@@ -1,4 +1,105 @@
-//! CPUID: reports exactly what is implemented and nothing more.
+//! CPUID: reports exactly what is implemented and nothing more. When a feature lands (paging
+//! modes, x87, SSE, the APIC), its bit is turned on here and nowhere else.
 
 /// The processor signature (family 6, model 0x0f, stepping 1), also in EDX after reset.
 pub const SIGNATURE: u32 = 0x0000_06f1;
+
+/// Leaf 1 EDX bits that are implemented.
+pub mod edx1 {
+    /// RDTSC and CR4.TSD.
+    pub const TSC: u32 = 1 << 4;
+    /// RDMSR/WRMSR.
+    pub const MSR: u32 = 1 << 5;
+    /// CMPXCHG8B.
+    pub const CX8: u32 = 1 << 8;
+    /// SYSENTER/SYSEXIT.
+    pub const SEP: u32 = 1 << 11;
+    /// CMOVcc (and FCMOV when the x87 is present).
+    pub const CMOV: u32 = 1 << 15;
+}
+
+/// Leaf 1 ECX bits that are implemented.
+pub mod ecx1 {
+    /// CMPXCHG16B.
+    pub const CX16: u32 = 1 << 13;
+}
+
+/// Leaf 0x8000_0001 EDX bits that are implemented.
+pub mod edx81 {
+    /// SYSCALL/SYSRET.
+    pub const SYSCALL: u32 = 1 << 11;
+}
+
+/// What leaf 1 reports in EDX.
+pub const LEAF1_EDX: u32 = edx1::TSC | edx1::MSR | edx1::CX8 | edx1::SEP | edx1::CMOV;
+/// What leaf 1 reports in ECX.
+pub const LEAF1_ECX: u32 = ecx1::CX16;
+/// What leaf 0x8000_0001 reports in EDX.
+pub const LEAF81_EDX: u32 = edx81::SYSCALL;
+/// What leaf 0x8000_0001 reports in ECX: LAHF/SAHF in 64-bit mode.
+pub const LEAF81_ECX: u32 = 1;
+
+const VENDOR: &[u8; 12] = b"GenuineIntel";
+const BRAND: &[u8; 48] = b"cranebox x86-64 CPU (interpreter)\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
+fn le(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// CPUID leaf `leaf`, subleaf `sub`: (EAX, EBX, ECX, EDX). Leaves that are not reported read
+/// as zeros.
+pub fn cpuid(leaf: u32, _sub: u32) -> (u32, u32, u32, u32) {
+    const MAX_BASIC: u32 = 1;
+    const MAX_EXT: u32 = 0x8000_0004;
+    match leaf {
+        0 => (MAX_BASIC, le(&VENDOR[0..4]), le(&VENDOR[8..12]), le(&VENDOR[4..8])),
+        1 => (SIGNATURE, 8 << 8 | 1 << 16, LEAF1_ECX, LEAF1_EDX),
+        0x8000_0000 => (MAX_EXT, 0, 0, 0),
+        0x8000_0001 => (0, 0, LEAF81_ECX, LEAF81_EDX),
+        0x8000_0002..=0x8000_0004 => {
+            let b = &BRAND[(leaf - 0x8000_0002) as usize * 16..];
+            (le(&b[0..]), le(&b[4..]), le(&b[8..]), le(&b[12..]))
+        }
+        _ => (0, 0, 0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vendor_and_brand_read_back_as_strings() {
+        let (max, b, c, d) = cpuid(0, 0);
+        assert!(max >= 1);
+        let mut v = Vec::new();
+        for r in [b, d, c] {
+            v.extend_from_slice(&r.to_le_bytes());
+        }
+        assert_eq!(&v, b"GenuineIntel");
+        let mut brand = Vec::new();
+        for leaf in 0x8000_0002..=0x8000_0004 {
+            let (a, b, c, d) = cpuid(leaf, 0);
+            for r in [a, b, c, d] {
+                brand.extend_from_slice(&r.to_le_bytes());
+            }
+        }
+        assert!(brand.starts_with(b"cranebox"));
+    }
+
+    #[test]
+    fn no_unimplemented_unit_is_advertised() {
+        let (_, _, ecx, edx) = cpuid(1, 0);
+        // x87, PSE, PAE, APIC, PGE, MMX, FXSR, SSE, SSE2 are not implemented yet.
+        for bit in [0, 3, 6, 9, 13, 23, 24, 25, 26] {
+            assert_eq!(edx & (1 << bit), 0, "leaf 1 EDX bit {bit}");
+        }
+        // SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, XSAVE.
+        for bit in [0, 9, 19, 20, 23, 26] {
+            assert_eq!(ecx & (1 << bit), 0, "leaf 1 ECX bit {bit}");
+        }
+        let (_, _, _, e81) = cpuid(0x8000_0001, 0);
+        assert_eq!(e81 & (1 << 29), 0, "long mode needs paging first");
+        assert_eq!(e81 & (1 << 20), 0, "NX needs paging first");
+    }
+}

@@ -21,6 +21,7 @@ pub mod bus;
 pub mod concrete;
 pub mod cpuid;
 pub mod decode;
+pub mod desc;
 pub mod emit;
 pub mod exception;
 pub mod flags;

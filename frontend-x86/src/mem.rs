@@ -145,3 +145,14 @@ pub fn write(cpu: &mut CpuState, bus: &mut dyn CpuBus, seg: SegReg, off: u64, w:
     let lin = seg_linear(cpu, seg, off, w.bytes(), AccessKind::Write)?;
     write_linear(cpu, bus, lin, w, v)
 }
+
+/// Reads for the CPU's own use (descriptor tables, the TSS, the IDT): supervisor accesses
+/// whatever the CPL, as SDM vol. 3, 4.6 calls implicit supervisor-mode accesses.
+pub fn sys_read(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, w: Width) -> Result<u64> {
+    read_linear(cpu, bus, lin, w, AccessKind::Read)
+}
+
+/// Writes for the CPU's own use (accessed and busy bits, the TSS on a task switch).
+pub fn sys_write(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, w: Width, v: u64) -> Result<()> {
+    write_linear(cpu, bus, lin, w, v)
+}

@@ -136,6 +136,11 @@ impl Segment {
             attr: attr::P | attr::S | attr::RW | attr::ACCESSED,
         }
     }
+    /// A real-mode code segment (what CS holds in real mode): as [`Segment::real_mode`] with
+    /// the code type, so that the cache is valid when CR0.PE is set before the far jump.
+    pub fn real_mode_code(selector: u16) -> Segment {
+        Segment { attr: attr::P | attr::S | attr::CODE | attr::RW | attr::ACCESSED, ..Segment::real_mode(selector) }
+    }
     /// The descriptor privilege level.
     #[inline]
     pub fn dpl(&self) -> u8 {
@@ -296,12 +301,7 @@ impl CpuState {
     /// FFFF0000, IP=FFF0, so the first fetch is at physical FFFFFFF0.
     pub fn new() -> Self {
         let mut seg = [Segment::real_mode(0); 6];
-        seg[SegReg::Cs as usize] = Segment {
-            selector: 0xf000,
-            base: 0xffff_0000,
-            limit: 0xffff,
-            attr: attr::P | attr::S | attr::CODE | attr::RW | attr::ACCESSED,
-        };
+        seg[SegReg::Cs as usize] = Segment { base: 0xffff_0000, ..Segment::real_mode_code(0xf000) };
         let mut gpr = [0u64; 16];
         // EDX holds the processor signature after reset.
         gpr[Gpr::Rdx as usize] = crate::cpuid::SIGNATURE as u64;

@@ -26,6 +26,9 @@ impl CpuBus for Bus {
         u32::MAX
     }
     fn io_write(&mut self, _port: u16, _size: u8, _val: u32) {}
+    fn now_ns(&mut self) -> u64 {
+        0
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -40,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     }
     cpu.seg[SegReg::Ds as usize] = Segment::real_mode(word(8) as u16);
     cpu.seg[SegReg::Ss as usize] = Segment::real_mode(word(9) as u16);
-    cpu.seg[SegReg::Cs as usize] = Segment::real_mode(0x1000);
+    cpu.seg[SegReg::Cs as usize] = Segment::real_mode_code(0x1000);
     cpu.rip = 0;
     cpu.idtr.limit = 0x3ff;
     let mut bus = Bus(HashMap::new());

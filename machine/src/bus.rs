@@ -93,4 +93,8 @@ impl CpuBus for PcBus {
             _ => {}
         }
     }
+
+    fn now_ns(&mut self) -> u64 {
+        self.now_ns
+    }
 }

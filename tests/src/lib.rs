@@ -25,12 +25,14 @@ pub struct SparseBus {
     pub addr_mask: u64,
     /// Every port access, in order: (port, size, value, is_write).
     pub io_log: Vec<(u16, u8, u32, bool)>,
+    /// The virtual time the bus reports; tests set it.
+    pub time_ns: u64,
 }
 
 impl SparseBus {
     /// An empty bus with `bits` address lines.
     pub fn new(bits: u32) -> Self {
-        SparseBus { mem: HashMap::new(), addr_mask: (1u64 << bits) - 1, io_log: Vec::new() }
+        SparseBus { mem: HashMap::new(), addr_mask: (1u64 << bits) - 1, io_log: Vec::new(), time_ns: 0 }
     }
 }
 
@@ -60,5 +62,9 @@ impl CpuBus for SparseBus {
 
     fn io_write(&mut self, port: u16, size: u8, val: u32) {
         self.io_log.push((port, size, val, true));
+    }
+
+    fn now_ns(&mut self) -> u64 {
+        self.time_ns
     }
 }

@@ -27,7 +27,7 @@ fn real_mode_cpu(rng: &mut Rng) -> CpuState {
     for s in [SegReg::Ds, SegReg::Es, SegReg::Ss] {
         cpu.seg[s as usize] = Segment::real_mode(rng.next() as u16);
     }
-    cpu.seg[SegReg::Cs as usize] = Segment::real_mode(0x1000);
+    cpu.seg[SegReg::Cs as usize] = Segment::real_mode_code(0x1000);
     cpu.rip = 0;
     cpu.flags.set(rng.next() & 0x0cd5);
     cpu.idtr.limit = 0x3ff;

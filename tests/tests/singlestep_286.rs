@@ -178,7 +178,8 @@ fn run_test(t: &Value, meta: &Value, form: &str, verbose: bool) -> Result<(), St
         cpu.set_reg(g, Width::W64, num(&regs[name]));
     }
     for (name, s) in SREGS {
-        cpu.seg[s as usize] = Segment::real_mode(num(&regs[name]) as u16);
+        let sel = num(&regs[name]) as u16;
+        cpu.seg[s as usize] = if s == SegReg::Cs { Segment::real_mode_code(sel) } else { Segment::real_mode(sel) };
     }
     cpu.rip = num(&regs["ip"]);
     cpu.flags.set(num(&regs["flags"]) & FLAGS_286_REAL);

@@ -99,3 +99,37 @@ pub fn cmpxchg(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
     c.cpu.flags.set_lazy(FlagOp::Sub, w, acc, d, acc.wrapping_sub(d));
     Ok(())
 }
+
+/// CMPXCHG8B m64 / CMPXCHG16B m128: compare EDX:EAX (RDX:RAX) with memory; equal stores
+/// ECX:EBX (RCX:RBX), else loads memory into EDX:EAX. Only ZF changes. CMPXCHG16B needs a
+/// 16-byte aligned operand (#GP(0)).
+pub fn cmpxchg8b16b(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+    if i.op_kind(0) != OpKind::Memory {
+        return Err(Exception::UD);
+    }
+    let wide = i.mnemonic() == Mnemonic::Cmpxchg16b;
+    let w = if wide { Width::W64 } else { Width::W32 };
+    let seg = op::mem_seg(i);
+    let aw = op::addr_width(i, c.mode64());
+    let ea = op::ea(c, i);
+    if wide && ea & 15 != 0 {
+        return Err(Exception::gp(0));
+    }
+    let hi_ea = ea.wrapping_add(u64::from(w.bytes())) & aw.mask();
+    let lo = crate::mem::read(c.cpu, c.bus, seg, ea, w)?;
+    let hi = crate::mem::read(c.cpu, c.bus, seg, hi_ea, w)?;
+    let (eax, edx) = (c.cpu.reg(Gpr::Rax, w), c.cpu.reg(Gpr::Rdx, w));
+    let equal = lo == eax && hi == edx;
+    let (nlo, nhi) = if equal { (c.cpu.reg(Gpr::Rbx, w), c.cpu.reg(Gpr::Rcx, w)) } else { (lo, hi) };
+    // The destination is written either way (the old value on a mismatch), both halves checked
+    // before either is.
+    crate::mem::seg_linear(c.cpu, seg, hi_ea, w.bytes(), crate::mem::AccessKind::Write)?;
+    crate::mem::write(c.cpu, c.bus, seg, ea, w, nlo)?;
+    crate::mem::write(c.cpu, c.bus, seg, hi_ea, w, nhi)?;
+    if !equal {
+        c.cpu.set_reg(Gpr::Rax, w, lo);
+        c.cpu.set_reg(Gpr::Rdx, w, hi);
+    }
+    c.cpu.flags.set_flag(ZF, equal);
+    Ok(())
+}

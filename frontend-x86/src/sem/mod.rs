@@ -4,12 +4,14 @@ pub mod alu;
 pub mod bcd;
 pub mod bits;
 pub mod control;
+pub mod far;
 pub mod muldiv;
+pub mod privileged;
 pub mod shift;
 pub mod string;
 pub mod system;
 
-use iced_x86::{Instruction, Mnemonic, OpKind};
+use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
 use crate::concrete::Concrete;
 use crate::emit::Emit;
@@ -24,7 +26,9 @@ pub fn ends_block(i: &Instruction) -> bool {
     if !matches!(i.flow_control(), F::Next) {
         return true;
     }
-    is_sensitive(i.mnemonic()) || (matches!(i.mnemonic(), Mnemonic::Mov | Mnemonic::Pop) && writes_sreg(i))
+    is_sensitive(i.mnemonic())
+        || (matches!(i.mnemonic(), Mnemonic::Mov | Mnemonic::Pop) && writes_sreg(i))
+        || (i.mnemonic() == Mnemonic::Mov && (touches(i, Register::is_cr) || touches(i, Register::is_dr)))
 }
 
 /// Sensitive instructions: their effect depends on privilege or changes the machine's mode.
@@ -55,6 +59,28 @@ pub fn is_sensitive(m: Mnemonic) -> bool {
             | Lfs
             | Lgs
             | Wait
+            | Lgdt
+            | Lidt
+            | Lldt
+            | Ltr
+            | Sgdt
+            | Sidt
+            | Sldt
+            | Str
+            | Smsw
+            | Lmsw
+            | Clts
+            | Rdmsr
+            | Wrmsr
+            | Cpuid
+            | Rdtsc
+            | Invlpg
+            | Swapgs
+            | Lar
+            | Lsl
+            | Verr
+            | Verw
+            | Arpl
     )
 }
 
@@ -70,6 +96,11 @@ fn is_string_form(i: &Instruction) -> bool {
                 | OpKind::MemoryESRDI
         )
     })
+}
+
+/// Whether a register operand of `i` is of the class `is` picks (control or debug registers).
+fn touches(i: &Instruction, is: fn(Register) -> bool) -> bool {
+    (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Register && is(i.op_register(n)))
 }
 
 fn writes_sreg(i: &Instruction) -> bool {
@@ -89,6 +120,8 @@ pub fn execute<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
         Add | Or | Adc | Sbb | And | Sub | Xor | Cmp | Test => alu::binop(e, i, m),
         Inc | Dec | Not | Neg => alu::unop(e, i, m),
         Mov if writes_sreg(i) => e.helper(system::mov_sreg, i),
+        Mov if touches(i, Register::is_cr) => e.helper(privileged::mov_cr, i),
+        Mov if touches(i, Register::is_dr) => e.helper(privileged::mov_dr, i),
         Mov => alu::mov(e, i),
         Movzx => alu::movx(e, i, false),
         Movsx | Movsxd => alu::movx(e, i, true),
@@ -183,6 +216,26 @@ pub fn execute<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
         Lfs => e.helper(|c, i| system::load_far_ptr(c, i, SegReg::Fs), i),
         Lgs => e.helper(|c, i| system::load_far_ptr(c, i, SegReg::Gs), i),
         Wait => e.helper(system::wait, i),
+        Cmpxchg8b | Cmpxchg16b => e.helper(bits::cmpxchg8b16b, i),
+        Lgdt | Lidt => e.helper(privileged::lgdt_lidt, i),
+        Sgdt | Sidt => e.helper(privileged::sgdt_sidt, i),
+        Lldt => e.helper(privileged::lldt, i),
+        Ltr => e.helper(privileged::ltr, i),
+        Sldt | Str => e.helper(privileged::sldt_str, i),
+        Smsw => e.helper(privileged::smsw, i),
+        Lmsw => e.helper(privileged::lmsw, i),
+        Clts => e.helper(privileged::clts, i),
+        Rdmsr | Wrmsr => e.helper(privileged::rdmsr_wrmsr, i),
+        Cpuid => e.helper(privileged::cpuid_insn, i),
+        Rdtsc => e.helper(privileged::rdtsc, i),
+        Invlpg => e.helper(privileged::invlpg, i),
+        Syscall => e.helper(privileged::syscall, i),
+        Sysret => e.helper(privileged::sysret, i),
+        Sysenter => e.helper(privileged::sysenter, i),
+        Sysexit => e.helper(privileged::sysexit, i),
+        Swapgs => e.helper(privileged::swapgs, i),
+        Lar | Lsl | Verr | Verw => e.helper(privileged::lar_lsl_verr_verw, i),
+        Arpl => e.helper(privileged::arpl, i),
         Ud0 | Ud1 | Ud2 => Err(Exception::UD),
         _ => Err(Exception::UD),
     }

@@ -5,6 +5,7 @@
 use iced_x86::{Code, Instruction, Mnemonic, OpKind};
 
 use crate::concrete::Concrete;
+use crate::desc;
 use crate::emit::Emit;
 use crate::exception::{Exception, Result};
 use crate::flags::{self, AC, DF, ID, IF, IOPL, NT, OF, RF, TF, VIF, VIP, VM};
@@ -14,8 +15,9 @@ use crate::sem::control::{pop, push, stack_op_width};
 use crate::state::{Gpr, SegReg, Width};
 
 /// The I/O permission check of IN/OUT/INS/OUTS (SDM vol. 1, 19.5): always allowed in real
-/// mode and when CPL <= IOPL.
-pub fn check_io(c: &mut Concrete<'_>, _port: u16, _w: Width) -> Result<()> {
+/// mode and when CPL <= IOPL outside virtual-8086 mode; otherwise every bit of the access in
+/// the TSS I/O permission bitmap must be clear.
+pub fn check_io(c: &mut Concrete<'_>, port: u16, w: Width) -> Result<()> {
     let cpu = &c.cpu;
     if !cpu.protected() {
         return Ok(());
@@ -24,9 +26,22 @@ pub fn check_io(c: &mut Concrete<'_>, _port: u16, _w: Width) -> Result<()> {
     if !cpu.v86() && cpu.cpl <= iopl {
         return Ok(());
     }
-    // The TSS I/O permission bitmap comes with task-state support; until then access is
-    // denied as if the bitmap were absent.
-    Err(Exception::gp(0))
+    let tr = cpu.tr;
+    let typ = (tr.attr & 0xf) as u8;
+    if !matches!(typ, desc::sys_type::TSS_AVAIL | desc::sys_type::TSS_BUSY) || tr.limit < 0x67 {
+        return Err(Exception::gp(0));
+    }
+    let map = crate::mem::sys_read(c.cpu, c.bus, tr.base + 0x66, Width::W16)?;
+    let byte = map + u64::from(port / 8);
+    if byte + 1 > u64::from(tr.limit) {
+        return Err(Exception::gp(0));
+    }
+    let bits = crate::mem::sys_read(c.cpu, c.bus, tr.base + byte, Width::W16)?;
+    let mask = ((1u64 << w.bytes()) - 1) << (port % 8);
+    if bits & mask != 0 {
+        return Err(Exception::gp(0));
+    }
+    Ok(())
 }
 
 fn iopl(c: &Concrete<'_>) -> u8 {
@@ -131,7 +146,9 @@ pub fn int(c: &mut Concrete<'_>, i: &Instruction, m: Mnemonic) -> Result<()> {
         return Err(Exception::gp(0));
     }
     let ret = c.cpu.next_rip;
-    interrupt::deliver(c.cpu, c.bus, vec, None, ret, EventKind::Software)
+    // INT1 (ICEBP) is delivered like a hardware debug trap: no gate DPL check.
+    let kind = if m == Mnemonic::Int1 { EventKind::Exception } else { EventKind::Software };
+    interrupt::deliver(c.cpu, c.bus, vec, None, ret, kind)
 }
 
 /// IRET/IRETD/IRETQ. Real mode pops IP, CS and FLAGS.
@@ -142,8 +159,7 @@ pub fn iret(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
         _ => Width::W64,
     };
     if c.cpu.protected() {
-        // Protected-mode IRET comes with protected-mode interrupt delivery.
-        return Err(Exception::gp(0));
+        return crate::sem::far::iret(c, w);
     }
     let sp = c.cpu.reg(Gpr::Rsp, Width::W16);
     let n = u64::from(w.bytes());
@@ -168,8 +184,11 @@ pub fn load_seg(c: &mut Concrete<'_>, seg: SegReg, sel: u16) -> Result<()> {
         return Err(Exception::UD);
     }
     if c.cpu.protected() && !c.cpu.v86() {
-        // Descriptor loads come with the protected-mode machinery.
-        return Err(Exception::gp(u32::from(sel & 0xfffc)));
+        desc::load_data_seg(c.cpu, c.bus, seg, sel)?;
+        if seg == SegReg::Ss {
+            c.cpu.interrupt_shadow = true;
+        }
+        return Ok(());
     }
     let s = &mut c.cpu.seg[seg as usize];
     s.selector = sel;
@@ -236,7 +255,7 @@ pub fn far_transfer(c: &mut Concrete<'_>, i: &Instruction, call: bool) -> Result
         _ => return Err(Exception::UD),
     };
     if c.cpu.protected() && !c.cpu.v86() {
-        return Err(Exception::gp(u32::from(sel & 0xfffc)));
+        return crate::sem::far::jmp_call(c, sel, off & w.mask(), w, call);
     }
     if off > 0xffff && !c.cpu.protected() && c.cpu.seg[SegReg::Cs as usize].limit <= 0xffff {
         return Err(Exception::gp(0));
@@ -259,14 +278,15 @@ pub fn far_transfer(c: &mut Concrete<'_>, i: &Instruction, call: bool) -> Result
 
 /// RETF with an optional immediate. Real and virtual-8086 mode.
 pub fn ret_far(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
-    if c.cpu.protected() && !c.cpu.v86() {
-        return Err(Exception::gp(0));
-    }
     let w = match i.code() {
         Code::Retfw | Code::Retfw_imm16 => Width::W16,
         Code::Retfd | Code::Retfd_imm16 => Width::W32,
         _ => Width::W64,
     };
+    if c.cpu.protected() && !c.cpu.v86() {
+        let imm = if i.op_count() == 1 { u64::from(i.immediate16()) } else { 0 };
+        return crate::sem::far::retf(c, w, imm);
+    }
     let sw = c.stack_width();
     let sp = c.cpu.reg(Gpr::Rsp, sw);
     let n = u64::from(w.bytes());

@@ -1,0 +1,248 @@
+//! A guest that does what a boot loader does: starts in real mode, takes an exception through
+//! the IVT, enters 32-bit protected mode with a GDT/IDT/TSS, takes a #GP with an error code,
+//! drops to ring 3 with IRET, comes back through a DPL-3 trap gate with a stack switch from
+//! the TSS, and faults in ring 3 (CLI with IOPL 0). Handlers record what the CPU pushed; the
+//! test checks every frame against the SDM.
+
+use cranebox_tests::SparseBus;
+use frontend_x86::{CpuState, Gpr, SegReg, Width};
+use iced_x86::code_asm::*;
+use iced_x86::BlockEncoderOptions;
+
+const GDT: u64 = 0x500;
+const IDT: u64 = 0x600;
+const TSS: u64 = 0x1000;
+const RESULTS: u64 = 0x3000;
+const GDTR: u64 = 0x3100;
+const IDTR: u64 = 0x3108;
+const REAL_CODE: u64 = 0x7c00;
+const PM_CODE: u64 = 0x8000;
+const RING0_STACK: u32 = 0x9000;
+const RING3_STACK: u32 = 0xa000;
+
+/// A code/data descriptor: flat 4 GiB, 32-bit, with the given access byte.
+fn seg_desc(access: u64) -> u64 {
+    0x00cf_0000_0000_ffff | (access << 40)
+}
+
+/// A 32-bit interrupt/trap gate.
+fn gate(offset: u64, sel: u64, type_attr: u64) -> u64 {
+    (offset & 0xffff) | (sel << 16) | (type_attr << 40) | ((offset >> 16) << 48)
+}
+
+fn write(bus: &mut SparseBus, at: u64, bytes: &[u8]) {
+    for (k, b) in bytes.iter().enumerate() {
+        bus.mem.insert(at + k as u64, *b);
+    }
+}
+
+fn read(bus: &SparseBus, at: u64, n: u64) -> u64 {
+    (0..n).fold(0, |v, k| v | u64::from(bus.mem.get(&(at + k)).copied().unwrap_or(0)) << (8 * k))
+}
+
+fn real_mode_code() -> Result<(Vec<u8>, u64), IcedError> {
+    let mut a = CodeAssembler::new(16)?;
+    let mut ud_handler = a.create_label();
+    let mut faulting = a.create_label();
+    a.cli()?;
+    a.xor(ax, ax)?;
+    a.mov(ds, ax)?;
+    a.mov(ss, ax)?;
+    a.mov(sp, 0x7000u32)?;
+    a.mov(word_ptr(6 * 4), 0u32)?; // patched below with the handler offset
+    a.mov(word_ptr(6 * 4 + 2), 0u32)?;
+    a.set_label(&mut faulting)?;
+    a.ud2()?;
+    a.mov(word_ptr(RESULTS), ax)?;
+    a.lgdt(word_ptr(GDTR))?;
+    a.mov(eax, cr0)?;
+    a.or(eax, 1)?;
+    a.mov(cr0, eax)?;
+    // jmp dword 0x08:PM_CODE
+    a.db(&[0x66, 0xea])?;
+    a.db(&(PM_CODE as u32).to_le_bytes())?;
+    a.db(&[0x08, 0x00])?;
+    a.set_label(&mut ud_handler)?;
+    a.mov(ax, 0x5252u32)?;
+    a.mov(bp, sp)?;
+    a.mov(bx, word_ptr(bp))?;
+    a.mov(word_ptr(RESULTS + 2), bx)?;
+    a.mov(bx, word_ptr(bp + 2))?;
+    a.mov(word_ptr(RESULTS + 4), bx)?;
+    a.mov(bx, word_ptr(bp + 4))?;
+    a.mov(word_ptr(RESULTS + 6), bx)?;
+    a.add(word_ptr(bp), 2)?;
+    a.iret()?;
+    let r = a.assemble_options(REAL_CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let handler = r.label_ip(&ud_handler)?;
+    let ud = r.label_ip(&faulting)?;
+    let mut code = r.inner.code_buffer;
+    // Patch the IVT store: `mov word [0x18], imm16` is C7 06 18 00 lo hi.
+    let pos = code.windows(4).position(|w| w == [0xc7, 0x06, 0x18, 0x00]).expect("ivt store");
+    code[pos + 4..pos + 6].copy_from_slice(&(handler as u16).to_le_bytes());
+    Ok((code, ud))
+}
+
+struct Pm {
+    code: Vec<u8>,
+    gp_handler: u64,
+    int80_handler: u64,
+    mov_ds: u64,
+    after_int80: u64,
+}
+
+/// Assembled twice: the first pass finds where the ring-3 code lands, the second pushes that
+/// address (a 32-bit immediate either way, so nothing moves).
+fn protected_mode_code(user_ip: u32) -> Result<(Pm, u64), IcedError> {
+    let mut a = CodeAssembler::new(32)?;
+    let mut gp = a.create_label();
+    let mut int80 = a.create_label();
+    let mut mov_ds = a.create_label();
+    let mut user = a.create_label();
+    let mut after_int80 = a.create_label();
+    let mut from_user = a.create_label();
+    a.mov(ax, 0x10u32)?;
+    a.mov(ds, ax)?;
+    a.mov(es, ax)?;
+    a.mov(ss, ax)?;
+    a.mov(esp, RING0_STACK)?;
+    a.lidt(dword_ptr(IDTR as u32))?;
+    a.mov(ax, 0x28u32)?;
+    a.ltr(ax)?;
+    a.mov(ax, 0x1230u32)?;
+    a.set_label(&mut mov_ds)?;
+    // `mov ds, ax` in its two-byte form (the handler skips two bytes): GDT index 0x246 is
+    // past the limit, so #GP(0x1230).
+    a.db(&[0x8e, 0xd8])?;
+    // To ring 3: SS, ESP, EFLAGS, CS, EIP for IRETD.
+    a.push(0x23u32)?;
+    a.push(RING3_STACK)?;
+    a.pushfd()?;
+    a.push(0x1bu32)?;
+    a.push(user_ip)?;
+    a.iretd()?;
+
+    a.set_label(&mut user)?;
+    a.mov(eax, 0x1111u32)?;
+    a.int(0x80)?;
+    a.set_label(&mut after_int80)?;
+    a.cli()?; // IOPL 0 at CPL 3: #GP(0)
+    a.hlt()?;
+
+    // #GP handler (interrupt gate, ring 0).
+    a.set_label(&mut gp)?;
+    // The return to ring 3 nulled DS (its DPL 0 is below CPL 3): reload it.
+    a.push(0x10u32)?;
+    a.pop(ds)?;
+    a.pop(eax)?; // error code
+    a.mov(ecx, dword_ptr(esp + 4))?; // CS
+    a.test(ecx, 3)?;
+    a.jnz(from_user)?;
+    a.mov(dword_ptr(RESULTS as u32 + 0x10), eax)?;
+    a.mov(edx, dword_ptr(esp))?;
+    a.mov(dword_ptr(RESULTS as u32 + 0x14), edx)?;
+    a.mov(dword_ptr(RESULTS as u32 + 0x18), ecx)?;
+    a.add(dword_ptr(esp), 2)?; // skip `mov ds, ax`
+    a.iretd()?;
+    a.set_label(&mut from_user)?;
+    a.mov(dword_ptr(RESULTS as u32 + 0x30), eax)?;
+    a.mov(edx, dword_ptr(esp))?;
+    a.mov(dword_ptr(RESULTS as u32 + 0x34), edx)?;
+    a.mov(dword_ptr(RESULTS as u32 + 0x38), ecx)?;
+    a.mov(edx, dword_ptr(esp + 12))?;
+    a.mov(dword_ptr(RESULTS as u32 + 0x3c), edx)?;
+    a.hlt()?;
+
+    // INT 0x80 handler (trap gate, DPL 3, ring 0): record the frame.
+    a.set_label(&mut int80)?;
+    a.push(0x10u32)?;
+    a.pop(ds)?;
+    for k in 0..5u32 {
+        a.mov(edx, dword_ptr(esp + 4 * k))?;
+        a.mov(dword_ptr(RESULTS as u32 + 0x50 + 4 * k), edx)?;
+    }
+    a.mov(dword_ptr(RESULTS as u32 + 0x64), esp)?;
+    a.mov(ebx, 0x2222u32)?;
+    a.iretd()?;
+
+    let r = a.assemble_options(PM_CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let user_at = r.label_ip(&user)?;
+    Ok((
+        Pm {
+            gp_handler: r.label_ip(&gp)?,
+            int80_handler: r.label_ip(&int80)?,
+            mov_ds: r.label_ip(&mov_ds)?,
+            after_int80: r.label_ip(&after_int80)?,
+            code: r.inner.code_buffer,
+        },
+        user_at,
+    ))
+}
+
+#[test]
+fn real_to_protected_to_ring3_and_back_with_exact_exception_frames() -> Result<(), IcedError> {
+    let mut bus = SparseBus::new(32);
+    let (real, ud_ip) = real_mode_code()?;
+    let (_, user_at) = protected_mode_code(0x7fff_ffff)?;
+    let (pm, again) = protected_mode_code(user_at as u32)?;
+    assert_eq!(again, user_at);
+    write(&mut bus, REAL_CODE, &real);
+    write(&mut bus, PM_CODE, &pm.code);
+
+    let gdt = [
+        0,
+        seg_desc(0x9a),                      // 0x08 ring-0 code
+        seg_desc(0x92),                      // 0x10 ring-0 data
+        seg_desc(0xfa),                      // 0x18 ring-3 code
+        seg_desc(0xf2),                      // 0x20 ring-3 data
+        0x0000_8900_0000_0067 | (TSS << 16), // 0x28 32-bit TSS, limit 0x67
+    ];
+    for (k, d) in gdt.iter().enumerate() {
+        write(&mut bus, GDT + 8 * k as u64, &d.to_le_bytes());
+    }
+    write(&mut bus, GDTR, &[(gdt.len() * 8 - 1) as u8, 0]);
+    write(&mut bus, GDTR + 2, &(GDT as u32).to_le_bytes());
+    write(&mut bus, IDT + 13 * 8, &gate(pm.gp_handler, 0x08, 0x8e).to_le_bytes());
+    write(&mut bus, IDT + 0x80 * 8, &gate(pm.int80_handler, 0x08, 0xef).to_le_bytes());
+    write(&mut bus, IDTR, &[0xff, 0x07]);
+    write(&mut bus, IDTR + 2, &(IDT as u32).to_le_bytes());
+    write(&mut bus, TSS + 4, &RING0_STACK.to_le_bytes()); // ESP0
+    write(&mut bus, TSS + 8, &[0x10, 0]); // SS0
+    write(&mut bus, TSS + 0x66, &[0x68, 0]); // no I/O bitmap
+
+    let mut cpu = CpuState::new();
+    cpu.seg[SegReg::Cs as usize] = frontend_x86::Segment::real_mode_code(0);
+    cpu.rip = REAL_CODE;
+    cpu.idtr.limit = 0x3ff;
+    let (_, exit) = translator::run(&mut cpu, &mut bus, 10_000);
+    assert_eq!(exit, translator::Exit::Halted, "cpu at {:x}:{:x}", cpu.seg[1].selector, cpu.rip);
+
+    // Real mode #UD: IP of the faulting UD2, CS 0.
+    assert_eq!(read(&bus, RESULTS, 2), 0x5252);
+    assert_eq!(read(&bus, RESULTS + 2, 2), ud_ip);
+    assert_eq!(read(&bus, RESULTS + 4, 2), 0, "CS");
+    // FLAGS as `mov word [0x1a], imm` left them after `xor ax, ax` (ZF, PF, bit 1).
+    assert_eq!(read(&bus, RESULTS + 6, 2), 0x46, "FLAGS");
+    // Protected mode #GP from a selector past the GDT limit: error code = selector index.
+    assert_eq!(read(&bus, RESULTS + 0x10, 4), 0x1230);
+    assert_eq!(read(&bus, RESULTS + 0x14, 4), pm.mov_ds);
+    assert_eq!(read(&bus, RESULTS + 0x18, 4), 0x08);
+    // INT 0x80 from ring 3: EIP, CS, EFLAGS, ESP, SS on the ring-0 stack from the TSS.
+    assert_eq!(read(&bus, RESULTS + 0x50, 4), pm.after_int80);
+    assert_eq!(read(&bus, RESULTS + 0x54, 4), 0x1b);
+    assert_eq!(read(&bus, RESULTS + 0x58, 4) & 0x3000, 0, "IOPL 0");
+    assert_eq!(read(&bus, RESULTS + 0x5c, 4), u64::from(RING3_STACK));
+    assert_eq!(read(&bus, RESULTS + 0x60, 4), 0x23);
+    assert_eq!(read(&bus, RESULTS + 0x64, 4), u64::from(RING0_STACK) - 20);
+    // CLI at CPL 3 with IOPL 0: #GP(0) from ring 3, with the user ESP on the frame.
+    assert_eq!(read(&bus, RESULTS + 0x30, 4), 0);
+    assert_eq!(read(&bus, RESULTS + 0x34, 4), pm.after_int80, "the CLI right after INT 0x80");
+    assert_eq!(read(&bus, RESULTS + 0x38, 4), 0x1b);
+    assert_eq!(read(&bus, RESULTS + 0x3c, 4), u64::from(RING3_STACK));
+    // The CPU ends in ring 0 on the TSS stack; the user code's registers survived the trip.
+    assert_eq!(cpu.cpl, 0);
+    assert_eq!(cpu.reg(Gpr::Rax, Width::W32), 0);
+    assert_eq!(cpu.reg(Gpr::Rbx, Width::W32), 0x2222);
+    assert_eq!(cpu.seg[SegReg::Ss as usize].selector, 0x10);
+    Ok(())
+}
