@@ -107,11 +107,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let _ = std::io::stdout().flush();
     if cli.stats {
         let secs = t.elapsed().as_secs_f64();
+        let st = m.interp.stats;
         eprintln!(
-            "cranebox: {} guest instructions in {:.3} s ({:.1} MIPS), 100% interpreted",
+            "cranebox: {} guest instructions in {:.3} s ({:.1} MIPS), 100% interpreted; {} blocks decoded, {} invalidated by writes to code",
             m.instructions,
             secs,
-            m.instructions as f64 / secs.max(1e-9) / 1e6
+            m.instructions as f64 / secs.max(1e-9) / 1e6,
+            st.blocks_decoded,
+            st.blocks_invalidated
         );
     }
     Ok(match outcome {

@@ -62,3 +62,71 @@ pub fn next_ip(cpu: &CpuState, insn: &Instruction) -> u64 {
         _ => n,
     }
 }
+
+/// Instructions per block at most.
+pub const MAX_BLOCK_INSNS: usize = 64;
+
+/// A straight run of decoded guest instructions: it ends at a control transfer, a sensitive
+/// instruction (which runs as a system helper), or where the next instruction would start on
+/// another page.
+#[derive(Clone, Debug)]
+pub struct Block {
+    /// The instructions, in order; the first is at the block's start.
+    pub insns: Vec<Instruction>,
+    /// What each instruction does, resolved at decode time.
+    pub ops: Vec<crate::sem::Op>,
+    /// The offset of the instruction after each one, wrapped to the code size.
+    pub next_ips: Vec<u64>,
+    /// The physical pages the block's bytes came from (one or two).
+    pub pages: Vec<u64>,
+}
+
+/// Decodes the block at CS:RIP. Fails only if the first instruction cannot be fetched or
+/// decoded (with the exception that instruction raises); a later bad instruction ends the
+/// block before it, to fault when it is reached.
+pub fn decode_block(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Result<Block> {
+    let first = decode_one(cpu, bus)?;
+    let bits = cpu.code_bits();
+    let start = cpu.rip;
+    let start_lin = cpu.seg[SegReg::Cs as usize].base.wrapping_add(start);
+    let page_left = 0x1000 - (start_lin & 0xfff);
+    let first_page = mem::translate(cpu, bus, start_lin & !0xfff, AccessKind::Exec)? >> 12;
+    let mut pages = vec![first_page];
+    let mut insns = vec![first];
+    let mut off = first.len() as u64;
+    let wrap_limit = if bits == 16 { 0x1_0000 - start } else { u64::MAX };
+    // Bytes of the rest of the page (and one instruction's worth past it), fetched in chunks.
+    let mut buf: Vec<u8> = Vec::new();
+    let want_total = (page_left + MAX_INSN_LEN as u64).min(wrap_limit);
+    while !crate::sem::ends_block(insns.last().unwrap_or(&first)) && off < page_left && insns.len() < MAX_BLOCK_INSNS {
+        while (buf.len() as u64) < (off + MAX_INSN_LEN as u64).min(want_total) {
+            let at = buf.len() as u64;
+            let ip = start + at;
+            let byte = mem::seg_linear(cpu, SegReg::Cs, ip, 1, AccessKind::Exec)
+                .and_then(|lin| mem::read_linear(cpu, bus, lin, Width::W8, AccessKind::Exec));
+            match byte {
+                Ok(b) => buf.push(b as u8),
+                Err(_) => break,
+            }
+        }
+        if (buf.len() as u64) <= off {
+            break;
+        }
+        let mut d = Decoder::with_ip(bits, &buf[off as usize..], start + off, DecoderOptions::NONE);
+        let insn = d.decode();
+        if insn.is_invalid() {
+            break;
+        }
+        off += insn.len() as u64;
+        insns.push(insn);
+    }
+    // The last instruction may straddle into the next page.
+    let end_lin = start_lin.wrapping_add(off - 1);
+    if end_lin >> 12 != start_lin >> 12 {
+        let p = mem::translate(cpu, bus, end_lin & !0xfff, AccessKind::Exec)? >> 12;
+        pages.push(p);
+    }
+    let ops = insns.iter().map(crate::sem::resolve).collect();
+    let next_ips = insns.iter().map(|i| next_ip(cpu, i)).collect();
+    Ok(Block { insns, ops, next_ips, pages })
+}

@@ -12,12 +12,15 @@
 //! - `emit`: the emitter trait both tiers implement; `concrete`: its concrete-value half.
 //! - `operand`: registers, effective addresses and memory operands in terms of `Emit`.
 //! - `mem`: segmentation checks, translation, page-split accesses.
-//! - `decode`: fetching and decoding guest code.
+//! - `decode`: fetching and decoding guest code, one instruction or a block.
+//! - `codemap`: which physical pages hold decoded code (self-modifying code detection).
+//! - `desc`: segment descriptors and the checks of segment-register loads.
 //! - `sem`: the instruction semantics, with the helpers for complex and sensitive ones.
 //! - `interrupt`: exception/interrupt delivery and double/triple-fault escalation.
 //! - `exception`: the exception type every fallible operation returns.
 
 pub mod bus;
+pub mod codemap;
 pub mod concrete;
 pub mod cpuid;
 pub mod decode;

@@ -109,17 +109,28 @@ pub fn write_linear(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, w: Width
     let n = u64::from(w.bytes());
     if (lin & 0xfff) + n <= 0x1000 {
         let pa = translate(cpu, bus, lin, AccessKind::Write)?;
+        note_code_write(cpu, pa);
         bus.write_phys(pa, w.bytes(), v);
         return Ok(());
     }
     let first = 0x1000 - (lin & 0xfff);
     let pa0 = translate(cpu, bus, lin, AccessKind::Write)?;
     let pa1 = translate(cpu, bus, wrap_lin(cpu, lin.wrapping_add(first)), AccessKind::Write)?;
+    note_code_write(cpu, pa0);
+    note_code_write(cpu, pa1);
     for i in 0..n {
         let pa = if i < first { pa0 + i } else { pa1 + (i - first) };
         bus.write_phys(pa, 1, v >> (8 * i));
     }
     Ok(())
+}
+
+/// A store to a page holding decoded code: tell the execution tiers.
+#[inline]
+fn note_code_write(cpu: &mut CpuState, pa: u64) {
+    if cpu.code.contains(pa >> 12) {
+        cpu.code.note_write(pa >> 12);
+    }
 }
 
 /// Linear addresses wrap at 4 GiB outside 64-bit mode.

@@ -288,6 +288,8 @@ pub struct CpuState {
     pub shutdown: bool,
     /// An NMI is being handled (blocks further NMIs until IRET).
     pub nmi_blocked: bool,
+    /// Physical pages holding code the execution tiers cached; stores check it.
+    pub code: crate::codemap::CodePages,
 }
 
 impl Default for CpuState {
@@ -328,6 +330,7 @@ impl CpuState {
             interrupt_shadow: false,
             shutdown: false,
             nmi_blocked: false,
+            code: crate::codemap::CodePages::default(),
         }
     }
 

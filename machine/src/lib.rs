@@ -77,6 +77,8 @@ pub struct Machine {
     pub bus: PcBus,
     /// Guest instructions executed so far.
     pub instructions: u64,
+    /// The execution tier and its decoded-block cache.
+    pub interp: translator::Interpreter,
 }
 
 /// The highest RAM address below 4 GiB: the PCI hole and the firmware start here (QEMU's pc
@@ -96,7 +98,7 @@ impl Machine {
         let ram = GuestRam::new(config.ram_bytes)?;
         let debugcon = config.debugcon.map(DebugCon::new);
         let bus = PcBus::new(ram, config.bios, debugcon, DebugExit::new());
-        Ok(Machine { cpu: CpuState::new(), bus, instructions: 0 })
+        Ok(Machine { cpu: CpuState::new(), bus, instructions: 0, interp: translator::Interpreter::new() })
     }
 
     /// Runs until the guest stops (or `limit` instructions have run).
@@ -110,7 +112,7 @@ impl Machine {
             // Deterministic virtual time until the machine has a clock: one nanosecond per
             // guest instruction.
             self.bus.now_ns = self.instructions;
-            let (n, exit) = translator::run(&mut self.cpu, &mut self.bus, left.min(SLICE));
+            let (n, exit) = self.interp.run(&mut self.cpu, &mut self.bus, left.min(SLICE));
             self.instructions += n;
             if let Some(status) = self.bus.debug_exit.requested() {
                 return Outcome::DebugExit { status };

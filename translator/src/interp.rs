@@ -1,9 +1,15 @@
-//! The interpreter tier: one instruction at a time, on concrete values.
+//! The interpreter tier: decoded blocks from a cache, each instruction's semantics run on
+//! concrete values.
+
+use std::rc::Rc;
 
 use frontend_x86::decode;
 use frontend_x86::flags::TF;
 use frontend_x86::interrupt::{self, EventKind};
-use frontend_x86::{exception::vector, sem, Concrete, CpuBus, CpuState, Exception};
+use frontend_x86::mem::{self, AccessKind};
+use frontend_x86::{exception::vector, sem, Concrete, CpuBus, CpuState, Exception, SegReg};
+
+use crate::cache::{BlockCache, BlockKey};
 
 /// Why the exec loop returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,38 +22,146 @@ pub enum Exit {
     Budget,
 }
 
-/// Runs `cpu` for at most `budget` instructions. Returns how many completed and why it
-/// stopped. Exceptions are delivered to the guest; nothing the guest does makes this fail.
-pub fn run(cpu: &mut CpuState, bus: &mut dyn CpuBus, budget: u64) -> (u64, Exit) {
-    let mut done = 0;
-    while done < budget {
-        if cpu.shutdown {
-            return (done, Exit::Shutdown);
-        }
-        if cpu.halted {
-            return (done, Exit::Halted);
-        }
-        let _ = step(cpu, bus);
-        done += 1;
-    }
-    (done, if cpu.shutdown { Exit::Shutdown } else { Exit::Budget })
+/// Execution statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Guest instructions completed or faulted.
+    pub instructions: u64,
+    /// Blocks decoded (cache misses).
+    pub blocks_decoded: u64,
+    /// Blocks dropped because their code was written.
+    pub blocks_invalidated: u64,
+    /// Exceptions raised by instructions (and delivered to the guest).
+    pub exceptions: u64,
 }
 
-/// Executes one instruction, or delivers the exception it raises and returns it.
-pub fn step(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Option<Exception> {
+/// The interpreter tier with its decoded-block cache.
+#[derive(Debug, Default)]
+pub struct Interpreter {
+    cache: BlockCache,
+    /// What it has done so far.
+    pub stats: Stats,
+}
+
+impl Interpreter {
+    /// An interpreter with an empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Drops what was decoded from physical page `page`: the machine calls this when a
+    /// device writes guest memory by DMA.
+    pub fn invalidate_page(&mut self, cpu: &mut CpuState, page: u64) {
+        if cpu.code.contains(page) {
+            cpu.code.note_write(page);
+        }
+        self.drain_code_writes(cpu);
+    }
+
+    fn drain_code_writes(&mut self, cpu: &mut CpuState) {
+        for p in cpu.code.take_written() {
+            let before = self.cache.len();
+            self.cache.invalidate_page(p);
+            self.stats.blocks_invalidated += (before - self.cache.len()) as u64;
+        }
+    }
+
+    fn block_at(&mut self, cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Result<Rc<decode::Block>, Exception> {
+        let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
+        let page = mem::translate(cpu, bus, linear & !0xfff, AccessKind::Exec)? >> 12;
+        let key = BlockKey { linear, page, bits: cpu.code_bits() as u8 };
+        if let Some(b) = self.cache.get(&key) {
+            return Ok(b);
+        }
+        let block = Rc::new(decode::decode_block(cpu, bus)?);
+        self.stats.blocks_decoded += 1;
+        if !self.cache.insert(key, block.clone()) {
+            cpu.code.clear();
+        }
+        for p in &block.pages {
+            cpu.code.mark(*p);
+        }
+        Ok(block)
+    }
+
+    /// Runs `cpu` for at most `budget` instructions. Returns how many ran and why it stopped.
+    /// Exceptions are delivered to the guest; nothing the guest does makes this fail.
+    pub fn run(&mut self, cpu: &mut CpuState, bus: &mut dyn CpuBus, budget: u64) -> (u64, Exit) {
+        let mut done = 0;
+        while done < budget {
+            if cpu.shutdown {
+                break;
+            }
+            if cpu.halted {
+                self.stats.instructions += done;
+                return (done, Exit::Halted);
+            }
+            let block = match self.block_at(cpu, bus) {
+                Ok(b) => b,
+                Err(e) => {
+                    interrupt::raise(cpu, bus, e);
+                    self.stats.exceptions += 1;
+                    done += 1;
+                    continue;
+                }
+            };
+            for (k, ((insn, op), next)) in block.insns.iter().zip(&block.ops).zip(&block.next_ips).enumerate() {
+                let r = execute(cpu, bus, insn, *op, *next);
+                done += 1;
+                self.stats.exceptions += u64::from(r.is_err());
+                if r.is_err() || cpu.halted || cpu.shutdown || done >= budget {
+                    break;
+                }
+                if cpu.code.has_writes() {
+                    // This block or another may have been overwritten: decode afresh.
+                    self.drain_code_writes(cpu);
+                    break;
+                }
+                match block.insns.get(k + 1) {
+                    Some(next) if next.ip() == cpu.rip => {}
+                    _ => break,
+                }
+            }
+            if cpu.code.has_writes() {
+                self.drain_code_writes(cpu);
+            }
+        }
+        self.stats.instructions += done;
+        (
+            done,
+            if cpu.shutdown {
+                Exit::Shutdown
+            } else if cpu.halted {
+                Exit::Halted
+            } else {
+                Exit::Budget
+            },
+        )
+    }
+}
+
+/// Runs `cpu` for at most `budget` instructions with a fresh interpreter (for callers that
+/// run a CPU once; a machine keeps its [`Interpreter`] and with it the block cache).
+pub fn run(cpu: &mut CpuState, bus: &mut dyn CpuBus, budget: u64) -> (u64, Exit) {
+    Interpreter::new().run(cpu, bus, budget)
+}
+
+/// Executes a decoded instruction at `cpu.rip`, delivering the exception it raises (and the
+/// single-step trap after it). Returns the exception, if any.
+#[inline]
+fn execute(
+    cpu: &mut CpuState,
+    bus: &mut dyn CpuBus,
+    insn: &iced_x86::Instruction,
+    op: sem::Op,
+    next_ip: u64,
+) -> Result<(), Exception> {
     cpu.interrupt_shadow = false;
     let single_step = cpu.flags.raw_bits() & TF != 0;
-    let insn = match decode::decode_one(cpu, bus) {
-        Ok(i) => i,
-        Err(e) => {
-            interrupt::raise(cpu, bus, e);
-            return Some(e);
-        }
-    };
-    cpu.next_rip = decode::next_ip(cpu, &insn);
+    cpu.next_rip = next_ip;
     let r = {
         let mut c = Concrete::new(cpu, bus);
-        sem::execute(&mut c, &insn)
+        sem::execute_op(&mut c, op, insn)
     };
     match r {
         Ok(()) => {
@@ -59,7 +173,22 @@ pub fn step(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Option<Exception> {
                     interrupt::raise(cpu, bus, e);
                 }
             }
-            None
+            Ok(())
+        }
+        Err(e) => {
+            interrupt::raise(cpu, bus, e);
+            Err(e)
+        }
+    }
+}
+
+/// Executes one instruction without the cache (decoding it afresh), or delivers the exception
+/// it raises and returns it. For harnesses that watch each instruction.
+pub fn step(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Option<Exception> {
+    match decode::decode_one(cpu, bus) {
+        Ok(insn) => {
+            let next = decode::next_ip(cpu, &insn);
+            execute(cpu, bus, &insn, sem::resolve(&insn), next).err()
         }
         Err(e) => {
             interrupt::raise(cpu, bus, e);

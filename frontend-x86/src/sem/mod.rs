@@ -14,7 +14,7 @@ pub mod system;
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
 use crate::concrete::Concrete;
-use crate::emit::Emit;
+use crate::emit::{Emit, Helper};
 use crate::exception::{Exception, Result};
 use crate::operand as op;
 use crate::state::{SegReg, Width};
@@ -107,138 +107,233 @@ fn writes_sreg(i: &Instruction) -> bool {
     i.op_count() > 0 && i.op_kind(0) == OpKind::Register && op::seg_ref(i.op_register(0)).is_some()
 }
 
+/// What an instruction does, resolved once when it is decoded so that running it is one
+/// jump: straight-line semantics generic over [`Emit`], or a helper.
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    /// ADD/OR/ADC/SBB/AND/SUB/XOR/CMP/TEST.
+    Binop(Mnemonic),
+    /// INC/DEC/NOT/NEG.
+    Unop(Mnemonic),
+    /// MOV between general registers, memory and immediates.
+    Mov,
+    /// MOVZX (false) or MOVSX/MOVSXD (true).
+    Movx(bool),
+    /// LEA.
+    Lea,
+    /// XCHG.
+    Xchg,
+    /// NOP, PAUSE.
+    Nop,
+    /// CBW/CWDE/CDQE to this width.
+    Cbw(Width),
+    /// CWD/CDQ/CQO at this width.
+    Cwd(Width),
+    /// LAHF.
+    Lahf,
+    /// SAHF.
+    Sahf,
+    /// CLC/STC/CMC/CLD/STD.
+    FlagOp(Mnemonic),
+    /// SALC.
+    Salc,
+    /// XLAT.
+    Xlat,
+    /// SETcc.
+    Setcc,
+    /// CMOVcc.
+    Cmovcc,
+    /// PUSH.
+    Push,
+    /// POP to a general register or memory.
+    Pop,
+    /// Near JMP.
+    Jmp,
+    /// Near CALL.
+    Call,
+    /// Near RET.
+    Ret,
+    /// Jcc.
+    Jcc,
+    /// LOOP (None), LOOPE (Some(true)), LOOPNE (Some(false)).
+    Loop(Option<bool>),
+    /// JCXZ/JECXZ/JRCXZ.
+    Jcxz,
+    /// LEAVE.
+    Leave,
+    /// Run out of line: complex or sensitive.
+    Helper(Helper),
+    /// #UD.
+    Ud,
+}
+
+/// Resolves what `i` does (see [`Op`]).
+pub fn resolve(i: &Instruction) -> Op {
+    use Mnemonic::*;
+    let m = i.mnemonic();
+    if i.has_lock_prefix() && !lockable(i) {
+        return Op::Ud;
+    }
+    match m {
+        Add | Or | Adc | Sbb | And | Sub | Xor | Cmp | Test => Op::Binop(m),
+        Inc | Dec | Not | Neg => Op::Unop(m),
+        Mov if writes_sreg(i) => Op::Helper(system::mov_sreg),
+        Mov if touches(i, Register::is_cr) => Op::Helper(privileged::mov_cr),
+        Mov if touches(i, Register::is_dr) => Op::Helper(privileged::mov_dr),
+        Mov => Op::Mov,
+        Movzx => Op::Movx(false),
+        Movsx | Movsxd => Op::Movx(true),
+        Lea if i.op_kind(1) != OpKind::Memory => Op::Ud,
+        Lea => Op::Lea,
+        Xchg => Op::Xchg,
+        Nop | Pause => Op::Nop,
+        Cbw => Op::Cbw(Width::W16),
+        Cwde => Op::Cbw(Width::W32),
+        Cdqe => Op::Cbw(Width::W64),
+        Cwd => Op::Cwd(Width::W16),
+        Cdq => Op::Cwd(Width::W32),
+        Cqo => Op::Cwd(Width::W64),
+        Lahf => Op::Lahf,
+        Sahf => Op::Sahf,
+        Clc | Stc | Cmc | Cld | Std => Op::FlagOp(m),
+        Salc => Op::Salc,
+        Xlatb => Op::Xlat,
+        Seto | Setno | Setb | Setae | Sete | Setne | Setbe | Seta | Sets | Setns | Setp | Setnp | Setl | Setge
+        | Setle | Setg => Op::Setcc,
+        Cmovo | Cmovno | Cmovb | Cmovae | Cmove | Cmovne | Cmovbe | Cmova | Cmovs | Cmovns | Cmovp | Cmovnp | Cmovl
+        | Cmovge | Cmovle | Cmovg => Op::Cmovcc,
+
+        Push => Op::Push,
+        Pop if writes_sreg(i) => Op::Helper(system::pop_sreg),
+        Pop => Op::Pop,
+        Jmp if i.op_kind(0) == OpKind::FarBranch16 || i.op_kind(0) == OpKind::FarBranch32 => {
+            Op::Helper(|c, i| system::far_transfer(c, i, false))
+        }
+        Jmp if is_far_mem(i) => Op::Helper(|c, i| system::far_transfer(c, i, false)),
+        Jmp => Op::Jmp,
+        Call if i.op_kind(0) == OpKind::FarBranch16 || i.op_kind(0) == OpKind::FarBranch32 => {
+            Op::Helper(|c, i| system::far_transfer(c, i, true))
+        }
+        Call if is_far_mem(i) => Op::Helper(|c, i| system::far_transfer(c, i, true)),
+        Call => Op::Call,
+        Ret => Op::Ret,
+        Retf => Op::Helper(system::ret_far),
+        Jo | Jno | Jb | Jae | Je | Jne | Jbe | Ja | Js | Jns | Jp | Jnp | Jl | Jge | Jle | Jg => Op::Jcc,
+        Loop => Op::Loop(None),
+        Loope => Op::Loop(Some(true)),
+        Loopne => Op::Loop(Some(false)),
+        Jcxz | Jecxz | Jrcxz => Op::Jcxz,
+        Leave => Op::Leave,
+        Enter => Op::Helper(system::enter),
+        Pusha | Pushad => Op::Helper(system::pusha),
+        Popa | Popad => Op::Helper(system::popa),
+        Bound => Op::Helper(system::bound),
+
+        Mul => Op::Helper(muldiv::mul),
+        Imul => Op::Helper(muldiv::imul),
+        Div => Op::Helper(|c, i| muldiv::div(c, i, false)),
+        Idiv => Op::Helper(|c, i| muldiv::div(c, i, true)),
+        Rol | Ror | Rcl | Rcr | Shl | Sal | Shr | Sar => Op::Helper(shift_helper),
+        Shld => Op::Helper(|c, i| shift::shld_shrd(c, i, true)),
+        Shrd => Op::Helper(|c, i| shift::shld_shrd(c, i, false)),
+        Bt | Bts | Btr | Btc => Op::Helper(|c, i| bits::bt(c, i, i.mnemonic())),
+        Bsf => Op::Helper(|c, i| bits::bsf_bsr(c, i, false)),
+        Bsr => Op::Helper(|c, i| bits::bsf_bsr(c, i, true)),
+        Bswap => Op::Helper(bits::bswap),
+        Xadd => Op::Helper(bits::xadd),
+        Cmpxchg => Op::Helper(bits::cmpxchg),
+        Daa => Op::Helper(|c, _| bcd::daa_das(c, false)),
+        Das => Op::Helper(|c, _| bcd::daa_das(c, true)),
+        Aaa => Op::Helper(|c, _| bcd::aaa_aas(c, false)),
+        Aas => Op::Helper(|c, _| bcd::aaa_aas(c, true)),
+        Aam => Op::Helper(bcd::aam),
+        Aad => Op::Helper(bcd::aad),
+
+        Movsb | Movsw | Movsq | Cmpsb | Cmpsw | Cmpsq | Stosb | Stosw | Stosd | Stosq | Lodsb | Lodsw | Lodsd
+        | Lodsq | Scasb | Scasw | Scasd | Scasq | Insb | Insw | Insd | Outsb | Outsw | Outsd => {
+            Op::Helper(string_helper)
+        }
+        Movsd | Cmpsd if is_string_form(i) => Op::Helper(string_helper),
+
+        Pushf | Pushfd | Pushfq => Op::Helper(system::pushf),
+        Popf | Popfd | Popfq => Op::Helper(system::popf),
+        Cli => Op::Helper(|c, _| system::cli_sti(c, false)),
+        Sti => Op::Helper(|c, _| system::cli_sti(c, true)),
+        Hlt => Op::Helper(system::hlt),
+        In => Op::Helper(system::in_),
+        Out => Op::Helper(system::out),
+        Int | Int3 | Into | Int1 => Op::Helper(int_helper),
+        Iret | Iretd | Iretq => Op::Helper(system::iret),
+        Lds => Op::Helper(|c, i| system::load_far_ptr(c, i, SegReg::Ds)),
+        Les => Op::Helper(|c, i| system::load_far_ptr(c, i, SegReg::Es)),
+        Lss => Op::Helper(|c, i| system::load_far_ptr(c, i, SegReg::Ss)),
+        Lfs => Op::Helper(|c, i| system::load_far_ptr(c, i, SegReg::Fs)),
+        Lgs => Op::Helper(|c, i| system::load_far_ptr(c, i, SegReg::Gs)),
+        Wait => Op::Helper(system::wait),
+        Cmpxchg8b | Cmpxchg16b => Op::Helper(bits::cmpxchg8b16b),
+        Lgdt | Lidt => Op::Helper(privileged::lgdt_lidt),
+        Sgdt | Sidt => Op::Helper(privileged::sgdt_sidt),
+        Lldt => Op::Helper(privileged::lldt),
+        Ltr => Op::Helper(privileged::ltr),
+        Sldt | Str => Op::Helper(privileged::sldt_str),
+        Smsw => Op::Helper(privileged::smsw),
+        Lmsw => Op::Helper(privileged::lmsw),
+        Clts => Op::Helper(privileged::clts),
+        Rdmsr | Wrmsr => Op::Helper(privileged::rdmsr_wrmsr),
+        Cpuid => Op::Helper(privileged::cpuid_insn),
+        Rdtsc => Op::Helper(privileged::rdtsc),
+        Invlpg => Op::Helper(privileged::invlpg),
+        Syscall => Op::Helper(privileged::syscall),
+        Sysret => Op::Helper(privileged::sysret),
+        Sysenter => Op::Helper(privileged::sysenter),
+        Sysexit => Op::Helper(privileged::sysexit),
+        Swapgs => Op::Helper(privileged::swapgs),
+        Lar | Lsl | Verr | Verw => Op::Helper(privileged::lar_lsl_verr_verw),
+        Arpl => Op::Helper(privileged::arpl),
+        Ud0 | Ud1 | Ud2 => Op::Ud,
+        _ => Op::Ud,
+    }
+}
+
+/// Runs a resolved instruction.
+#[inline]
+pub fn execute_op<E: Emit>(e: &mut E, op: Op, i: &Instruction) -> Result<()> {
+    match op {
+        Op::Binop(m) => alu::binop(e, i, m),
+        Op::Unop(m) => alu::unop(e, i, m),
+        Op::Mov => alu::mov(e, i),
+        Op::Movx(signed) => alu::movx(e, i, signed),
+        Op::Lea => alu::lea(e, i),
+        Op::Xchg => alu::xchg(e, i),
+        Op::Nop => Ok(()),
+        Op::Cbw(w) => alu::cbw(e, w),
+        Op::Cwd(w) => alu::cwd(e, w),
+        Op::Lahf => alu::lahf(e),
+        Op::Sahf => alu::sahf(e),
+        Op::FlagOp(m) => alu::flag_op(e, m),
+        Op::Salc => alu::salc(e),
+        Op::Xlat => alu::xlat(e, i),
+        Op::Setcc => alu::setcc(e, i),
+        Op::Cmovcc => alu::cmovcc(e, i),
+        Op::Push => control::push_insn(e, i),
+        Op::Pop => control::pop_insn(e, i),
+        Op::Jmp => control::jmp(e, i),
+        Op::Call => control::call(e, i),
+        Op::Ret => control::ret(e, i),
+        Op::Jcc => control::jcc(e, i),
+        Op::Loop(z) => control::loop_insn(e, i, z),
+        Op::Jcxz => control::jcxz(e, i),
+        Op::Leave => control::leave(e, i),
+        Op::Helper(h) => e.helper(h, i),
+        Op::Ud => Err(Exception::UD),
+    }
+}
+
 /// Executes one decoded instruction. The executor has set `rip` to the instruction and
 /// `next_rip` to the one after it; on error nothing architectural has changed except what a
 /// partially completed REP instruction leaves, and the exception is to be delivered.
 pub fn execute<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
-    use Mnemonic::*;
-    let m = i.mnemonic();
-    if i.has_lock_prefix() && !lockable(i) {
-        return Err(Exception::UD);
-    }
-    match m {
-        Add | Or | Adc | Sbb | And | Sub | Xor | Cmp | Test => alu::binop(e, i, m),
-        Inc | Dec | Not | Neg => alu::unop(e, i, m),
-        Mov if writes_sreg(i) => e.helper(system::mov_sreg, i),
-        Mov if touches(i, Register::is_cr) => e.helper(privileged::mov_cr, i),
-        Mov if touches(i, Register::is_dr) => e.helper(privileged::mov_dr, i),
-        Mov => alu::mov(e, i),
-        Movzx => alu::movx(e, i, false),
-        Movsx | Movsxd => alu::movx(e, i, true),
-        Lea => {
-            if i.op_kind(1) != OpKind::Memory {
-                return Err(Exception::UD);
-            }
-            alu::lea(e, i)
-        }
-        Xchg => alu::xchg(e, i),
-        Nop | Pause => Ok(()),
-        Cbw => alu::cbw(e, Width::W16),
-        Cwde => alu::cbw(e, Width::W32),
-        Cdqe => alu::cbw(e, Width::W64),
-        Cwd => alu::cwd(e, Width::W16),
-        Cdq => alu::cwd(e, Width::W32),
-        Cqo => alu::cwd(e, Width::W64),
-        Lahf => alu::lahf(e),
-        Sahf => alu::sahf(e),
-        Clc | Stc | Cmc | Cld | Std => alu::flag_op(e, m),
-        Salc => alu::salc(e),
-        Xlatb => alu::xlat(e, i),
-        Seto | Setno | Setb | Setae | Sete | Setne | Setbe | Seta | Sets | Setns | Setp | Setnp | Setl | Setge
-        | Setle | Setg => alu::setcc(e, i),
-        Cmovo | Cmovno | Cmovb | Cmovae | Cmove | Cmovne | Cmovbe | Cmova | Cmovs | Cmovns | Cmovp | Cmovnp | Cmovl
-        | Cmovge | Cmovle | Cmovg => alu::cmovcc(e, i),
-
-        Push => control::push_insn(e, i),
-        Pop if writes_sreg(i) => e.helper(system::pop_sreg, i),
-        Pop => control::pop_insn(e, i),
-        Jmp if i.op_kind(0) == OpKind::FarBranch16 || i.op_kind(0) == OpKind::FarBranch32 => {
-            e.helper(|c, i| system::far_transfer(c, i, false), i)
-        }
-        Jmp if is_far_mem(i) => e.helper(|c, i| system::far_transfer(c, i, false), i),
-        Jmp => control::jmp(e, i),
-        Call if i.op_kind(0) == OpKind::FarBranch16 || i.op_kind(0) == OpKind::FarBranch32 => {
-            e.helper(|c, i| system::far_transfer(c, i, true), i)
-        }
-        Call if is_far_mem(i) => e.helper(|c, i| system::far_transfer(c, i, true), i),
-        Call => control::call(e, i),
-        Ret => control::ret(e, i),
-        Retf => e.helper(system::ret_far, i),
-        Jo | Jno | Jb | Jae | Je | Jne | Jbe | Ja | Js | Jns | Jp | Jnp | Jl | Jge | Jle | Jg => control::jcc(e, i),
-        Loop => control::loop_insn(e, i, None),
-        Loope => control::loop_insn(e, i, Some(true)),
-        Loopne => control::loop_insn(e, i, Some(false)),
-        Jcxz | Jecxz | Jrcxz => control::jcxz(e, i),
-        Leave => control::leave(e, i),
-        Enter => e.helper(system::enter, i),
-        Pusha | Pushad => e.helper(system::pusha, i),
-        Popa | Popad => e.helper(system::popa, i),
-        Bound => e.helper(system::bound, i),
-
-        Mul => e.helper(muldiv::mul, i),
-        Imul => e.helper(muldiv::imul, i),
-        Div => e.helper(|c, i| muldiv::div(c, i, false), i),
-        Idiv => e.helper(|c, i| muldiv::div(c, i, true), i),
-        Rol | Ror | Rcl | Rcr | Shl | Sal | Shr | Sar => e.helper(shift_helper, i),
-        Shld => e.helper(|c, i| shift::shld_shrd(c, i, true), i),
-        Shrd => e.helper(|c, i| shift::shld_shrd(c, i, false), i),
-        Bt | Bts | Btr | Btc => e.helper(|c, i| bits::bt(c, i, i.mnemonic()), i),
-        Bsf => e.helper(|c, i| bits::bsf_bsr(c, i, false), i),
-        Bsr => e.helper(|c, i| bits::bsf_bsr(c, i, true), i),
-        Bswap => e.helper(bits::bswap, i),
-        Xadd => e.helper(bits::xadd, i),
-        Cmpxchg => e.helper(bits::cmpxchg, i),
-        Daa => e.helper(|c, _| bcd::daa_das(c, false), i),
-        Das => e.helper(|c, _| bcd::daa_das(c, true), i),
-        Aaa => e.helper(|c, _| bcd::aaa_aas(c, false), i),
-        Aas => e.helper(|c, _| bcd::aaa_aas(c, true), i),
-        Aam => e.helper(bcd::aam, i),
-        Aad => e.helper(bcd::aad, i),
-
-        Movsb | Movsw | Movsq | Cmpsb | Cmpsw | Cmpsq | Stosb | Stosw | Stosd | Stosq | Lodsb | Lodsw | Lodsd
-        | Lodsq | Scasb | Scasw | Scasd | Scasq | Insb | Insw | Insd | Outsb | Outsw | Outsd => {
-            e.helper(string_helper, i)
-        }
-        Movsd | Cmpsd if is_string_form(i) => e.helper(string_helper, i),
-
-        Pushf | Pushfd | Pushfq => e.helper(system::pushf, i),
-        Popf | Popfd | Popfq => e.helper(system::popf, i),
-        Cli => e.helper(|c, _| system::cli_sti(c, false), i),
-        Sti => e.helper(|c, _| system::cli_sti(c, true), i),
-        Hlt => e.helper(system::hlt, i),
-        In => e.helper(system::in_, i),
-        Out => e.helper(system::out, i),
-        Int | Int3 | Into | Int1 => e.helper(int_helper, i),
-        Iret | Iretd | Iretq => e.helper(system::iret, i),
-        Lds => e.helper(|c, i| system::load_far_ptr(c, i, SegReg::Ds), i),
-        Les => e.helper(|c, i| system::load_far_ptr(c, i, SegReg::Es), i),
-        Lss => e.helper(|c, i| system::load_far_ptr(c, i, SegReg::Ss), i),
-        Lfs => e.helper(|c, i| system::load_far_ptr(c, i, SegReg::Fs), i),
-        Lgs => e.helper(|c, i| system::load_far_ptr(c, i, SegReg::Gs), i),
-        Wait => e.helper(system::wait, i),
-        Cmpxchg8b | Cmpxchg16b => e.helper(bits::cmpxchg8b16b, i),
-        Lgdt | Lidt => e.helper(privileged::lgdt_lidt, i),
-        Sgdt | Sidt => e.helper(privileged::sgdt_sidt, i),
-        Lldt => e.helper(privileged::lldt, i),
-        Ltr => e.helper(privileged::ltr, i),
-        Sldt | Str => e.helper(privileged::sldt_str, i),
-        Smsw => e.helper(privileged::smsw, i),
-        Lmsw => e.helper(privileged::lmsw, i),
-        Clts => e.helper(privileged::clts, i),
-        Rdmsr | Wrmsr => e.helper(privileged::rdmsr_wrmsr, i),
-        Cpuid => e.helper(privileged::cpuid_insn, i),
-        Rdtsc => e.helper(privileged::rdtsc, i),
-        Invlpg => e.helper(privileged::invlpg, i),
-        Syscall => e.helper(privileged::syscall, i),
-        Sysret => e.helper(privileged::sysret, i),
-        Sysenter => e.helper(privileged::sysenter, i),
-        Sysexit => e.helper(privileged::sysexit, i),
-        Swapgs => e.helper(privileged::swapgs, i),
-        Lar | Lsl | Verr | Verw => e.helper(privileged::lar_lsl_verr_verw, i),
-        Arpl => e.helper(privileged::arpl, i),
-        Ud0 | Ud1 | Ud2 => Err(Exception::UD),
-        _ => Err(Exception::UD),
-    }
+    execute_op(e, resolve(i), i)
 }
 
 fn is_far_mem(i: &Instruction) -> bool {

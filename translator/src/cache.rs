@@ -1,0 +1,129 @@
+//! The decoded-block cache: blocks keyed by where they start (linear and physical address)
+//! and the code size they were decoded for, dropped when their pages are written.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
+
+use frontend_x86::decode::Block;
+
+/// What a cached block is found by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    /// Linear address of the first instruction (CS base + RIP).
+    pub linear: u64,
+    /// Physical page of the first instruction.
+    pub page: u64,
+    /// Code size: 16, 32 or 64.
+    pub bits: u8,
+}
+
+/// Blocks this many or more are thrown away together rather than grown further.
+const MAX_BLOCKS: usize = 1 << 16;
+/// Entries of the direct-mapped lookup in front of the map.
+const FAST_ENTRIES: usize = 4096;
+
+/// A multiply-rotate hasher for the small integer keys here: the default SipHash showed up
+/// as a tenth of the interpreter's time.
+#[derive(Debug, Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    #[inline]
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+/// Decoded blocks and, per physical page, the blocks decoded from it.
+#[derive(Debug, Default)]
+pub struct BlockCache {
+    blocks: FastMap<BlockKey, Rc<Block>>,
+    by_page: FastMap<u64, Vec<BlockKey>>,
+    /// A direct-mapped copy of recently used entries, indexed by the linear address.
+    fast: Vec<Option<(BlockKey, Rc<Block>)>>,
+}
+
+#[inline]
+fn slot(key: &BlockKey) -> usize {
+    ((key.linear ^ (key.linear >> 12)) as usize) & (FAST_ENTRIES - 1)
+}
+
+impl BlockCache {
+    /// The block at `key`, if cached.
+    #[inline]
+    pub fn get(&mut self, key: &BlockKey) -> Option<Rc<Block>> {
+        if self.fast.is_empty() {
+            self.fast = vec![None; FAST_ENTRIES];
+        }
+        let s = slot(key);
+        if let Some((k, b)) = &self.fast[s] {
+            if k == key {
+                return Some(b.clone());
+            }
+        }
+        let b = self.blocks.get(key).cloned()?;
+        self.fast[s] = Some((*key, b.clone()));
+        Some(b)
+    }
+
+    /// Caches `block`; returns false when the cache was full and had to be emptied first
+    /// (the caller must then forget its code-page marks too).
+    pub fn insert(&mut self, key: BlockKey, block: Rc<Block>) -> bool {
+        let fresh = self.blocks.len() < MAX_BLOCKS;
+        if !fresh {
+            self.clear();
+        }
+        for p in &block.pages {
+            self.by_page.entry(*p).or_default().push(key);
+        }
+        self.blocks.insert(key, block);
+        fresh
+    }
+
+    /// Drops every block decoded from physical page `page`.
+    pub fn invalidate_page(&mut self, page: u64) {
+        if let Some(keys) = self.by_page.remove(&page) {
+            for k in keys {
+                self.blocks.remove(&k);
+                let s = slot(&k);
+                if matches!(&self.fast.get(s), Some(Some((fk, _))) if *fk == k) {
+                    self.fast[s] = None;
+                }
+            }
+        }
+    }
+
+    /// Drops everything.
+    pub fn clear(&mut self) {
+        self.blocks.clear();
+        self.by_page.clear();
+        self.fast.iter_mut().for_each(|e| *e = None);
+    }
+
+    /// How many blocks are cached.
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+}
