@@ -12,4 +12,11 @@ pub trait CpuBus: PhysBus {
     /// The machine's virtual time in nanoseconds (design principle 10): the TSC is derived
     /// from it.
     fn now_ns(&mut self) -> u64;
+    /// The INTR line: the interrupt controller has a maskable interrupt for this CPU.
+    fn intr(&mut self) -> bool;
+    /// The interrupt-acknowledge cycle: the vector of the interrupt being taken, or `None` if
+    /// the request went away.
+    fn inta(&mut self) -> Option<u8>;
+    /// Takes a pending NMI (an edge: it is consumed).
+    fn take_nmi(&mut self) -> bool;
 }

@@ -344,6 +344,35 @@ fn deliver_long(
     Ok(())
 }
 
+/// Takes a pending NMI or external interrupt if the CPU accepts one now (between
+/// instructions: NMI unless one is being handled, INTR when IF is set and no STI/MOV SS
+/// shadow is active). Returns whether an event was delivered; a halted CPU wakes.
+pub fn take_pending(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> bool {
+    if cpu.interrupt_shadow {
+        return false;
+    }
+    if !cpu.nmi_blocked && bus.take_nmi() {
+        event(cpu, bus, vector::NMI, EventKind::Nmi);
+        return true;
+    }
+    if cpu.flags.raw_bits() & IF != 0 && bus.intr() {
+        if let Some(v) = bus.inta() {
+            event(cpu, bus, v, EventKind::External);
+            return true;
+        }
+    }
+    false
+}
+
+/// Delivers an external event at the current instruction boundary.
+fn event(cpu: &mut CpuState, bus: &mut dyn CpuBus, vec: u8, kind: EventKind) {
+    let rip = cpu.rip;
+    if let Err(e) = deliver(cpu, bus, vec, None, rip, kind) {
+        raise(cpu, bus, e);
+    }
+    cpu.halted = false;
+}
+
 /// Raises `exc` for the instruction at `cpu.rip`, escalating to a double fault and to a
 /// triple fault (shutdown) by the rules of SDM vol. 3, table 6-5.
 pub fn raise(cpu: &mut CpuState, bus: &mut dyn CpuBus, exc: Exception) {

@@ -97,4 +97,15 @@ impl CpuBus for PcBus {
     fn now_ns(&mut self) -> u64 {
         self.now_ns
     }
+
+    // No interrupt controller is wired in yet (the platform issue): the lines stay low.
+    fn intr(&mut self) -> bool {
+        false
+    }
+    fn inta(&mut self) -> Option<u8> {
+        None
+    }
+    fn take_nmi(&mut self) -> bool {
+        false
+    }
 }

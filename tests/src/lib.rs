@@ -27,12 +27,23 @@ pub struct SparseBus {
     pub io_log: Vec<(u16, u8, u32, bool)>,
     /// The virtual time the bus reports; tests set it.
     pub time_ns: u64,
+    /// Vectors of pending external interrupts, taken first to last.
+    pub irqs: Vec<u8>,
+    /// A pending NMI.
+    pub nmi: bool,
 }
 
 impl SparseBus {
     /// An empty bus with `bits` address lines.
     pub fn new(bits: u32) -> Self {
-        SparseBus { mem: HashMap::new(), addr_mask: (1u64 << bits) - 1, io_log: Vec::new(), time_ns: 0 }
+        SparseBus {
+            mem: HashMap::new(),
+            addr_mask: (1u64 << bits) - 1,
+            io_log: Vec::new(),
+            time_ns: 0,
+            irqs: Vec::new(),
+            nmi: false,
+        }
     }
 }
 
@@ -66,5 +77,21 @@ impl CpuBus for SparseBus {
 
     fn now_ns(&mut self) -> u64 {
         self.time_ns
+    }
+
+    fn intr(&mut self) -> bool {
+        !self.irqs.is_empty()
+    }
+
+    fn inta(&mut self) -> Option<u8> {
+        if self.irqs.is_empty() {
+            None
+        } else {
+            Some(self.irqs.remove(0))
+        }
+    }
+
+    fn take_nmi(&mut self) -> bool {
+        std::mem::take(&mut self.nmi)
     }
 }

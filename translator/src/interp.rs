@@ -33,6 +33,8 @@ pub struct Stats {
     pub blocks_invalidated: u64,
     /// Exceptions raised by instructions (and delivered to the guest).
     pub exceptions: u64,
+    /// External interrupts and NMIs delivered.
+    pub interrupts: u64,
 }
 
 /// The interpreter tier with its decoded-block cache.
@@ -91,6 +93,11 @@ impl Interpreter {
         while done < budget {
             if cpu.shutdown {
                 break;
+            }
+            // Interrupts are taken between blocks (a block ends at every instruction that can
+            // enable them, so none is taken late by more than a block).
+            if interrupt::take_pending(cpu, bus) {
+                self.stats.interrupts += 1;
             }
             if cpu.halted {
                 self.stats.instructions += done;

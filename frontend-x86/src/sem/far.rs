@@ -273,6 +273,15 @@ fn v86_seg(sel: u16, code: bool) -> Segment {
 
 /// IRET/IRETD/IRETQ in protected, virtual-8086 and long mode.
 pub fn iret(c: &mut Concrete<'_>, w: Width) -> Result<()> {
+    let r = iret_inner(c, w);
+    if r.is_ok() {
+        // IRET ends NMI blocking (SDM vol. 3, 6.7.1).
+        c.cpu.nmi_blocked = false;
+    }
+    r
+}
+
+fn iret_inner(c: &mut Concrete<'_>, w: Width) -> Result<()> {
     let sp = c.cpu.gpr[Gpr::Rsp as usize];
     let sw = c.cpu.stack_width();
     let n = u64::from(w.bytes());

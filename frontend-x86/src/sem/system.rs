@@ -174,6 +174,7 @@ pub fn iret(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
     let cur = c.cpu.flags.get();
     c.cpu.flags.set((cur & !mask) | (fl & mask));
     interrupt::load_real_cs(c.cpu, cs);
+    c.cpu.nmi_blocked = false;
     c.cpu.next_rip = ip;
     Ok(())
 }
