@@ -182,9 +182,6 @@ fn read_gate(
         matches!(gate.typ(), sys_type::INT_GATE | sys_type::TRAP_GATE | sys_type::INT_GATE16 | sys_type::TRAP_GATE16)
     };
     if gate.is_code_data() || !ok_type {
-        if !long && gate.typ() == sys_type::TASK_GATE && !gate.is_code_data() {
-            log_task_switch_once();
-        }
         return Err(Exception::gp(idt_err));
     }
     if kind == EventKind::Software && gate.dpl() < cpu.cpl {
@@ -210,11 +207,6 @@ fn read_gate(
     Ok((gate, cs, ext))
 }
 
-fn log_task_switch_once() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| log::warn!("an interrupt through a task gate: task switches are not implemented (#GP)"));
-}
-
 fn deliver_protected(
     cpu: &mut CpuState,
     bus: &mut dyn CpuBus,
@@ -223,6 +215,9 @@ fn deliver_protected(
     return_rip: u64,
     kind: EventKind,
 ) -> Result<()> {
+    if let Some(r) = through_task_gate(cpu, bus, vec, error_code, return_rip, kind) {
+        return r;
+    }
     let (gate, mut cs_desc, ext) = read_gate(cpu, bus, vec, kind, false)?;
     let sel = gate.gate_selector();
     let gate32 = gate.typ() >= sys_type::INT_GATE;
@@ -286,6 +281,42 @@ fn deliver_protected(
     cpu.rip = target;
     cpu.next_rip = target;
     Ok(())
+}
+
+/// An IDT entry that is a task gate switches tasks (`None` when the entry is not one).
+fn through_task_gate(
+    cpu: &mut CpuState,
+    bus: &mut dyn CpuBus,
+    vec: u8,
+    error_code: Option<u32>,
+    return_rip: u64,
+    kind: EventKind,
+) -> Option<Result<()>> {
+    let ext = u32::from(kind != EventKind::Software);
+    let idt_err = u32::from(vec) * 8 + 2 + ext;
+    let off = u64::from(vec) * 8;
+    if off + 7 > u64::from(cpu.idtr.limit) {
+        return None;
+    }
+    let lo = match mem::sys_read(cpu, bus, cpu.idtr.base.wrapping_add(off), Width::W64) {
+        Ok(v) => v,
+        Err(e) => return Some(Err(e)),
+    };
+    let gate = Descriptor { lo, hi: 0 };
+    if gate.is_code_data() || gate.typ() != sys_type::TASK_GATE {
+        return None;
+    }
+    Some((|| {
+        if kind == EventKind::Software && gate.dpl() < cpu.cpl {
+            return Err(Exception::gp(idt_err));
+        }
+        if !gate.present() {
+            return Err(Exception::np(idt_err));
+        }
+        let sel = gate.gate_selector();
+        let tss = desc::fetch(cpu, bus, sel)?;
+        crate::sem::task::switch(cpu, bus, sel, tss, crate::sem::task::Reason::Call, return_rip, error_code)
+    })())
 }
 
 fn deliver_long(

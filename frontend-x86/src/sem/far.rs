@@ -1,7 +1,7 @@
 //! Far control transfers in protected and long mode: JMP/CALL to code segments and through
 //! call gates, RETF and IRET with privilege-level changes and the return to virtual-8086
-//! mode (SDM vol. 2, CALL/JMP/RET/IRET; vol. 3, 5.8). Task switches are not implemented: a
-//! transfer to a TSS or task gate raises #GP and is logged once.
+//! mode (SDM vol. 2, CALL/JMP/RET/IRET; vol. 3, 5.8). Transfers to a TSS or task gate, and
+//! IRET with NT, switch tasks (`sem::task`).
 
 use crate::concrete::Concrete;
 use crate::desc::{self, sel_code, sys_type, Descriptor};
@@ -9,12 +9,8 @@ use crate::exception::{Exception, Result};
 use crate::flags::{self, AC, DF, ID, IF, IOPL, NT, OF, RF, TF, VIF, VIP, VM};
 use crate::interrupt;
 use crate::mem;
+use crate::sem::task;
 use crate::state::{attr, CpuState, Gpr, SegReg, Segment, Width};
-
-fn log_task_switch_once() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| log::warn!("a far transfer to a TSS or task gate: task switches are not implemented (#GP)"));
-}
 
 /// Reads `n` stack slots of width `w` at SS:`sp` upwards without changing anything.
 fn read_stack(c: &mut Concrete<'_>, sp: u64, w: Width, n: usize) -> Result<Vec<u64>> {
@@ -60,9 +56,28 @@ pub fn jmp_call(c: &mut Concrete<'_>, sel: u16, off: u64, w: Width, call: bool) 
     match d.typ() {
         sys_type::CALL_GATE => {}
         sys_type::CALL_GATE16 if !long => {}
-        sys_type::TASK_GATE | sys_type::TSS16_AVAIL | sys_type::TSS_AVAIL if !long => {
-            log_task_switch_once();
-            return Err(Exception::gp(sel_code(sel)));
+        sys_type::TSS16_AVAIL | sys_type::TSS_AVAIL if !long => {
+            let rpl = (sel & 3) as u8;
+            if d.dpl() < c.cpu.cpl || d.dpl() < rpl {
+                return Err(Exception::gp(sel_code(sel)));
+            }
+            let reason = if call { task::Reason::Call } else { task::Reason::Jmp };
+            let ret = c.cpu.next_rip;
+            return task::switch(c.cpu, c.bus, sel, d, reason, ret, None);
+        }
+        sys_type::TASK_GATE if !long => {
+            let rpl = (sel & 3) as u8;
+            if d.dpl() < c.cpu.cpl || d.dpl() < rpl {
+                return Err(Exception::gp(sel_code(sel)));
+            }
+            if !d.present() {
+                return Err(Exception::np(sel_code(sel)));
+            }
+            let tss_sel = d.gate_selector();
+            let tss = desc::fetch(c.cpu, c.bus, tss_sel)?;
+            let reason = if call { task::Reason::Call } else { task::Reason::Jmp };
+            let ret = c.cpu.next_rip;
+            return task::switch(c.cpu, c.bus, tss_sel, tss, reason, ret, None);
         }
         _ => return Err(Exception::gp(sel_code(sel))),
     }
@@ -307,8 +322,15 @@ fn iret_inner(c: &mut Concrete<'_>, w: Width) -> Result<()> {
         if long {
             return Err(Exception::gp(0));
         }
-        log_task_switch_once();
-        return Err(Exception::gp(sel_code(c.cpu.tr.selector)));
+        // Back to the task this one was called from.
+        let tr = c.cpu.tr;
+        let link = mem::sys_read(c.cpu, c.bus, tr.base, Width::W16)? as u16;
+        if link & 4 != 0 {
+            return Err(Exception::ts(sel_code(link)));
+        }
+        let d = desc::fetch(c.cpu, c.bus, link).map_err(|_| Exception::ts(sel_code(link)))?;
+        let ret = c.cpu.next_rip;
+        return task::switch(c.cpu, c.bus, link, d, task::Reason::Iret, ret, None);
     }
     let v = read_stack(c, sp, w, 3)?;
     let (ip, sel, fl) = (v[0], v[1] as u16, v[2]);

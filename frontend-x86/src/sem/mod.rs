@@ -10,6 +10,7 @@ pub mod privileged;
 pub mod shift;
 pub mod string;
 pub mod system;
+pub mod task;
 
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
