@@ -50,10 +50,8 @@ impl GuestRam {
             source: std::io::Error::other("larger than the host address space"),
         })?;
         let mut map = MmapMut::map_anon(size).map_err(|source| RamError::Map { size: len, source })?;
-        let base = NonNull::new(map.as_mut_ptr()).ok_or(RamError::Map {
-            size: len,
-            source: std::io::Error::other("null mapping"),
-        })?;
+        let base = NonNull::new(map.as_mut_ptr())
+            .ok_or(RamError::Map { size: len, source: std::io::Error::other("null mapping") })?;
         Ok(GuestRam { _map: map, base, len })
     }
 
@@ -128,7 +126,6 @@ impl GuestRam {
             None => false,
         }
     }
-
 }
 
 #[cfg(test)]
