@@ -158,7 +158,7 @@ impl Emit for Concrete<'_> {
     }
 
     #[inline]
-    fn helper(&mut self, h: Helper, insn: &iced_x86::Instruction) -> Result<()> {
+    fn helper(&mut self, h: Helper, insn: &crate::insn::Insn) -> Result<()> {
         h(self, insn)
     }
 

@@ -5,6 +5,7 @@ use iced_x86::{Decoder, DecoderOptions, Instruction};
 
 use crate::bus::CpuBus;
 use crate::exception::{Exception, Result};
+use crate::insn::Insn;
 use crate::mem::{self, AccessKind};
 use crate::state::{CpuState, SegReg, Width};
 
@@ -72,7 +73,7 @@ pub const MAX_BLOCK_INSNS: usize = 64;
 #[derive(Clone, Debug)]
 pub struct Block {
     /// The instructions, in order; the first is at the block's start.
-    pub insns: Vec<Instruction>,
+    pub insns: Vec<Insn>,
     /// What each instruction does, resolved at decode time.
     pub ops: Vec<crate::sem::Op>,
     /// The offset of the instruction after each one, wrapped to the code size.
@@ -85,14 +86,14 @@ pub struct Block {
 /// decoded (with the exception that instruction raises); a later bad instruction ends the
 /// block before it, to fault when it is reached.
 pub fn decode_block(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Result<Block> {
-    let first = decode_one(cpu, bus)?;
     let bits = cpu.code_bits();
+    let first = Insn::new(decode_one(cpu, bus)?, bits);
     let start = cpu.rip;
     let start_lin = cpu.seg[SegReg::Cs as usize].base.wrapping_add(start);
     let page_left = 0x1000 - (start_lin & 0xfff);
     let first_page = mem::translate(cpu, bus, start_lin & !0xfff, AccessKind::Exec)? >> 12;
     let mut pages = vec![first_page];
-    let mut insns = vec![first];
+    let mut insns = vec![first.clone()];
     let mut off = first.len() as u64;
     let wrap_limit = if bits == 16 { 0x1_0000 - start } else { u64::MAX };
     // Bytes of the rest of the page (and one instruction's worth past it), fetched in chunks.
@@ -118,7 +119,7 @@ pub fn decode_block(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Result<Block> {
             break;
         }
         off += insn.len() as u64;
-        insns.push(insn);
+        insns.push(Insn::new(insn, bits));
     }
     // The last instruction may straddle into the next page.
     let end_lin = start_lin.wrapping_add(off - 1);

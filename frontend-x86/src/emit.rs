@@ -63,7 +63,7 @@ pub enum Cmp {
 }
 
 /// A helper: an instruction's semantics run on concrete values. The JIT calls it out of line.
-pub type Helper = fn(&mut Concrete<'_>, &iced_x86::Instruction) -> Result<()>;
+pub type Helper = fn(&mut Concrete<'_>, &crate::insn::Insn) -> Result<()>;
 
 /// What an instruction's semantics may ask of an execution tier.
 pub trait Emit {
@@ -111,7 +111,7 @@ pub trait Emit {
     /// Runs `then` when `c` is non-zero.
     fn if_then(&mut self, c: Self::V, then: impl FnOnce(&mut Self) -> Result<()>) -> Result<()>;
     /// Runs a helper: directly in the interpreter, out of line in the JIT.
-    fn helper(&mut self, h: Helper, insn: &iced_x86::Instruction) -> Result<()>;
+    fn helper(&mut self, h: Helper, insn: &crate::insn::Insn) -> Result<()>;
 
     /// The address size of the current code in bits, for stack and string operations: known at
     /// translation time in both tiers.

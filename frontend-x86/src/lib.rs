@@ -28,6 +28,7 @@ pub mod desc;
 pub mod emit;
 pub mod exception;
 pub mod flags;
+pub mod insn;
 pub mod interrupt;
 pub mod mem;
 pub mod operand;

@@ -1,7 +1,8 @@
 //! Operand access shared by every instruction's semantics: registers, effective addresses,
 //! memory operands and immediates, in terms of [`Emit`].
 
-use iced_x86::{Instruction, OpKind, Register};
+use crate::insn::{Insn, Opd};
+use iced_x86::{OpKind, Register};
 
 use crate::emit::{Alu, Emit, RegRef};
 use crate::exception::{Exception, Result};
@@ -70,9 +71,15 @@ pub const fn reg(gpr: Gpr, width: Width) -> RegRef {
     RegRef { gpr, width, high8: false }
 }
 
-/// The width of operand `n`: a register's size, a memory operand's size, or for an immediate
-/// the width of operand 0.
-pub fn op_width(i: &Instruction, n: u32) -> Width {
+/// The width of operand `n` (resolved at decode time).
+#[inline]
+pub fn op_width(i: &Insn, n: u32) -> Width {
+    i.width[(n & 3) as usize]
+}
+
+/// The width of operand `n` of a raw instruction: a register's size, a memory operand's size,
+/// or for an immediate the width of operand 0.
+pub fn op_width_raw(i: &iced_x86::Instruction, n: u32) -> Width {
     match i.op_kind(n) {
         OpKind::Register => reg_width(i.op_register(n)),
         OpKind::Immediate8 | OpKind::Immediate8_2nd => Width::W8,
@@ -83,7 +90,7 @@ pub fn op_width(i: &Instruction, n: u32) -> Width {
             if n == 0 {
                 Width::W64
             } else {
-                op_width(i, 0)
+                op_width_raw(i, 0)
             }
         }
         _ => Width::from_bytes(i.memory_size().size() as u32).unwrap_or(Width::W64),
@@ -97,7 +104,16 @@ pub fn reg_width(r: Register) -> Width {
 }
 
 /// The address size of the memory operand (16, 32 or 64 bits).
-pub fn addr_width(i: &Instruction, code64: bool) -> Width {
+#[inline]
+pub fn addr_width(i: &Insn, code64: bool) -> Width {
+    match &i.mem {
+        Some(m) => m.addr,
+        None => addr_width_raw(i, code64),
+    }
+}
+
+/// The address size of a raw instruction's memory operand.
+pub fn addr_width_raw(i: &iced_x86::Instruction, code64: bool) -> Width {
     for r in [i.memory_base(), i.memory_index()] {
         if r == Register::None {
             continue;
@@ -120,81 +136,62 @@ pub fn addr_width(i: &Instruction, code64: bool) -> Width {
 
 /// The segment a memory operand uses, after overrides.
 #[inline]
-pub fn mem_seg(i: &Instruction) -> SegReg {
-    seg_ref(i.memory_segment()).unwrap_or(SegReg::Ds)
+pub fn mem_seg(i: &Insn) -> SegReg {
+    match &i.mem {
+        Some(m) => m.seg,
+        None => seg_ref(i.memory_segment()).unwrap_or(SegReg::Ds),
+    }
 }
 
 /// The effective address (offset in the segment) of the memory operand, truncated to the
 /// address size.
-pub fn ea<E: Emit>(e: &mut E, i: &Instruction) -> E::V {
-    let aw = addr_width(i, e.mode64());
-    let base = i.memory_base();
-    if base == Register::RIP || base == Register::EIP {
-        // The decoder already resolved IP-relative operands to an absolute offset.
-        return e.imm(i.memory_displacement64() & aw.mask());
-    }
-    let mut a = e.imm(i.memory_displacement64());
-    if let Some(b) = reg_ref(base) {
+#[inline]
+pub fn ea<E: Emit>(e: &mut E, i: &Insn) -> E::V {
+    let Some(m) = i.mem else {
+        return e.imm(0);
+    };
+    let mut a = e.imm(m.disp);
+    if let Some(b) = m.base {
         let v = e.get_reg(b);
         a = e.alu(Alu::Add, a, v, Width::W64);
     }
-    if let Some(x) = reg_ref(i.memory_index()) {
+    if let Some((x, shift)) = m.index {
         let v = e.get_reg(x);
-        let scale = i.memory_index_scale();
-        let v = if scale > 1 {
-            let sh = e.imm(u64::from(scale.trailing_zeros()));
+        let v = if shift > 0 {
+            let sh = e.imm(u64::from(shift));
             e.alu(Alu::Shl, v, sh, Width::W64)
         } else {
             v
         };
         a = e.alu(Alu::Add, a, v, Width::W64);
     }
-    let m = e.imm(aw.mask());
-    e.alu(Alu::And, a, m, Width::W64)
+    let mask = e.imm(m.addr.mask());
+    e.alu(Alu::And, a, mask, Width::W64)
 }
 
 /// Reads operand `n` at width `w` (immediates are sign-extended by the decoder and truncated
 /// here).
-pub fn read<E: Emit>(e: &mut E, i: &Instruction, n: u32, w: Width) -> Result<E::V> {
-    match i.op_kind(n) {
-        OpKind::Register => {
-            let r = i.op_register(n);
-            if let Some(rr) = reg_ref(r) {
-                Ok(e.get_reg(rr))
-            } else if let Some(s) = seg_ref(r) {
-                Ok(e.get_sreg(s))
-            } else {
-                Err(Exception::UD)
-            }
-        }
-        OpKind::Memory => {
+pub fn read<E: Emit>(e: &mut E, i: &Insn, n: u32, w: Width) -> Result<E::V> {
+    match i.opd[(n & 3) as usize] {
+        Opd::Reg(r) => Ok(e.get_reg(r)),
+        Opd::Seg(s) => Ok(e.get_sreg(s)),
+        Opd::Mem => {
             let a = ea(e, i);
             e.load(mem_seg(i), a, w)
         }
-        OpKind::Immediate8
-        | OpKind::Immediate8_2nd
-        | OpKind::Immediate16
-        | OpKind::Immediate32
-        | OpKind::Immediate64
-        | OpKind::Immediate8to16
-        | OpKind::Immediate8to32
-        | OpKind::Immediate8to64
-        | OpKind::Immediate32to64 => Ok(e.imm(i.immediate(n) & w.mask())),
-        _ => Err(Exception::UD),
+        Opd::Imm(v) => Ok(e.imm(v & w.mask())),
+        Opd::Other => Err(Exception::UD),
     }
 }
 
 /// Writes operand `n` (a general register or memory) at width `w`.
-pub fn write<E: Emit>(e: &mut E, i: &Instruction, n: u32, w: Width, v: E::V) -> Result<()> {
-    match i.op_kind(n) {
-        OpKind::Register => match reg_ref(i.op_register(n)) {
-            Some(rr) => {
-                e.set_reg(rr, v);
-                Ok(())
-            }
-            None => Err(Exception::UD),
-        },
-        OpKind::Memory => {
+pub fn write<E: Emit>(e: &mut E, i: &Insn, n: u32, w: Width, v: E::V) -> Result<()> {
+    match i.opd[(n & 3) as usize] {
+        Opd::Reg(r) => {
+            e.set_reg(r, v);
+            Ok(())
+        }
+        Opd::Mem => {
             let a = ea(e, i);
             e.store(mem_seg(i), a, v, w)
         }
@@ -213,10 +210,10 @@ pub enum Loc<V> {
 }
 
 /// Resolves operand `n` to a location.
-pub fn loc<E: Emit>(e: &mut E, i: &Instruction, n: u32) -> Result<Loc<E::V>> {
-    match i.op_kind(n) {
-        OpKind::Register => reg_ref(i.op_register(n)).map(Loc::Reg).ok_or(Exception::UD),
-        OpKind::Memory => {
+pub fn loc<E: Emit>(e: &mut E, i: &Insn, n: u32) -> Result<Loc<E::V>> {
+    match i.opd[(n & 3) as usize] {
+        Opd::Reg(r) => Ok(Loc::Reg(r)),
+        Opd::Mem => {
             let a = ea(e, i);
             Ok(Loc::Mem(mem_seg(i), a))
         }

@@ -159,7 +159,7 @@ pub fn run(cpu: &mut CpuState, bus: &mut dyn CpuBus, budget: u64) -> (u64, Exit)
 fn execute(
     cpu: &mut CpuState,
     bus: &mut dyn CpuBus,
-    insn: &iced_x86::Instruction,
+    insn: &frontend_x86::insn::Insn,
     op: sem::Op,
     next_ip: u64,
 ) -> Result<(), Exception> {
@@ -193,7 +193,8 @@ fn execute(
 /// it raises and returns it. For harnesses that watch each instruction.
 pub fn step(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Option<Exception> {
     match decode::decode_one(cpu, bus) {
-        Ok(insn) => {
+        Ok(raw) => {
+            let insn = frontend_x86::insn::Insn::new(raw, cpu.code_bits());
             let next = decode::next_ip(cpu, &insn);
             execute(cpu, bus, &insn, sem::resolve(&insn), next).err()
         }

@@ -1,7 +1,8 @@
 //! Integer arithmetic and logic, data movement, flag instructions: straight-line semantics for
 //! both tiers.
 
-use iced_x86::{Instruction, Mnemonic};
+use crate::insn::Insn;
+use iced_x86::Mnemonic;
 
 use crate::emit::{Alu, Emit};
 use crate::exception::{Exception, Result};
@@ -10,7 +11,7 @@ use crate::operand::{self as op, reg};
 use crate::state::{Gpr, Width};
 
 /// ADD, OR, ADC, SBB, AND, SUB, XOR, CMP, TEST: `op0 = op0 <op> op1` with flags.
-pub fn binop<E: Emit>(e: &mut E, i: &Instruction, m: Mnemonic) -> Result<()> {
+pub fn binop<E: Emit>(e: &mut E, i: &Insn, m: Mnemonic) -> Result<()> {
     let w = op::op_width(i, 0);
     let dst = op::loc(e, i, 0)?;
     let a = op::load_loc(e, dst, w)?;
@@ -43,7 +44,7 @@ pub fn binop<E: Emit>(e: &mut E, i: &Instruction, m: Mnemonic) -> Result<()> {
 }
 
 /// INC, DEC, NOT, NEG.
-pub fn unop<E: Emit>(e: &mut E, i: &Instruction, m: Mnemonic) -> Result<()> {
+pub fn unop<E: Emit>(e: &mut E, i: &Insn, m: Mnemonic) -> Result<()> {
     let w = op::op_width(i, 0);
     let dst = op::loc(e, i, 0)?;
     let a = op::load_loc(e, dst, w)?;
@@ -76,14 +77,14 @@ pub fn unop<E: Emit>(e: &mut E, i: &Instruction, m: Mnemonic) -> Result<()> {
 }
 
 /// MOV between general registers, memory and immediates (segment registers are elsewhere).
-pub fn mov<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn mov<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 0);
     let v = op::read(e, i, 1, w)?;
     op::write(e, i, 0, w, v)
 }
 
 /// MOVZX, MOVSX, MOVSXD.
-pub fn movx<E: Emit>(e: &mut E, i: &Instruction, signed: bool) -> Result<()> {
+pub fn movx<E: Emit>(e: &mut E, i: &Insn, signed: bool) -> Result<()> {
     let w = op::op_width(i, 0);
     let sw = op::op_width(i, 1);
     let v = op::read(e, i, 1, sw)?;
@@ -92,14 +93,14 @@ pub fn movx<E: Emit>(e: &mut E, i: &Instruction, signed: bool) -> Result<()> {
 }
 
 /// LEA: the effective address, truncated to the operand size.
-pub fn lea<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn lea<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 0);
     let a = op::ea(e, i);
     op::write(e, i, 0, w, a)
 }
 
 /// XCHG (XCHG with memory is locked on hardware; one CPU here, so it is a plain swap).
-pub fn xchg<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn xchg<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 0);
     let l0 = op::loc(e, i, 0)?;
     let l1 = op::loc(e, i, 1)?;
@@ -138,14 +139,14 @@ pub fn cwd<E: Emit>(e: &mut E, w: Width) -> Result<()> {
 }
 
 /// SETcc.
-pub fn setcc<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn setcc<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let c = e.cond(i.condition_code() as u8 - 1);
     op::write(e, i, 0, Width::W8, c)
 }
 
 /// CMOVcc: the destination is written (and a 32-bit one zero-extended) even when the
 /// condition is false; the source is always read, so a memory source can fault either way.
-pub fn cmovcc<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn cmovcc<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 0);
     let src = op::read(e, i, 1, w)?;
     let old = op::read(e, i, 0, w)?;
@@ -200,7 +201,7 @@ pub fn salc<E: Emit>(e: &mut E) -> Result<()> {
 }
 
 /// XLAT: AL = [seg:(E/R)BX + AL].
-pub fn xlat<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn xlat<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let aw = op::addr_width(i, e.mode64());
     let bx = e.get_reg(reg(Gpr::Rbx, aw));
     let al = e.get_reg(reg(Gpr::Rax, Width::W8));

@@ -1,6 +1,6 @@
 //! The BCD adjustments DAA, DAS, AAA, AAS, AAM, AAD (#UD in 64-bit mode): helpers.
 
-use iced_x86::Instruction;
+use crate::insn::Insn;
 
 use crate::concrete::Concrete;
 use crate::exception::{Exception, Result};
@@ -78,7 +78,7 @@ pub fn aaa_aas(c: &mut Concrete<'_>, sub: bool) -> Result<()> {
 }
 
 /// AAM imm8: AH = AL / imm, AL = AL % imm; #DE when imm is 0.
-pub fn aam(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn aam(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let base = i.immediate8();
     if base == 0 {
         return Err(Exception::DE);
@@ -91,7 +91,7 @@ pub fn aam(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// AAD imm8: AL = AH * imm + AL, AH = 0. Flags as for the 8-bit addition it performs.
-pub fn aad(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn aad(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let base = i.immediate8();
     let ax = c.cpu.reg(Gpr::Rax, Width::W16);
     let a = u64::from((ax >> 8) as u8).wrapping_mul(u64::from(base)) & 0xff;

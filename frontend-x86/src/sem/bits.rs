@@ -1,6 +1,7 @@
 //! Bit and exchange instructions: BT/BTS/BTR/BTC, BSF/BSR, BSWAP, XADD, CMPXCHG. Helpers.
 
-use iced_x86::{Instruction, Mnemonic, OpKind};
+use crate::insn::Insn;
+use iced_x86::{Mnemonic, OpKind};
 
 use crate::concrete::Concrete;
 use crate::emit::Emit;
@@ -11,7 +12,7 @@ use crate::state::{Gpr, Width};
 
 /// BT, BTS, BTR, BTC. With a register bit offset and a memory operand the offset is signed
 /// and may address any bit relative to the operand's address.
-pub fn bt(c: &mut Concrete<'_>, i: &Instruction, m: Mnemonic) -> Result<()> {
+pub fn bt(c: &mut Concrete<'_>, i: &Insn, m: Mnemonic) -> Result<()> {
     let w = op::op_width(i, 0);
     let bits = u64::from(w.bits());
     let dst = op::loc(c, i, 0)?;
@@ -41,7 +42,7 @@ pub fn bt(c: &mut Concrete<'_>, i: &Instruction, m: Mnemonic) -> Result<()> {
 }
 
 /// BSF and BSR: ZF set and the destination unchanged when the source is zero.
-pub fn bsf_bsr(c: &mut Concrete<'_>, i: &Instruction, reverse: bool) -> Result<()> {
+pub fn bsf_bsr(c: &mut Concrete<'_>, i: &Insn, reverse: bool) -> Result<()> {
     let w = op::op_width(i, 0);
     let src = op::read(c, i, 1, w)?;
     if src == 0 {
@@ -55,7 +56,7 @@ pub fn bsf_bsr(c: &mut Concrete<'_>, i: &Instruction, reverse: bool) -> Result<(
 }
 
 /// BSWAP r32/r64 (BSWAP of a 16-bit register is undefined; it gives zero, as Intel CPUs do).
-pub fn bswap(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn bswap(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 0);
     let v = op::read(c, i, 0, w)?;
     let r = match w {
@@ -67,7 +68,7 @@ pub fn bswap(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// XADD: the sum goes to the destination, the old destination to the source.
-pub fn xadd(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn xadd(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 0);
     let dst = op::loc(c, i, 0)?;
     let a = op::load_loc(c, dst, w)?;
@@ -82,7 +83,7 @@ pub fn xadd(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 /// CMPXCHG: compare the accumulator with the destination; equal stores the source, else the
 /// accumulator is loaded. A memory destination is always written (with its own value on a
 /// mismatch), as the SDM specifies.
-pub fn cmpxchg(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn cmpxchg(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 0);
     let dst = op::loc(c, i, 0)?;
     let d = op::load_loc(c, dst, w)?;
@@ -103,7 +104,7 @@ pub fn cmpxchg(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 /// CMPXCHG8B m64 / CMPXCHG16B m128: compare EDX:EAX (RDX:RAX) with memory; equal stores
 /// ECX:EBX (RCX:RBX), else loads memory into EDX:EAX. Only ZF changes. CMPXCHG16B needs a
 /// 16-byte aligned operand (#GP(0)).
-pub fn cmpxchg8b16b(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn cmpxchg8b16b(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     if i.op_kind(0) != OpKind::Memory {
         return Err(Exception::UD);
     }

@@ -1,14 +1,15 @@
 //! Near control transfers and the stack: straight-line semantics for both tiers.
 
-use iced_x86::{Code, Instruction, OpKind};
+use iced_x86::{Code, OpKind};
 
 use crate::emit::{Alu, Cmp, Emit};
 use crate::exception::{Exception, Result};
+use crate::insn::Insn;
 use crate::operand::{self as op, reg};
 use crate::state::{Gpr, SegReg, Width};
 
 /// The operand size of a near branch, which truncates the new instruction pointer.
-fn branch_width(i: &Instruction) -> Width {
+fn branch_width(i: &Insn) -> Width {
     match i.op_kind(0) {
         OpKind::NearBranch16 => Width::W16,
         OpKind::NearBranch32 => Width::W32,
@@ -40,12 +41,12 @@ pub fn pop<E: Emit>(e: &mut E, w: Width) -> Result<E::V> {
 }
 
 /// The operand size of a push or pop, from how far it moves the stack pointer.
-pub fn stack_op_width(i: &Instruction) -> Width {
+pub fn stack_op_width(i: &Insn) -> Width {
     Width::from_bytes(i.stack_pointer_increment().unsigned_abs()).unwrap_or(Width::W64)
 }
 
 /// PUSH r/m, imm, or a segment register.
-pub fn push_insn<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn push_insn<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let w = stack_op_width(i);
     if i.op_kind(0) == OpKind::Register && op::seg_ref(i.op_register(0)).is_some() {
         // A segment register pushed with a wider operand size moves the stack pointer by the
@@ -66,7 +67,7 @@ pub fn push_insn<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
 
 /// POP r/m (segment registers are a helper). A memory destination addressed through the
 /// stack pointer uses its value after the pop, as the SDM specifies.
-pub fn pop_insn<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn pop_insn<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let w = stack_op_width(i);
     let sw = e.stack_width();
     let sp = e.get_reg(reg(Gpr::Rsp, sw));
@@ -82,13 +83,13 @@ pub fn pop_insn<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
 }
 
 /// JMP near (direct or indirect).
-pub fn jmp<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn jmp<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let t = near_target(e, i)?;
     e.jump(t);
     Ok(())
 }
 
-fn near_target<E: Emit>(e: &mut E, i: &Instruction) -> Result<E::V> {
+fn near_target<E: Emit>(e: &mut E, i: &Insn) -> Result<E::V> {
     let w = branch_width(i);
     match i.op_kind(0) {
         OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64 => {
@@ -99,7 +100,7 @@ fn near_target<E: Emit>(e: &mut E, i: &Instruction) -> Result<E::V> {
 }
 
 /// CALL near (direct or indirect).
-pub fn call<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn call<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let w = stack_op_width(i);
     let t = near_target(e, i)?;
     let ret = e.next_ip();
@@ -109,7 +110,7 @@ pub fn call<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
 }
 
 /// RET near, with an optional immediate to release parameters.
-pub fn ret<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn ret<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let w = if e.mode64() {
         if i.code() == Code::Retnw || i.code() == Code::Retnw_imm16 {
             Width::W16
@@ -135,7 +136,7 @@ pub fn ret<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
 }
 
 /// Jcc.
-pub fn jcc<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn jcc<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let c = e.cond(i.condition_code() as u8 - 1);
     let t = near_target(e, i)?;
     let n = e.next_ip();
@@ -145,7 +146,7 @@ pub fn jcc<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
 }
 
 /// The counter width of LOOPcc/JCXZ (the address size).
-fn counter_width(i: &Instruction) -> Result<Width> {
+fn counter_width(i: &Insn) -> Result<Width> {
     let c = i.code() as u32;
     let k = if (Code::Loopne_rel8_16_CX as u32..=Code::Loop_rel8_64_RCX as u32).contains(&c) {
         (c - Code::Loopne_rel8_16_CX as u32) % 7
@@ -162,7 +163,7 @@ fn counter_width(i: &Instruction) -> Result<Width> {
 }
 
 /// LOOP, LOOPE, LOOPNE: decrement the counter (flags untouched) and branch.
-pub fn loop_insn<E: Emit>(e: &mut E, i: &Instruction, zf_cond: Option<bool>) -> Result<()> {
+pub fn loop_insn<E: Emit>(e: &mut E, i: &Insn, zf_cond: Option<bool>) -> Result<()> {
     let cw = counter_width(i)?;
     let cx = e.get_reg(reg(Gpr::Rcx, cw));
     let one = e.imm(1);
@@ -183,7 +184,7 @@ pub fn loop_insn<E: Emit>(e: &mut E, i: &Instruction, zf_cond: Option<bool>) -> 
 }
 
 /// JCXZ/JECXZ/JRCXZ.
-pub fn jcxz<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn jcxz<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let cw = counter_width(i)?;
     let cx = e.get_reg(reg(Gpr::Rcx, cw));
     let zero = e.imm(0);
@@ -196,7 +197,7 @@ pub fn jcxz<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
 }
 
 /// LEAVE: the stack pointer from the frame pointer, then pop the frame pointer.
-pub fn leave<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn leave<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let w = match i.code() {
         Code::Leavew => Width::W16,
         Code::Leaved => Width::W32,

@@ -12,7 +12,8 @@ pub mod string;
 pub mod system;
 pub mod task;
 
-use iced_x86::{Instruction, Mnemonic, OpKind, Register};
+use crate::insn::Insn;
+use iced_x86::{Mnemonic, OpKind, Register};
 
 use crate::concrete::Concrete;
 use crate::emit::{Emit, Helper};
@@ -22,7 +23,7 @@ use crate::state::{SegReg, Width};
 
 /// Whether an instruction must end its block and run as a trap-and-emulate system helper
 /// (principle 2), or transfers control so the block ends anyway.
-pub fn ends_block(i: &Instruction) -> bool {
+pub fn ends_block(i: &Insn) -> bool {
     use iced_x86::FlowControl as F;
     if !matches!(i.flow_control(), F::Next) {
         return true;
@@ -85,7 +86,7 @@ pub fn is_sensitive(m: Mnemonic) -> bool {
     )
 }
 
-fn is_string_form(i: &Instruction) -> bool {
+fn is_string_form(i: &Insn) -> bool {
     (0..i.op_count()).any(|n| {
         matches!(
             i.op_kind(n),
@@ -100,11 +101,11 @@ fn is_string_form(i: &Instruction) -> bool {
 }
 
 /// Whether a register operand of `i` is of the class `is` picks (control or debug registers).
-fn touches(i: &Instruction, is: fn(Register) -> bool) -> bool {
+fn touches(i: &Insn, is: fn(Register) -> bool) -> bool {
     (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Register && is(i.op_register(n)))
 }
 
-fn writes_sreg(i: &Instruction) -> bool {
+fn writes_sreg(i: &Insn) -> bool {
     i.op_count() > 0 && i.op_kind(0) == OpKind::Register && op::seg_ref(i.op_register(0)).is_some()
 }
 
@@ -169,7 +170,7 @@ pub enum Op {
 }
 
 /// Resolves what `i` does (see [`Op`]).
-pub fn resolve(i: &Instruction) -> Op {
+pub fn resolve(i: &Insn) -> Op {
     use Mnemonic::*;
     let m = i.mnemonic();
     if i.has_lock_prefix() && !lockable(i) {
@@ -298,7 +299,7 @@ pub fn resolve(i: &Instruction) -> Op {
 
 /// Runs a resolved instruction.
 #[inline]
-pub fn execute_op<E: Emit>(e: &mut E, op: Op, i: &Instruction) -> Result<()> {
+pub fn execute_op<E: Emit>(e: &mut E, op: Op, i: &Insn) -> Result<()> {
     match op {
         Op::Binop(m) => alu::binop(e, i, m),
         Op::Unop(m) => alu::unop(e, i, m),
@@ -333,29 +334,29 @@ pub fn execute_op<E: Emit>(e: &mut E, op: Op, i: &Instruction) -> Result<()> {
 /// Executes one decoded instruction. The executor has set `rip` to the instruction and
 /// `next_rip` to the one after it; on error nothing architectural has changed except what a
 /// partially completed REP instruction leaves, and the exception is to be delivered.
-pub fn execute<E: Emit>(e: &mut E, i: &Instruction) -> Result<()> {
+pub fn execute<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     execute_op(e, resolve(i), i)
 }
 
-fn is_far_mem(i: &Instruction) -> bool {
+fn is_far_mem(i: &Insn) -> bool {
     use iced_x86::MemorySize as M;
     i.op_kind(0) == OpKind::Memory && matches!(i.memory_size(), M::SegPtr16 | M::SegPtr32 | M::SegPtr64)
 }
 
-fn shift_helper(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+fn shift_helper(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     shift::shift(c, i, i.mnemonic())
 }
 
-fn string_helper(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+fn string_helper(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     string::string_op(c, i, i.mnemonic())
 }
 
-fn int_helper(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+fn int_helper(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     system::int(c, i, i.mnemonic())
 }
 
 /// LOCK is allowed only on read-modify-write instructions with a memory destination.
-fn lockable(i: &Instruction) -> bool {
+fn lockable(i: &Insn) -> bool {
     use Mnemonic::*;
     i.op_count() > 0
         && i.op_kind(0) == OpKind::Memory

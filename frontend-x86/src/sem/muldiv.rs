@@ -1,6 +1,6 @@
 //! MUL, IMUL, DIV, IDIV: helpers in both tiers.
 
-use iced_x86::Instruction;
+use crate::insn::Insn;
 
 use crate::concrete::Concrete;
 use crate::exception::{Exception, Result};
@@ -29,7 +29,7 @@ fn set_pair(c: &mut Concrete<'_>, w: Width, prod: u128) {
 }
 
 /// MUL r/m: unsigned accumulator * operand into the accumulator pair.
-pub fn mul(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn mul(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 0);
     let b = op::read(c, i, 0, w)?;
     let a = c.cpu.reg(Gpr::Rax, w);
@@ -40,7 +40,7 @@ pub fn mul(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// IMUL in its one-, two- and three-operand forms.
-pub fn imul(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn imul(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 0);
     let (a, b) = match i.op_count() {
         1 => (c.cpu.reg(Gpr::Rax, w), op::read(c, i, 0, w)?),
@@ -60,7 +60,7 @@ pub fn imul(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// DIV and IDIV: #DE on division by zero or a quotient that does not fit.
-pub fn div(c: &mut Concrete<'_>, i: &Instruction, signed: bool) -> Result<()> {
+pub fn div(c: &mut Concrete<'_>, i: &Insn, signed: bool) -> Result<()> {
     let w = op::op_width(i, 0);
     let d = op::read(c, i, 0, w)?;
     if d == 0 {

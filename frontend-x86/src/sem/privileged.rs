@@ -2,7 +2,7 @@
 //! control and debug registers, MSRs, CPUID, the TSC, SYSCALL/SYSRET, SYSENTER/SYSEXIT,
 //! SWAPGS, and the selector-inspection instructions.
 
-use iced_x86::{Code, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{Code, Mnemonic, OpKind, Register};
 
 use crate::concrete::Concrete;
 use crate::cpuid;
@@ -10,6 +10,7 @@ use crate::desc::{self, sel_code, sys_type};
 use crate::emit::Emit;
 use crate::exception::{Exception, Result};
 use crate::flags::{self, IF, RF, VM, ZF};
+use crate::insn::Insn;
 use crate::mem;
 use crate::operand as op;
 use crate::state::{attr, cr0, efer, CpuState, Gpr, SegReg, Segment, Width};
@@ -42,7 +43,7 @@ fn require_protected(cpu: &CpuState) -> Result<()> {
 }
 
 /// LGDT, LIDT.
-pub fn lgdt_lidt(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn lgdt_lidt(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_cpl0(c.cpu)?;
     if i.op_kind(0) != OpKind::Memory {
         return Err(Exception::UD);
@@ -67,7 +68,7 @@ pub fn lgdt_lidt(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// SGDT, SIDT (unprivileged without CR4.UMIP, which this CPU does not offer).
-pub fn sgdt_sidt(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn sgdt_sidt(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     if i.op_kind(0) != OpKind::Memory {
         return Err(Exception::UD);
     }
@@ -83,7 +84,7 @@ pub fn sgdt_sidt(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// LLDT.
-pub fn lldt(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn lldt(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_protected(c.cpu)?;
     require_cpl0(c.cpu)?;
     let sel = op::read(c, i, 0, Width::W16)? as u16;
@@ -109,7 +110,7 @@ pub fn lldt(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// LTR: loads an available TSS and marks it busy.
-pub fn ltr(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn ltr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_protected(c.cpu)?;
     require_cpl0(c.cpu)?;
     let sel = op::read(c, i, 0, Width::W16)? as u16;
@@ -135,7 +136,7 @@ pub fn ltr(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// SLDT, STR: the selector, zero-extended into a register or 16 bits to memory.
-pub fn sldt_str(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn sldt_str(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_protected(c.cpu)?;
     let sel = if i.mnemonic() == Mnemonic::Sldt { c.cpu.ldtr.selector } else { c.cpu.tr.selector };
     let w = if i.op_kind(0) == OpKind::Memory { Width::W16 } else { op::op_width(i, 0) };
@@ -143,13 +144,13 @@ pub fn sldt_str(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// SMSW: the low bits of CR0 (all of it to a wide register).
-pub fn smsw(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn smsw(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = if i.op_kind(0) == OpKind::Memory { Width::W16 } else { op::op_width(i, 0) };
     op::write(c, i, 0, w, c.cpu.cr0)
 }
 
 /// LMSW: PE, MP, EM, TS from the operand; PE can be set but not cleared.
-pub fn lmsw(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn lmsw(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_cpl0(c.cpu)?;
     let v = op::read(c, i, 0, Width::W16)?;
     let keep_pe = c.cpu.cr0 & cr0::PE;
@@ -158,7 +159,7 @@ pub fn lmsw(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// CLTS.
-pub fn clts(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
+pub fn clts(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     require_cpl0(c.cpu)?;
     c.cpu.cr0 &= !cr0::TS;
     Ok(())
@@ -206,7 +207,7 @@ fn log_paging_once() {
 }
 
 /// MOV to or from CR0, CR2, CR3, CR4, CR8.
-pub fn mov_cr(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn mov_cr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_cpl0(c.cpu)?;
     let w = if c.mode64() { Width::W64 } else { Width::W32 };
     let to_cr = i.op_kind(0) == OpKind::Register && i.op_register(0).is_cr();
@@ -252,7 +253,7 @@ pub fn mov_cr(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// MOV to or from DR0-DR7 (DR4/DR5 alias DR6/DR7 unless CR4.DE, which makes them #UD).
-pub fn mov_dr(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn mov_dr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_cpl0(c.cpu)?;
     let w = if c.mode64() { Width::W64 } else { Width::W32 };
     let to_dr = i.op_register(0).is_dr();
@@ -383,7 +384,7 @@ fn log_unknown_msr(n: u32) {
 }
 
 /// RDMSR, WRMSR.
-pub fn rdmsr_wrmsr(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn rdmsr_wrmsr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_cpl0(c.cpu)?;
     let n = c.cpu.reg(Gpr::Rcx, Width::W32) as u32;
     if i.mnemonic() == Mnemonic::Rdmsr {
@@ -401,7 +402,7 @@ pub fn rdmsr_wrmsr(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// CPUID.
-pub fn cpuid_insn(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
+pub fn cpuid_insn(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     let leaf = c.cpu.reg(Gpr::Rax, Width::W32) as u32;
     let sub = c.cpu.reg(Gpr::Rcx, Width::W32) as u32;
     let (a, b, cx, d) = cpuid::cpuid(leaf, sub);
@@ -413,7 +414,7 @@ pub fn cpuid_insn(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
 }
 
 /// RDTSC: #GP(0) above CPL 0 when CR4.TSD is set.
-pub fn rdtsc(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
+pub fn rdtsc(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     if c.cpu.cr4 & CR4_TSD != 0 && c.cpu.protected() && (c.cpu.cpl != 0 || c.cpu.v86()) {
         return Err(Exception::gp(0));
     }
@@ -425,7 +426,7 @@ pub fn rdtsc(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
 
 /// INVLPG: there is no TLB before paging exists, so nothing to drop; the privilege check
 /// stands.
-pub fn invlpg(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn invlpg(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_cpl0(c.cpu)?;
     if i.op_kind(0) != OpKind::Memory {
         return Err(Exception::UD);
@@ -446,7 +447,7 @@ fn flat(selector: u16, code: bool, dpl: u8, long: bool) -> Segment {
 }
 
 /// SYSCALL (64-bit mode with EFER.SCE, as on Intel CPUs).
-pub fn syscall(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
+pub fn syscall(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     if !c.cpu.mode64() || c.cpu.efer & efer::SCE == 0 {
         return Err(Exception::UD);
     }
@@ -463,7 +464,7 @@ pub fn syscall(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
 }
 
 /// SYSRET to 64-bit (REX.W) or compatibility-mode user code.
-pub fn sysret(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn sysret(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     if !c.cpu.mode64() || c.cpu.efer & efer::SCE == 0 {
         return Err(Exception::UD);
     }
@@ -486,7 +487,7 @@ pub fn sysret(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// SYSENTER: to CPL 0 flat segments from SYSENTER_CS.
-pub fn sysenter(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
+pub fn sysenter(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     let cpu = &mut *c.cpu;
     if !cpu.protected() || cpu.msr.sysenter_cs & 0xfffc == 0 {
         return Err(Exception::gp(0));
@@ -503,7 +504,7 @@ pub fn sysenter(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
 }
 
 /// SYSEXIT: back to CPL 3 (64-bit with REX.W).
-pub fn sysexit(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn sysexit(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let cpu = &mut *c.cpu;
     if !cpu.protected() || cpu.v86() || cpu.cpl != 0 || cpu.msr.sysenter_cs & 0xfffc == 0 {
         return Err(Exception::gp(0));
@@ -524,7 +525,7 @@ pub fn sysexit(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// SWAPGS (64-bit mode, CPL 0).
-pub fn swapgs(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
+pub fn swapgs(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     if !c.cpu.mode64() {
         return Err(Exception::UD);
     }
@@ -551,7 +552,7 @@ fn inspect(c: &mut Concrete<'_>, sel: u16) -> Option<desc::Descriptor> {
 }
 
 /// LAR, LSL, VERR, VERW: ZF tells whether the selector passed.
-pub fn lar_lsl_verr_verw(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn lar_lsl_verr_verw(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_protected(c.cpu)?;
     let m = i.mnemonic();
     let src = if matches!(m, Mnemonic::Lar | Mnemonic::Lsl) { 1 } else { 0 };
@@ -605,7 +606,7 @@ pub fn lar_lsl_verr_verw(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// ARPL (outside 64-bit mode, where the opcode is MOVSXD): raise the destination RPL.
-pub fn arpl(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn arpl(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_protected(c.cpu)?;
     let dst = op::loc(c, i, 0)?;
     let d = op::load_loc(c, dst, Width::W16)?;

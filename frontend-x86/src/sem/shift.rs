@@ -1,7 +1,8 @@
 //! Shifts and rotates (SHL/SAL, SHR, SAR, ROL, ROR, RCL, RCR, SHLD, SHRD): helpers, because
 //! their flag rules depend on the run-time count.
 
-use iced_x86::{Instruction, Mnemonic};
+use crate::insn::Insn;
+use iced_x86::Mnemonic;
 
 use crate::concrete::Concrete;
 use crate::exception::{Exception, Result};
@@ -14,13 +15,13 @@ fn bit(v: u64, n: u32) -> bool {
 }
 
 /// The count operand, masked to 5 bits (6 for 64-bit operands) as every CPU since the 286 does.
-fn count(c: &mut Concrete<'_>, i: &Instruction, n: u32, w: Width) -> Result<u32> {
+fn count(c: &mut Concrete<'_>, i: &Insn, n: u32, w: Width) -> Result<u32> {
     let raw = if i.op_count() > n { op::read(c, i, n, Width::W8)? } else { 1 };
     Ok((raw & if w == Width::W64 { 0x3f } else { 0x1f }) as u32)
 }
 
 /// SHL, SHR, SAR, ROL, ROR, RCL, RCR.
-pub fn shift(c: &mut Concrete<'_>, i: &Instruction, m: Mnemonic) -> Result<()> {
+pub fn shift(c: &mut Concrete<'_>, i: &Insn, m: Mnemonic) -> Result<()> {
     let w = op::op_width(i, 0);
     let bits = w.bits();
     let dst = op::loc(c, i, 0)?;
@@ -98,7 +99,7 @@ pub fn shift(c: &mut Concrete<'_>, i: &Instruction, m: Mnemonic) -> Result<()> {
 }
 
 /// SHLD and SHRD: shift the destination, filling from the source register.
-pub fn shld_shrd(c: &mut Concrete<'_>, i: &Instruction, left: bool) -> Result<()> {
+pub fn shld_shrd(c: &mut Concrete<'_>, i: &Insn, left: bool) -> Result<()> {
     let w = op::op_width(i, 0);
     let bits = w.bits();
     let dst = op::loc(c, i, 0)?;

@@ -4,7 +4,8 @@
 //! done, leaves the instruction pointer on itself, so interrupts are taken between iterations
 //! as on hardware and a fault leaves the registers of the completed iterations.
 
-use iced_x86::{Instruction, Mnemonic, OpKind};
+use crate::insn::Insn;
+use iced_x86::{Mnemonic, OpKind};
 
 use crate::concrete::Concrete;
 use crate::exception::{Exception, Result};
@@ -16,7 +17,7 @@ use crate::state::{Gpr, SegReg, Width};
 /// Iterations of a REP instruction per execution before the CPU looks for interrupts again.
 const REP_CHUNK: u32 = 4096;
 
-fn addr_width(i: &Instruction) -> Width {
+fn addr_width(i: &Insn) -> Width {
     for n in 0..i.op_count() {
         match i.op_kind(n) {
             OpKind::MemorySegSI | OpKind::MemoryESDI => return Width::W16,
@@ -28,7 +29,7 @@ fn addr_width(i: &Instruction) -> Width {
     Width::W16
 }
 
-fn elem_width(i: &Instruction) -> Width {
+fn elem_width(i: &Insn) -> Width {
     Width::from_bytes(i.memory_size().size() as u32).unwrap_or(Width::W8)
 }
 
@@ -38,7 +39,7 @@ fn io_allowed(c: &mut Concrete<'_>, port: u16, w: Width) -> Result<()> {
 }
 
 /// MOVS, CMPS, STOS, LODS, SCAS, INS, OUTS.
-pub fn string_op(c: &mut Concrete<'_>, i: &Instruction, m: Mnemonic) -> Result<()> {
+pub fn string_op(c: &mut Concrete<'_>, i: &Insn, m: Mnemonic) -> Result<()> {
     let aw = addr_width(i);
     let w = elem_width(i);
     let src_seg = op::mem_seg(i);

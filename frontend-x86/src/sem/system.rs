@@ -2,13 +2,14 @@
 //! HLT, segment loads and far transfers, and the stack-frame instructions. Each ends the
 //! block it is in.
 
-use iced_x86::{Code, Instruction, Mnemonic, OpKind};
+use iced_x86::{Code, Mnemonic, OpKind};
 
 use crate::concrete::Concrete;
 use crate::desc;
 use crate::emit::Emit;
 use crate::exception::{Exception, Result};
 use crate::flags::{self, AC, DF, ID, IF, IOPL, NT, OF, RF, TF, VIF, VIP, VM};
+use crate::insn::Insn;
 use crate::interrupt::{self, EventKind};
 use crate::operand as op;
 use crate::sem::control::{pop, push, stack_op_width};
@@ -49,7 +50,7 @@ fn iopl(c: &Concrete<'_>) -> u8 {
 }
 
 /// IN AL/AX/EAX, imm8 or DX.
-pub fn in_(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn in_(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 0);
     let port =
         if i.op_kind(1) == OpKind::Register { c.cpu.reg(Gpr::Rdx, Width::W16) as u16 } else { i.immediate8() as u16 };
@@ -60,7 +61,7 @@ pub fn in_(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// OUT imm8 or DX, AL/AX/EAX.
-pub fn out(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn out(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 1);
     let port =
         if i.op_kind(0) == OpKind::Register { c.cpu.reg(Gpr::Rdx, Width::W16) as u16 } else { i.immediate8() as u16 };
@@ -71,7 +72,7 @@ pub fn out(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// PUSHF/PUSHFD/PUSHFQ: the image has VM and RF clear.
-pub fn pushf(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn pushf(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     if c.cpu.v86() && iopl(c) < 3 {
         return Err(Exception::gp(0));
     }
@@ -81,7 +82,7 @@ pub fn pushf(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// POPF/POPFD/POPFQ with the privilege rules for IOPL and IF.
-pub fn popf(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn popf(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     if c.cpu.v86() && iopl(c) < 3 {
         return Err(Exception::gp(0));
     }
@@ -120,7 +121,7 @@ pub fn cli_sti(c: &mut Concrete<'_>, set: bool) -> Result<()> {
 }
 
 /// HLT: privileged; the CPU sleeps until an interrupt.
-pub fn hlt(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
+pub fn hlt(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     if c.cpu.protected() && c.cpu.cpl != 0 {
         return Err(Exception::gp(0));
     }
@@ -129,7 +130,7 @@ pub fn hlt(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
 }
 
 /// INT n, INT3, INTO, INT1.
-pub fn int(c: &mut Concrete<'_>, i: &Instruction, m: Mnemonic) -> Result<()> {
+pub fn int(c: &mut Concrete<'_>, i: &Insn, m: Mnemonic) -> Result<()> {
     let vec = match m {
         Mnemonic::Int => i.immediate8(),
         Mnemonic::Int3 => 3,
@@ -152,7 +153,7 @@ pub fn int(c: &mut Concrete<'_>, i: &Instruction, m: Mnemonic) -> Result<()> {
 }
 
 /// IRET/IRETD/IRETQ. Real mode pops IP, CS and FLAGS.
-pub fn iret(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn iret(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = match i.code() {
         Code::Iretw => Width::W16,
         Code::Iretd => Width::W32,
@@ -201,14 +202,14 @@ pub fn load_seg(c: &mut Concrete<'_>, seg: SegReg, sel: u16) -> Result<()> {
 }
 
 /// MOV Sreg, r/m16.
-pub fn mov_sreg(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn mov_sreg(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let seg = op::seg_ref(i.op_register(0)).ok_or(Exception::UD)?;
     let v = op::read(c, i, 1, Width::W16)?;
     load_seg(c, seg, v as u16)
 }
 
 /// POP Sreg.
-pub fn pop_sreg(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn pop_sreg(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let seg = op::seg_ref(i.op_register(0)).ok_or(Exception::UD)?;
     let w = stack_op_width(i);
     let sw = c.stack_width();
@@ -220,7 +221,7 @@ pub fn pop_sreg(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// LDS, LES, LSS, LFS, LGS: a far pointer from memory.
-pub fn load_far_ptr(c: &mut Concrete<'_>, i: &Instruction, seg: SegReg) -> Result<()> {
+pub fn load_far_ptr(c: &mut Concrete<'_>, i: &Insn, seg: SegReg) -> Result<()> {
     if i.op_kind(1) != OpKind::Memory {
         return Err(Exception::UD);
     }
@@ -240,7 +241,7 @@ pub fn load_far_ptr(c: &mut Concrete<'_>, i: &Instruction, seg: SegReg) -> Resul
 }
 
 /// Far JMP/CALL: direct (ptr16:16/32) or indirect (m16:16/32/64). Real and virtual-8086 mode.
-pub fn far_transfer(c: &mut Concrete<'_>, i: &Instruction, call: bool) -> Result<()> {
+pub fn far_transfer(c: &mut Concrete<'_>, i: &Insn, call: bool) -> Result<()> {
     let (sel, off, w) = match i.op_kind(0) {
         OpKind::FarBranch16 => (i.far_branch_selector(), u64::from(i.far_branch16()), Width::W16),
         OpKind::FarBranch32 => (i.far_branch_selector(), u64::from(i.far_branch32()), Width::W32),
@@ -278,7 +279,7 @@ pub fn far_transfer(c: &mut Concrete<'_>, i: &Instruction, call: bool) -> Result
 }
 
 /// RETF with an optional immediate. Real and virtual-8086 mode.
-pub fn ret_far(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn ret_far(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = match i.code() {
         Code::Retfw | Code::Retfw_imm16 => Width::W16,
         Code::Retfd | Code::Retfd_imm16 => Width::W32,
@@ -304,7 +305,7 @@ pub fn ret_far(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// PUSHA/PUSHAD.
-pub fn pusha(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn pusha(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = if i.code() == Code::Pushaw { Width::W16 } else { Width::W32 };
     let sw = c.stack_width();
     let sp = c.cpu.reg(Gpr::Rsp, sw);
@@ -318,7 +319,7 @@ pub fn pusha(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// POPA/POPAD (the stored SP is skipped).
-pub fn popa(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn popa(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = if i.code() == Code::Popaw { Width::W16 } else { Width::W32 };
     let sw = c.stack_width();
     let sp = c.cpu.reg(Gpr::Rsp, sw);
@@ -337,7 +338,7 @@ pub fn popa(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// BOUND: #BR unless lower <= index <= upper (signed).
-pub fn bound(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn bound(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     if i.op_kind(1) != OpKind::Memory {
         return Err(Exception::UD);
     }
@@ -355,7 +356,7 @@ pub fn bound(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// ENTER imm16, imm8: a stack frame with `level` (mod 32) nested frame pointers.
-pub fn enter(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
+pub fn enter(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = stack_op_width(i);
     let size = u64::from(i.immediate16());
     let level = u64::from(i.immediate8_2nd() & 31);
@@ -386,7 +387,7 @@ pub fn enter(c: &mut Concrete<'_>, i: &Instruction) -> Result<()> {
 }
 
 /// WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set; no x87 exceptions are pending.
-pub fn wait(c: &mut Concrete<'_>, _i: &Instruction) -> Result<()> {
+pub fn wait(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     use crate::state::cr0;
     if c.cpu.cr0 & (cr0::MP | cr0::TS) == (cr0::MP | cr0::TS) {
         return Err(Exception::NM);
