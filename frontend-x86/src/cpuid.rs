@@ -6,36 +6,63 @@ pub const SIGNATURE: u32 = 0x0000_06f1;
 
 /// Leaf 1 EDX bits that are implemented.
 pub mod edx1 {
+    /// 4 MiB pages (CR4.PSE).
+    pub const PSE: u32 = 1 << 3;
     /// RDTSC and CR4.TSD.
     pub const TSC: u32 = 1 << 4;
     /// RDMSR/WRMSR.
     pub const MSR: u32 = 1 << 5;
+    /// PAE paging.
+    pub const PAE: u32 = 1 << 6;
     /// CMPXCHG8B.
     pub const CX8: u32 = 1 << 8;
     /// SYSENTER/SYSEXIT.
     pub const SEP: u32 = 1 << 11;
+    /// Global pages (CR4.PGE).
+    pub const PGE: u32 = 1 << 13;
     /// CMOVcc (and FCMOV when the x87 is present).
     pub const CMOV: u32 = 1 << 15;
+    /// 36-bit physical addresses in 4 MiB pages.
+    pub const PSE36: u32 = 1 << 17;
 }
 
 /// Leaf 1 ECX bits that are implemented.
 pub mod ecx1 {
     /// CMPXCHG16B.
     pub const CX16: u32 = 1 << 13;
+    /// Process-context identifiers (CR4.PCIDE).
+    pub const PCID: u32 = 1 << 17;
+}
+
+/// Leaf 7 (subleaf 0) EBX bits that are implemented.
+pub mod ebx7 {
+    /// Supervisor-mode execution prevention.
+    pub const SMEP: u32 = 1 << 7;
+    /// Supervisor-mode access prevention (and STAC/CLAC).
+    pub const SMAP: u32 = 1 << 20;
 }
 
 /// Leaf 0x8000_0001 EDX bits that are implemented.
 pub mod edx81 {
     /// SYSCALL/SYSRET.
     pub const SYSCALL: u32 = 1 << 11;
+    /// The no-execute page bit (EFER.NXE).
+    pub const NX: u32 = 1 << 20;
+    /// 1 GiB pages.
+    pub const PAGE1GB: u32 = 1 << 26;
+    /// Long mode.
+    pub const LM: u32 = 1 << 29;
 }
 
 /// What leaf 1 reports in EDX.
-pub const LEAF1_EDX: u32 = edx1::TSC | edx1::MSR | edx1::CX8 | edx1::SEP | edx1::CMOV;
+pub const LEAF1_EDX: u32 =
+    edx1::PSE | edx1::TSC | edx1::MSR | edx1::PAE | edx1::CX8 | edx1::SEP | edx1::PGE | edx1::CMOV | edx1::PSE36;
 /// What leaf 1 reports in ECX.
-pub const LEAF1_ECX: u32 = ecx1::CX16;
+pub const LEAF1_ECX: u32 = ecx1::CX16 | ecx1::PCID;
+/// What leaf 7 reports in EBX.
+pub const LEAF7_EBX: u32 = ebx7::SMEP | ebx7::SMAP;
 /// What leaf 0x8000_0001 reports in EDX.
-pub const LEAF81_EDX: u32 = edx81::SYSCALL;
+pub const LEAF81_EDX: u32 = edx81::SYSCALL | edx81::NX | edx81::PAGE1GB | edx81::LM;
 /// What leaf 0x8000_0001 reports in ECX: LAHF/SAHF in 64-bit mode.
 pub const LEAF81_ECX: u32 = 1;
 
@@ -48,18 +75,21 @@ fn le(b: &[u8]) -> u32 {
 
 /// CPUID leaf `leaf`, subleaf `sub`: (EAX, EBX, ECX, EDX). Leaves that are not reported read
 /// as zeros.
-pub fn cpuid(leaf: u32, _sub: u32) -> (u32, u32, u32, u32) {
-    const MAX_BASIC: u32 = 1;
-    const MAX_EXT: u32 = 0x8000_0004;
+pub fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
+    const MAX_BASIC: u32 = 7;
+    const MAX_EXT: u32 = 0x8000_0008;
     match leaf {
         0 => (MAX_BASIC, le(&VENDOR[0..4]), le(&VENDOR[8..12]), le(&VENDOR[4..8])),
         1 => (SIGNATURE, 8 << 8 | 1 << 16, LEAF1_ECX, LEAF1_EDX),
+        7 if sub == 0 => (0, LEAF7_EBX, 0, 0),
         0x8000_0000 => (MAX_EXT, 0, 0, 0),
         0x8000_0001 => (0, 0, LEAF81_ECX, LEAF81_EDX),
         0x8000_0002..=0x8000_0004 => {
             let b = &BRAND[(leaf - 0x8000_0002) as usize * 16..];
             (le(&b[0..]), le(&b[4..]), le(&b[8..]), le(&b[12..]))
         }
+        // Address sizes: 40 physical bits (the page walker's MAXPHYADDR), 48 linear.
+        0x8000_0008 => (u32::from(softmmu::paging::DEFAULT_MAXPHYADDR) | 48 << 8, 0, 0, 0),
         _ => (0, 0, 0, 0),
     }
 }
@@ -90,16 +120,17 @@ mod tests {
     #[test]
     fn no_unimplemented_unit_is_advertised() {
         let (_, _, ecx, edx) = cpuid(1, 0);
-        // x87, PSE, PAE, APIC, PGE, MMX, FXSR, SSE, SSE2 are not implemented yet.
-        for bit in [0, 3, 6, 9, 13, 23, 24, 25, 26] {
+        // x87, APIC, MTRR, PAT, MMX, FXSR, SSE, SSE2 are not implemented yet.
+        for bit in [0, 9, 12, 16, 23, 24, 25, 26] {
             assert_eq!(edx & (1 << bit), 0, "leaf 1 EDX bit {bit}");
         }
         // SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, XSAVE.
         for bit in [0, 9, 19, 20, 23, 26] {
             assert_eq!(ecx & (1 << bit), 0, "leaf 1 ECX bit {bit}");
         }
-        let (_, _, _, e81) = cpuid(0x8000_0001, 0);
-        assert_eq!(e81 & (1 << 29), 0, "long mode needs paging first");
-        assert_eq!(e81 & (1 << 20), 0, "NX needs paging first");
+        // Leaf 7: no FSGSBASE, BMI, AVX2, INVPCID, RDSEED, ...
+        let (_, b7, c7, d7) = cpuid(7, 0);
+        assert_eq!(b7 & !(ebx7::SMEP | ebx7::SMAP), 0);
+        assert_eq!((c7, d7), (0, 0));
     }
 }

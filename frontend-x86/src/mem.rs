@@ -1,8 +1,11 @@
 //! Memory access on concrete values: segmentation checks, linear-to-physical translation, and
 //! page-split accesses. The interpreter uses these directly; the JIT calls them on a TLB miss.
 
+use softmmu::{Access, AccessOp};
+
 use crate::bus::CpuBus;
-use crate::exception::{Exception, Result};
+use crate::exception::{vector, Exception, Result};
+use crate::flags;
 use crate::state::{attr, cr0, CpuState, SegReg, Width};
 
 /// The kind of a memory access, for segment and page protection checks.
@@ -14,6 +17,10 @@ pub enum AccessKind {
     Write,
     /// An instruction fetch.
     Exec,
+    /// A read by the CPU itself (descriptor tables, IDT, TSS): an implicit supervisor access.
+    SysRead,
+    /// A write by the CPU itself (accessed/busy bits, TSS on a task switch).
+    SysWrite,
 }
 
 #[inline]
@@ -52,8 +59,8 @@ pub fn seg_linear(cpu: &CpuState, seg: SegReg, off: u64, size: u8, kind: AccessK
         }
         let code = s.attr & attr::CODE != 0;
         let ok = match kind {
-            AccessKind::Read => !code || s.attr & attr::RW != 0,
-            AccessKind::Write => !code && s.attr & attr::RW != 0,
+            AccessKind::Read | AccessKind::SysRead => !code || s.attr & attr::RW != 0,
+            AccessKind::Write | AccessKind::SysWrite => !code && s.attr & attr::RW != 0,
             AccessKind::Exec => code,
         };
         if !ok {
@@ -74,15 +81,32 @@ pub fn seg_linear(cpu: &CpuState, seg: SegReg, off: u64, size: u8, kind: AccessK
     Ok(s.base.wrapping_add(off) & 0xffff_ffff)
 }
 
-/// Translates a linear address to a physical one for an access of `kind`.
+/// Translates a linear address to a physical one for an access of `kind`: the identity with
+/// paging off, else through the TLB and, on a miss, the page walk (which sets A/D bits). A
+/// page fault sets CR2 and becomes #PF with the walk's error code.
 #[inline]
-pub fn translate(cpu: &mut CpuState, _bus: &mut dyn CpuBus, lin: u64, _kind: AccessKind) -> Result<u64> {
+pub fn translate(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, kind: AccessKind) -> Result<u64> {
     if cpu.cr0 & cr0::PG == 0 {
         return Ok(lin);
     }
-    // Paging is refused when CR0.PG is set (see the MOV CR0 helper), so this is unreachable
-    // until the softmmu page walker is wired in; fail as a machine check rather than guess.
-    Err(Exception::new(crate::exception::vector::MC))
+    let op = match kind {
+        AccessKind::Read | AccessKind::SysRead => AccessOp::Read,
+        AccessKind::Write | AccessKind::SysWrite => AccessOp::Write,
+        AccessKind::Exec => AccessOp::Fetch,
+    };
+    let access = if matches!(kind, AccessKind::SysRead | AccessKind::SysWrite) {
+        Access::implicit(op)
+    } else {
+        Access::new(op, cpu.cpl, cpu.flags.raw_bits() & flags::AC != 0)
+    };
+    let ctl = cpu.paging_control();
+    match cpu.tlb.0.translate(bus, &ctl, lin, access) {
+        Ok(t) => Ok(t.phys),
+        Err(pf) => {
+            cpu.cr2 = pf.address;
+            Err(Exception::with_code(vector::PF, pf.error_code))
+        }
+    }
 }
 
 /// Reads `w` bytes at linear address `lin`, checking every page touched before reading.
@@ -106,16 +130,27 @@ pub fn read_linear(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, w: Width,
 /// Writes `w` bytes at linear address `lin`; both pages of a split write are checked before
 /// any byte is written.
 pub fn write_linear(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, w: Width, v: u64) -> Result<()> {
+    write_linear_as(cpu, bus, lin, w, v, AccessKind::Write)
+}
+
+fn write_linear_as(
+    cpu: &mut CpuState,
+    bus: &mut dyn CpuBus,
+    lin: u64,
+    w: Width,
+    v: u64,
+    kind: AccessKind,
+) -> Result<()> {
     let n = u64::from(w.bytes());
     if (lin & 0xfff) + n <= 0x1000 {
-        let pa = translate(cpu, bus, lin, AccessKind::Write)?;
+        let pa = translate(cpu, bus, lin, kind)?;
         note_code_write(cpu, pa);
         bus.write_phys(pa, w.bytes(), v);
         return Ok(());
     }
     let first = 0x1000 - (lin & 0xfff);
-    let pa0 = translate(cpu, bus, lin, AccessKind::Write)?;
-    let pa1 = translate(cpu, bus, wrap_lin(cpu, lin.wrapping_add(first)), AccessKind::Write)?;
+    let pa0 = translate(cpu, bus, lin, kind)?;
+    let pa1 = translate(cpu, bus, wrap_lin(cpu, lin.wrapping_add(first)), kind)?;
     note_code_write(cpu, pa0);
     note_code_write(cpu, pa1);
     for i in 0..n {
@@ -160,10 +195,10 @@ pub fn write(cpu: &mut CpuState, bus: &mut dyn CpuBus, seg: SegReg, off: u64, w:
 /// Reads for the CPU's own use (descriptor tables, the TSS, the IDT): supervisor accesses
 /// whatever the CPL, as SDM vol. 3, 4.6 calls implicit supervisor-mode accesses.
 pub fn sys_read(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, w: Width) -> Result<u64> {
-    read_linear(cpu, bus, lin, w, AccessKind::Read)
+    read_linear(cpu, bus, lin, w, AccessKind::SysRead)
 }
 
 /// Writes for the CPU's own use (accessed and busy bits, the TSS on a task switch).
 pub fn sys_write(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, w: Width, v: u64) -> Result<()> {
-    write_linear(cpu, bus, lin, w, v)
+    write_linear_as(cpu, bus, lin, w, v, AccessKind::SysWrite)
 }

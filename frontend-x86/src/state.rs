@@ -290,6 +290,20 @@ pub struct CpuState {
     pub nmi_blocked: bool,
     /// Physical pages holding code the execution tiers cached; stores check it.
     pub code: crate::codemap::CodePages,
+    /// The software TLB.
+    pub tlb: TlbCache,
+    /// The PAE page-directory-pointer entries, loaded with CR3 in PAE (not long) mode.
+    pub pdptes: [u64; 4],
+}
+
+/// The CPU's TLB. Cloning a CPU state gives it an empty TLB: a TLB is a cache.
+#[derive(Debug, Default)]
+pub struct TlbCache(pub softmmu::Tlb);
+
+impl Clone for TlbCache {
+    fn clone(&self) -> Self {
+        TlbCache::default()
+    }
 }
 
 impl Default for CpuState {
@@ -331,7 +345,17 @@ impl CpuState {
             shutdown: false,
             nmi_blocked: false,
             code: crate::codemap::CodePages::default(),
+            tlb: TlbCache::default(),
+            pdptes: [0; 4],
         }
+    }
+
+    /// The paging controls as the page walker takes them.
+    #[inline]
+    pub fn paging_control(&self) -> softmmu::PagingControl {
+        let mut c = softmmu::PagingControl::new(self.cr0, self.cr3, self.cr4, self.efer);
+        c.pdptes = self.pdptes;
+        c
     }
 
     /// Protected mode is on (CR0.PE).

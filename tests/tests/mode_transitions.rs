@@ -246,3 +246,126 @@ fn real_to_protected_to_ring3_and_back_with_exact_exception_frames() -> Result<(
     assert_eq!(cpu.seg[SegReg::Ss as usize].selector, 0x10);
     Ok(())
 }
+
+const PML4: u64 = 0x10000;
+const IDT64: u64 = 0x14000;
+const IDTR64: u64 = 0x3200;
+const LM_CODE: u64 = 0x8800;
+
+/// Real mode -> 32-bit protected mode -> PAE + 4-level tables, EFER.LME, CR0.PG -> 64-bit
+/// code, as a boot loader enters long mode; then a #PF in 64-bit mode through a 64-bit IDT
+/// gate, with the frame, error code and CR2 recorded by the handler.
+#[test]
+fn real_to_long_mode_and_a_page_fault_with_its_64_bit_frame() -> Result<(), IcedError> {
+    let mut bus = SparseBus::new(32);
+    // Real mode: load the GDT, set PE, jump to 32-bit code.
+    let mut a = CodeAssembler::new(16)?;
+    a.cli()?;
+    a.xor(ax, ax)?;
+    a.mov(ds, ax)?;
+    a.lgdt(word_ptr(GDTR))?;
+    a.mov(eax, cr0)?;
+    a.or(eax, 1)?;
+    a.mov(cr0, eax)?;
+    a.db(&[0x66, 0xea])?;
+    a.db(&(PM_CODE as u32).to_le_bytes())?;
+    a.db(&[0x08, 0x00])?;
+    write(&mut bus, REAL_CODE, &a.assemble(REAL_CODE)?);
+
+    // 32-bit: PAE, CR3, EFER.LME, PG, far jump to the 64-bit code segment.
+    let mut a = CodeAssembler::new(32)?;
+    a.mov(ax, 0x10u32)?;
+    a.mov(ds, ax)?;
+    a.mov(ss, ax)?;
+    a.mov(esp, RING0_STACK)?;
+    a.mov(eax, cr4)?;
+    a.or(eax, 0x20)?;
+    a.mov(cr4, eax)?;
+    a.mov(eax, PML4 as u32)?;
+    a.mov(cr3, eax)?;
+    a.mov(ecx, 0xc000_0080u32)?;
+    a.rdmsr()?;
+    a.or(eax, 0x100)?;
+    a.wrmsr()?;
+    a.mov(eax, cr0)?;
+    a.or(eax, 0x8000_0000u32 as i32)?;
+    a.mov(cr0, eax)?;
+    a.db(&[0xea])?;
+    a.db(&(LM_CODE as u32).to_le_bytes())?;
+    a.db(&[0x38, 0x00])?;
+    write(&mut bus, PM_CODE, &a.assemble(PM_CODE)?);
+
+    // 64-bit: the IDT, then a write to an unmapped page.
+    let mut a = CodeAssembler::new(64)?;
+    let mut fault = a.create_label();
+    let mut handler = a.create_label();
+    a.lidt(qword_ptr(IDTR64))?;
+    a.mov(rsp, 0x9008u64)?;
+    a.mov(rax, 0x4000_0000u64)?;
+    a.mov(ecx, 0x1234u32)?;
+    a.set_label(&mut fault)?;
+    a.mov(dword_ptr(rax), ecx)?;
+    a.hlt()?;
+    a.set_label(&mut handler)?;
+    for (k, off) in [0u64, 8, 16, 24, 32, 40].iter().enumerate() {
+        a.mov(rdx, qword_ptr(rsp + *off as i32))?;
+        a.mov(qword_ptr(RESULTS + 8 * k as u64), rdx)?;
+    }
+    a.mov(rdx, cr2)?;
+    a.mov(qword_ptr(RESULTS + 0x30), rdx)?;
+    a.mov(qword_ptr(RESULTS + 0x38), rsp)?;
+    a.hlt()?;
+    let r = a.assemble_options(LM_CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    let fault_ip = r.label_ip(&fault)?;
+    let handler_ip = r.label_ip(&handler)?;
+    write(&mut bus, LM_CODE, &r.inner.code_buffer);
+
+    let gdt = [
+        0,
+        seg_desc(0x9a), // 0x08 32-bit code
+        seg_desc(0x92), // 0x10 data
+        0,
+        0,
+        0,
+        0,
+        0x00af_9a00_0000_ffff, // 0x38 64-bit code
+    ];
+    for (k, d) in gdt.iter().enumerate() {
+        write(&mut bus, GDT + 8 * k as u64, &d.to_le_bytes());
+    }
+    write(&mut bus, GDTR, &[(gdt.len() * 8 - 1) as u8, 0]);
+    write(&mut bus, GDTR + 2, &(GDT as u32).to_le_bytes());
+    // Identity map of the first 2 MiB with one large page; nothing else is mapped.
+    write(&mut bus, PML4, &(0x11000u64 | 3).to_le_bytes());
+    write(&mut bus, 0x11000, &(0x12000u64 | 3).to_le_bytes());
+    write(&mut bus, 0x12000, &0x83u64.to_le_bytes());
+    // 64-bit interrupt gate for #PF.
+    let lo = (handler_ip & 0xffff) | (0x38 << 16) | (0x8e << 40) | ((handler_ip >> 16 & 0xffff) << 48);
+    write(&mut bus, IDT64 + 14 * 16, &lo.to_le_bytes());
+    write(&mut bus, IDT64 + 14 * 16 + 8, &(handler_ip >> 32).to_le_bytes());
+    write(&mut bus, IDTR64, &[0xff, 0x0f]);
+    write(&mut bus, IDTR64 + 2, &IDT64.to_le_bytes());
+
+    let mut cpu = CpuState::new();
+    cpu.seg[SegReg::Cs as usize] = frontend_x86::Segment::real_mode_code(0);
+    cpu.rip = REAL_CODE;
+    let (_, exit) = translator::run(&mut cpu, &mut bus, 10_000);
+    assert_eq!(exit, translator::Exit::Halted, "cpu at {:x}:{:x}", cpu.seg[1].selector, cpu.rip);
+    assert!(cpu.mode64(), "in 64-bit mode");
+    assert_eq!(cpu.rip, LM_CODE + r.inner.code_buffer.len() as u64, "halted at the handler's end");
+
+    // The 64-bit frame: error code, RIP, CS, RFLAGS, RSP, SS.
+    assert_eq!(read(&bus, RESULTS, 8), 0x2, "#PF error code: write to a non-present page");
+    assert_eq!(read(&bus, RESULTS + 8, 8), fault_ip, "RIP of the faulting store");
+    assert_eq!(read(&bus, RESULTS + 16, 8), 0x38);
+    assert_eq!(read(&bus, RESULTS + 24, 8) & 0x2, 0x2, "RFLAGS");
+    assert_eq!(read(&bus, RESULTS + 32, 8), 0x9008, "the interrupted RSP");
+    assert_eq!(read(&bus, RESULTS + 40, 8), 0x10, "the interrupted SS");
+    assert_eq!(read(&bus, RESULTS + 0x30, 8), 0x4000_0000, "CR2");
+    assert_eq!(read(&bus, RESULTS + 0x38, 8), 0x9000 - 48, "the frame starts 16-byte aligned");
+    // The walk set Accessed on every level and Dirty on the large page (stack writes).
+    assert_eq!(read(&bus, PML4, 8) & 0x20, 0x20);
+    assert_eq!(read(&bus, 0x11000, 8) & 0x20, 0x20);
+    assert_eq!(read(&bus, 0x12000, 8), 0x83 | 0x20 | 0x40);
+    Ok(())
+}

@@ -77,6 +77,8 @@ pub fn is_sensitive(m: Mnemonic) -> bool {
             | Cpuid
             | Rdtsc
             | Invlpg
+            | Stac
+            | Clac
             | Swapgs
             | Lar
             | Lsl
@@ -285,6 +287,7 @@ pub fn resolve(i: &Insn) -> Op {
         Cpuid => Op::Helper(privileged::cpuid_insn),
         Rdtsc => Op::Helper(privileged::rdtsc),
         Invlpg => Op::Helper(privileged::invlpg),
+        Stac | Clac => Op::Helper(privileged::stac_clac),
         Syscall => Op::Helper(privileged::syscall),
         Sysret => Op::Helper(privileged::sysret),
         Sysenter => Op::Helper(privileged::sysenter),

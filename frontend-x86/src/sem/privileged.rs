@@ -4,6 +4,7 @@
 
 use iced_x86::{Code, Mnemonic, OpKind, Register};
 
+use crate::bus::CpuBus;
 use crate::concrete::Concrete;
 use crate::cpuid;
 use crate::desc::{self, sel_code, sys_type};
@@ -15,10 +16,20 @@ use crate::mem;
 use crate::operand as op;
 use crate::state::{attr, cr0, efer, CpuState, Gpr, SegReg, Segment, Width};
 
-/// CR4 bits this CPU accepts: TSD, DE, PSE, PAE, PGE.
-pub const CR4_SUPPORTED: u64 = (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 7);
+/// CR4.PSE.
+pub const CR4_PSE: u64 = 1 << 4;
 /// CR4.PAE.
 pub const CR4_PAE: u64 = 1 << 5;
+/// CR4.PGE.
+pub const CR4_PGE: u64 = 1 << 7;
+/// CR4.PCIDE.
+pub const CR4_PCIDE: u64 = 1 << 17;
+/// CR4.SMEP.
+pub const CR4_SMEP: u64 = 1 << 20;
+/// CR4.SMAP.
+pub const CR4_SMAP: u64 = 1 << 21;
+/// CR4 bits this CPU accepts: TSD, DE, PSE, PAE, PGE, PCIDE, SMEP, SMAP.
+pub const CR4_SUPPORTED: u64 = CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP;
 /// CR4.TSD.
 pub const CR4_TSD: u64 = 1 << 2;
 /// CR4.DE.
@@ -155,7 +166,7 @@ pub fn lmsw(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let v = op::read(c, i, 0, Width::W16)?;
     let keep_pe = c.cpu.cr0 & cr0::PE;
     let new = (c.cpu.cr0 & !0xe) | (v & 0xf) | keep_pe;
-    write_cr0(c.cpu, new)
+    write_cr0(c.cpu, c.bus, new)
 }
 
 /// CLTS.
@@ -165,9 +176,9 @@ pub fn clts(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     Ok(())
 }
 
-/// Writes CR0 with the architectural checks, entering or leaving long mode as EFER.LME and
-/// CR4.PAE direct (SDM vol. 3, 9.8.5).
-pub fn write_cr0(cpu: &mut CpuState, v: u64) -> Result<()> {
+/// Checks a CR0 value and works out the EFER.LMA it implies: entering or leaving long mode as
+/// EFER.LME and CR4.PAE direct (SDM vol. 3, 9.8.5). Returns the new (CR0, EFER).
+fn check_cr0(cpu: &CpuState, v: u64) -> Result<(u64, u64)> {
     if v >> 32 != 0 {
         return Err(Exception::gp(0));
     }
@@ -178,32 +189,65 @@ pub fn write_cr0(cpu: &mut CpuState, v: u64) -> Result<()> {
     if v & cr0::NW != 0 && v & cr0::CD == 0 {
         return Err(Exception::gp(0));
     }
+    let mut efer = cpu.efer;
     let was_pg = cpu.cr0 & cr0::PG != 0;
     let pg = v & cr0::PG != 0;
-    if pg && !was_pg && cpu.efer & efer::LME != 0 {
+    if pg && !was_pg && efer & efer::LME != 0 {
         if cpu.cr4 & CR4_PAE == 0 {
             return Err(Exception::gp(0));
         }
-        cpu.efer |= efer::LMA;
+        efer |= efer::LMA;
     }
     if !pg && was_pg && cpu.long_mode() {
         if cpu.mode64() {
             return Err(Exception::gp(0));
         }
-        cpu.efer &= !efer::LMA;
+        efer &= !efer::LMA;
     }
-    if pg && !was_pg {
-        log_paging_once();
+    Ok((v, efer))
+}
+
+/// Commits new paging controls after their own checks: loads the PAE PDPTEs when legacy PAE
+/// paging needs them (#GP(0), and nothing changed, if they are invalid), tells the TLB what
+/// changed, and applies a CR3 write (with bit 63 for PCIDs) if there was one.
+pub fn commit_paging(
+    cpu: &mut CpuState,
+    bus: &mut dyn CpuBus,
+    new_cr0: u64,
+    new_cr4: u64,
+    new_efer: u64,
+    cr3_write: Option<u64>,
+) -> Result<()> {
+    let new_cr3 = cr3_write.map_or(cpu.cr3, |v| v & !softmmu::CR3_NO_FLUSH);
+    let pae_legacy = |cr0: u64, cr4: u64, efer: u64| cr0 & cr0::PG != 0 && cr4 & CR4_PAE != 0 && efer & efer::LMA == 0;
+    let was = pae_legacy(cpu.cr0, cpu.cr4, cpu.efer);
+    let now = pae_legacy(new_cr0, new_cr4, new_efer);
+    let paging_bits = (cpu.cr0 ^ new_cr0) & (cr0::PG | cr0::CD | cr0::NW) != 0
+        || (cpu.cr4 ^ new_cr4) & (CR4_PAE | CR4_PSE | CR4_PGE | CR4_SMEP) != 0;
+    let pdptes = if now && (!was || cr3_write.is_some() || paging_bits) {
+        softmmu::paging::load_pdptes(bus, new_cr3, softmmu::paging::DEFAULT_MAXPHYADDR).map_err(|_| Exception::gp(0))?
+    } else {
+        cpu.pdptes
+    };
+    let old = cpu.paging_control();
+    cpu.cr0 = new_cr0;
+    cpu.cr4 = new_cr4;
+    cpu.efer = new_efer;
+    cpu.cr3 = new_cr3;
+    cpu.pdptes = pdptes;
+    let new = cpu.paging_control();
+    if let Some(v) = cr3_write {
+        cpu.tlb.0.write_cr3(v, new_cr4 & CR4_PCIDE != 0);
     }
-    cpu.cr0 = v;
+    cpu.tlb.0.control_changed(&old, &new);
     Ok(())
 }
 
-fn log_paging_once() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        log::error!("the guest enabled paging, which is not implemented yet: every access will raise #MC")
-    });
+/// Writes CR0 with the architectural checks and their effects on paging and long mode.
+pub fn write_cr0(cpu: &mut CpuState, bus: &mut dyn CpuBus, v: u64) -> Result<()> {
+    let (cr0, efer) = check_cr0(cpu, v)?;
+    let cr4 = cpu.cr4;
+    commit_paging(cpu, bus, cr0, cr4, efer, None)
 }
 
 /// MOV to or from CR0, CR2, CR3, CR4, CR8.
@@ -214,21 +258,28 @@ pub fn mov_cr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     if to_cr {
         let v = op::read(c, i, 1, w)?;
         let cpu = &mut *c.cpu;
+        let (cr0, cr4, efer) = (cpu.cr0, cpu.cr4, cpu.efer);
         match i.op_register(0) {
-            Register::CR0 => write_cr0(cpu, v)?,
+            Register::CR0 => write_cr0(cpu, c.bus, v)?,
             Register::CR2 => cpu.cr2 = v,
             Register::CR3 => {
-                let maxphy = (1u64 << 40) - 1;
-                if cpu.long_mode() && v & !maxphy != 0 {
+                let maxphy = (1u64 << softmmu::paging::DEFAULT_MAXPHYADDR) - 1;
+                let pcide = cr4 & CR4_PCIDE != 0;
+                let reserved = if pcide { !maxphy & !softmmu::CR3_NO_FLUSH } else { !maxphy };
+                if cpu.long_mode() && v & reserved != 0 {
                     return Err(Exception::gp(0));
                 }
-                cpu.cr3 = v;
+                commit_paging(cpu, c.bus, cr0, cr4, efer, Some(v))?;
             }
             Register::CR4 => {
                 if v & !CR4_SUPPORTED != 0 || (cpu.long_mode() && v & CR4_PAE == 0) {
                     return Err(Exception::gp(0));
                 }
-                cpu.cr4 = v;
+                // PCIDs need long mode and PCID 0 in CR3 when they are turned on.
+                if v & CR4_PCIDE != 0 && cr4 & CR4_PCIDE == 0 && (!cpu.long_mode() || cpu.cr3 & 0xfff != 0) {
+                    return Err(Exception::gp(0));
+                }
+                commit_paging(cpu, c.bus, cr0, v, efer, None)?;
             }
             Register::CR8 => {
                 if v & !0xf != 0 {
@@ -350,7 +401,7 @@ pub fn write_msr(c: &mut Concrete<'_>, n: u32, v: u64) -> Result<()> {
         msr::SYSENTER_EIP => c.cpu.msr.sysenter_eip = canonical(v)?,
         msr::MISC_ENABLE => c.cpu.msr.misc_enable = v,
         msr::EFER => {
-            let allowed = efer::SCE | efer::LME | efer::LMA;
+            let allowed = efer::SCE | efer::LME | efer::LMA | efer::NXE;
             if v & !allowed != 0 {
                 return gp;
             }
@@ -358,7 +409,9 @@ pub fn write_msr(c: &mut Concrete<'_>, n: u32, v: u64) -> Result<()> {
                 return gp;
             }
             // LMA is read-only: it follows CR0.PG and LME.
-            c.cpu.efer = (v & !efer::LMA) | (c.cpu.efer & efer::LMA);
+            let new = (v & !efer::LMA) | (c.cpu.efer & efer::LMA);
+            let (cr0, cr4) = (c.cpu.cr0, c.cpu.cr4);
+            commit_paging(c.cpu, c.bus, cr0, cr4, new, None)?;
         }
         msr::STAR => c.cpu.msr.star = v,
         msr::LSTAR => c.cpu.msr.lstar = canonical(v)?,
@@ -424,13 +477,28 @@ pub fn rdtsc(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     Ok(())
 }
 
-/// INVLPG: there is no TLB before paging exists, so nothing to drop; the privilege check
-/// stands.
+/// INVLPG: drops the TLB's translation of the operand's linear address (no memory access, no
+/// fault for a bad address).
 pub fn invlpg(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     require_cpl0(c.cpu)?;
     if i.op_kind(0) != OpKind::Memory {
         return Err(Exception::UD);
     }
+    let ea = op::ea(c, i);
+    let seg = op::mem_seg(i);
+    let base = if c.cpu.mode64() && !matches!(seg, SegReg::Fs | SegReg::Gs) { 0 } else { c.cpu.seg[seg as usize].base };
+    let lin = base.wrapping_add(ea);
+    let lin = if c.cpu.mode64() { lin } else { lin & 0xffff_ffff };
+    c.cpu.tlb.0.invlpg(lin);
+    Ok(())
+}
+
+/// STAC and CLAC: set or clear EFLAGS.AC (the SMAP override) at CPL 0.
+pub fn stac_clac(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    if c.cpu.protected() && (c.cpu.cpl != 0 || c.cpu.v86()) {
+        return Err(Exception::UD);
+    }
+    c.cpu.flags.set_flag(flags::AC, i.mnemonic() == Mnemonic::Stac);
     Ok(())
 }
 

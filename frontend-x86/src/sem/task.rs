@@ -144,7 +144,8 @@ pub fn switch(
     cpu.cr0 |= cr0::TS;
     if let Some(c3) = new_cr3 {
         if cpu.cr0 & cr0::PG != 0 {
-            cpu.cr3 = c3;
+            let (c0, c4, e) = (cpu.cr0, cpu.cr4, cpu.efer);
+            crate::sem::privileged::commit_paging(cpu, bus, c0, c4, e, Some(c3)).map_err(|_| Exception::ts(err))?;
         }
     }
     let keep = if nl.w == Width::W16 { !0xffffu64 } else { 0 };
