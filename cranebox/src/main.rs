@@ -66,41 +66,15 @@ fn sink(spec: &str) -> Result<Option<Box<dyn Write + Send>>> {
     })
 }
 
-/// Parses a memory size as QEMU's `-m` does: a bare number is MiB; suffixes K, M, G, T (either
-/// case, optionally followed by B) scale by powers of 1024. The result must be whole 4 KiB pages.
-fn parse_mem_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let t = t.strip_suffix(['b', 'B']).filter(|r| r.ends_with(|c: char| c.is_ascii_alphabetic())).unwrap_or(t);
-    let (digits, shift) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_lowercase() {
-                'k' => 10,
-                'm' => 20,
-                'g' => 30,
-                't' => 40,
-                _ => bail!("-m {s}: unknown size suffix '{c}' (use K, M, G or T)"),
-            };
-            (&t[..i], shift)
-        }
-        _ => (t, 20),
-    };
-    let n: u64 = digits.parse().map_err(|_| anyhow::anyhow!("-m {s}: not a size (examples: 512, 512M, 2G)"))?;
-    let bytes = n.checked_shl(shift).filter(|b| b >> shift == n).ok_or_else(|| anyhow::anyhow!("-m {s}: too large"))?;
-    if bytes == 0 || bytes % 4096 != 0 {
-        bail!("-m {s}: guest memory must be a positive whole number of 4 KiB pages");
-    }
-    Ok(bytes)
-}
-
 fn run(cli: Cli) -> Result<ExitCode> {
     if cli.accel != Accel::Interp {
         let name = cli.accel.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
         bail!("--accel {name}: only the interpreter (--accel interp) is implemented so far");
     }
-    let ram_bytes = parse_mem_size(&cli.memory)?;
+    let ram_bytes = softmmu::parse_mem_size(&cli.memory).with_context(|| format!("-m {}", cli.memory))?;
     let bios = std::fs::read(&cli.bios).with_context(|| format!("cannot read firmware {}", cli.bios.display()))?;
     let config = MachineConfig { ram_bytes, bios, debugcon: sink(&cli.debugcon)? };
-    let mut m = Machine::new(config).with_context(|| format!("firmware {}", cli.bios.display()))?;
+    let mut m = Machine::new(config).context("cannot build the machine")?;
     let limit = if cli.max_instructions == 0 { u64::MAX } else { cli.max_instructions };
     let t = std::time::Instant::now();
     let outcome = m.run(limit);
@@ -146,27 +120,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("cranebox: {e:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_mem_size;
-
-    #[test]
-    fn memory_sizes_parse_as_qemu_reads_them() {
-        assert_eq!(parse_mem_size("512").ok(), Some(512 << 20));
-        assert_eq!(parse_mem_size("512M").ok(), Some(512 << 20));
-        assert_eq!(parse_mem_size("2G").ok(), Some(2 << 30));
-        assert_eq!(parse_mem_size("1024k").ok(), Some(1 << 20));
-        assert_eq!(parse_mem_size("64MB").ok(), Some(64 << 20));
-    }
-
-    #[test]
-    fn bad_memory_sizes_are_refused() {
-        for bad in ["", "abc", "12X", "0", "1k1", "99999999999999T", "-5"] {
-            assert!(parse_mem_size(bad).is_err(), "{bad} was accepted");
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The PC: wires memory, devices and a CPU backend together and runs them.
 //!
-//! Today's machine is the minimum that runs a firmware image: RAM from address 0, the image
-//! mapped read-only so it ends at 4 GiB with its last 128 KiB aliased below 1 MiB (as a PC
-//! does), the debug console at port 0xE9 and QEMU's isa-debug-exit at 0xF4, and the
-//! interpreter tier. The chipset (PIC, PIT, RTC, UART, ...) and the direct kernel loaders join
+//! Today's machine is the minimum that runs a firmware image: softmmu's PC address map (RAM
+//! below and above the PCI hole, the image read-only so it ends at 4 GiB with its last 128 KiB
+//! aliased below 1 MiB), the debug console at port 0xE9 and QEMU's isa-debug-exit at 0xF4, and
+//! the interpreter tier. The chipset (PIC, PIT, RTC, UART, ...) and the direct kernel loaders join
 //! it in the platform issue.
 
 mod bus;
@@ -12,22 +12,16 @@ use std::io::Write;
 
 use devices::debug::{DebugCon, DebugExit};
 use frontend_x86::CpuState;
-use softmmu::{GuestRam, RamError};
+use softmmu::{MapError, PhysMap};
 
 pub use bus::PcBus;
 
 /// Errors from building or running a machine.
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
-    /// Guest RAM could not be created.
+    /// The memory map could not be built (RAM size, firmware image).
     #[error(transparent)]
-    Ram(#[from] RamError),
-    /// The firmware image has a size a PC cannot map.
-    #[error("firmware image is {0} bytes; it must be a non-zero multiple of 64 KiB and at most 16 MiB")]
-    BiosSize(usize),
-    /// Guest RAM would overlap the firmware or the memory-mapped devices below 4 GiB.
-    #[error("{0} bytes of guest memory is more than the {1} bytes this machine maps below 4 GiB")]
-    TooMuchRam(u64, u64),
+    Map(#[from] MapError),
 }
 
 /// How the machine is put together.
@@ -81,23 +75,13 @@ pub struct Machine {
     pub interp: translator::Interpreter,
 }
 
-/// The highest RAM address below 4 GiB: the PCI hole and the firmware start here (QEMU's pc
-/// machine keeps low RAM below 3.5 GiB when the guest has more).
-pub const LOW_RAM_LIMIT: u64 = 0xe000_0000;
-
 impl Machine {
     /// Builds a machine from `config`.
     pub fn new(config: MachineConfig) -> Result<Self, MachineError> {
-        let len = config.bios.len();
-        if len == 0 || !len.is_multiple_of(0x10000) || len > 16 << 20 {
-            return Err(MachineError::BiosSize(len));
-        }
-        if config.ram_bytes > LOW_RAM_LIMIT {
-            return Err(MachineError::TooMuchRam(config.ram_bytes, LOW_RAM_LIMIT));
-        }
-        let ram = GuestRam::new(config.ram_bytes)?;
+        let mut mem = PhysMap::pc(config.ram_bytes)?;
+        mem.map_firmware(config.bios)?;
         let debugcon = config.debugcon.map(DebugCon::new);
-        let bus = PcBus::new(ram, config.bios, debugcon, DebugExit::new());
+        let bus = PcBus::new(mem, debugcon, DebugExit::new());
         Ok(Machine { cpu: CpuState::new(), bus, instructions: 0, interp: translator::Interpreter::new() })
     }
 
@@ -112,6 +96,7 @@ impl Machine {
             // Deterministic virtual time until the machine has a clock: one nanosecond per
             // guest instruction.
             self.bus.now_ns = self.instructions;
+            self.bus.mem.set_time(self.instructions);
             let (n, exit) = self.interp.run(&mut self.cpu, &mut self.bus, left.min(SLICE));
             self.instructions += n;
             if let Some(status) = self.bus.debug_exit.requested() {
