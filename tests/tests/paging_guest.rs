@@ -1,0 +1,156 @@
+//! A 32-bit guest that turns on paging, takes page faults and maps the missing pages in its
+//! #PF handler (demand paging), and rewrites its own code in a loop through a second linear
+//! mapping of the code's physical page. The cached interpreter must end exactly where the
+//! uncached single-step path does; both must match what the program computes.
+
+use cranebox_tests::SparseBus;
+use frontend_x86::state::{attr, cr0};
+use frontend_x86::{CpuState, Gpr, Segment, Width};
+use iced_x86::code_asm::*;
+use iced_x86::BlockEncoderOptions;
+
+const GDT: u64 = 0x500;
+const IDT: u64 = 0x2000;
+const PD: u64 = 0x20000;
+const PT_LOW: u64 = 0x21000;
+const PT_HIGH: u64 = 0x22000;
+const CODE: u64 = 0x9000;
+const RESULTS: u64 = 0x3000;
+const FAULTS: u64 = 0x3100;
+/// Linear window for demand-paged data, and the alias of the code page inside it.
+const DATA: u64 = 0x4000_0000;
+const CODE_ALIAS: u64 = 0x4000_1000;
+
+fn program(patch_alias: u32) -> Result<(Vec<u8>, u64, u64), IcedError> {
+    let mut a = CodeAssembler::new(32)?;
+    let mut lp = a.create_label();
+    let mut patch = a.create_label();
+    let mut pf = a.create_label();
+    let mut not_code = a.create_label();
+    let mut mapped = a.create_label();
+    a.mov(eax, PD as u32)?;
+    a.mov(cr3, eax)?;
+    a.mov(eax, cr0)?;
+    a.or(eax, 0x8000_0000u32 as i32)?;
+    a.mov(cr0, eax)?;
+    // Demand paging: both stores fault once, the handler maps the page, the store retries.
+    a.mov(dword_ptr(DATA as u32), 0x1111_1111u32)?;
+    a.mov(dword_ptr(DATA as u32 + 0x3004), 0x2222_2222u32)?;
+    a.mov(eax, dword_ptr(DATA as u32))?;
+    a.mov(dword_ptr(RESULTS as u32), eax)?;
+    // Self-modifying loop: write the next immediate of `add ebx, imm32` through the alias.
+    a.xor(ebx, ebx)?;
+    a.mov(ecx, 1u32)?;
+    a.set_label(&mut lp)?;
+    a.mov(dword_ptr(patch_alias), ecx)?;
+    a.set_label(&mut patch)?;
+    a.add(ebx, 0x7fff_ffff)?;
+    a.inc(ecx)?;
+    a.cmp(ecx, 6)?;
+    a.jne(lp)?;
+    a.mov(dword_ptr(RESULTS as u32 + 4), ebx)?;
+    a.hlt()?;
+
+    // #PF handler: map the faulting page (the code alias onto the code's page, anything else
+    // onto fresh memory at 0x30000 + index * 4 KiB), count, return to retry.
+    a.set_label(&mut pf)?;
+    a.push(eax)?;
+    a.push(ecx)?;
+    a.push(edx)?;
+    a.mov(eax, cr2)?;
+    a.mov(ecx, eax)?;
+    a.shr(ecx, 12)?;
+    a.and(ecx, 0x3ff)?;
+    a.mov(edx, eax)?;
+    a.shr(edx, 12)?;
+    a.cmp(edx, (CODE_ALIAS >> 12) as u32)?;
+    a.jne(not_code)?;
+    a.mov(edx, (CODE | 3) as u32)?;
+    a.jmp(mapped)?;
+    a.set_label(&mut not_code)?;
+    a.mov(edx, ecx)?;
+    a.shl(edx, 12)?;
+    a.add(edx, 0x30003)?;
+    a.set_label(&mut mapped)?;
+    a.mov(dword_ptr(ecx * 4 + PT_HIGH as u32), edx)?;
+    a.inc(dword_ptr(FAULTS as u32))?;
+    a.pop(edx)?;
+    a.pop(ecx)?;
+    a.pop(eax)?;
+    a.add(esp, 4)?;
+    a.iretd()?;
+    let r = a.assemble_options(CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
+    Ok((r.inner.code_buffer.clone(), r.label_ip(&patch)?, r.label_ip(&pf)?))
+}
+
+fn machine() -> Result<(CpuState, SparseBus), IcedError> {
+    // Two passes: the store's address depends on where `patch` lands (a disp32 either way).
+    let (_, patch, _) = program(0x7fff_ffff)?;
+    let alias = (CODE_ALIAS + (patch - CODE) + 2) as u32;
+    let (code, patch2, pf) = program(alias)?;
+    assert_eq!(patch, patch2);
+    let mut bus = SparseBus::new(32);
+    let mut put = |at: u64, bytes: &[u8]| {
+        for (k, b) in bytes.iter().enumerate() {
+            bus.mem.insert(at + k as u64, *b);
+        }
+    };
+    put(CODE, &code);
+    put(GDT + 8, &0x00cf_9a00_0000_ffffu64.to_le_bytes());
+    put(GDT + 16, &0x00cf_9200_0000_ffffu64.to_le_bytes());
+    let gate = (pf & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((pf >> 16) << 48);
+    put(IDT + 14 * 8, &gate.to_le_bytes());
+    // The first MiB identity-mapped; the window at 1 GiB has a page table with nothing in it.
+    put(PD, &((PT_LOW | 3) as u32).to_le_bytes());
+    put(PD + 4 * (DATA >> 22), &((PT_HIGH | 3) as u32).to_le_bytes());
+    for k in 0..256u64 {
+        put(PT_LOW + 4 * k, &((k << 12 | 3) as u32).to_le_bytes());
+    }
+    let mut cpu = CpuState::new();
+    cpu.cr0 |= cr0::PE;
+    cpu.gdtr.base = GDT;
+    cpu.gdtr.limit = 23;
+    cpu.idtr.base = IDT;
+    cpu.idtr.limit = 0x7ff;
+    let code_seg = Segment { selector: 0x08, base: 0, limit: 0xffff_ffff, attr: 0xc09b };
+    let data = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc093 | attr::ACCESSED };
+    cpu.seg = [data, code_seg, data, data, data, data];
+    cpu.rip = CODE;
+    cpu.set_reg(Gpr::Rsp, Width::W32, 0x8000);
+    Ok((cpu, bus))
+}
+
+fn read(bus: &SparseBus, at: u64, n: u64) -> u64 {
+    (0..n).fold(0, |v, k| v | u64::from(bus.mem.get(&(at + k)).copied().unwrap_or(0)) << (8 * k))
+}
+
+#[test]
+fn demand_paging_and_self_modifying_code_through_an_alias() -> Result<(), IcedError> {
+    let (mut cpu, mut bus) = machine()?;
+    let mut interp = translator::Interpreter::new();
+    let (_, exit) = interp.run(&mut cpu, &mut bus, 100_000);
+    assert_eq!(exit, translator::Exit::Halted, "at {:x}", cpu.rip);
+
+    assert_eq!(read(&bus, RESULTS, 4), 0x1111_1111, "the faulting store was retried");
+    assert_eq!(read(&bus, 0x30000, 4), 0x1111_1111, "on the page the handler mapped");
+    assert_eq!(read(&bus, 0x33004, 4), 0x2222_2222);
+    assert_eq!(read(&bus, RESULTS + 4, 4), 15, "each iteration ran the immediate it had just written");
+    assert_eq!(read(&bus, FAULTS, 4), 3, "one fault per unmapped page");
+    // The walk set Accessed and Dirty on the PTE of the written page.
+    assert_eq!(read(&bus, PT_HIGH, 4), 0x30000 | 3 | 0x20 | 0x40);
+    assert!(interp.stats.blocks_invalidated >= 5, "{:?}", interp.stats);
+
+    // The uncached path, one instruction at a time, ends in the same state.
+    let (mut reference, mut rbus) = machine()?;
+    for _ in 0..100_000 {
+        if reference.halted {
+            break;
+        }
+        let _ = translator::interp::step(&mut reference, &mut rbus);
+    }
+    assert!(reference.halted);
+    assert_eq!(cpu.gpr, reference.gpr);
+    assert_eq!(cpu.cr2, reference.cr2);
+    assert_eq!(bus.mem, rbus.mem);
+    Ok(())
+}
