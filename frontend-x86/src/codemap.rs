@@ -5,25 +5,36 @@
 
 use std::collections::HashSet;
 
-/// Pages below 4 GiB are tracked in a bitmap (one bit per 4 KiB page, 128 KiB in all,
-/// allocated on first use); the rare code above 4 GiB in a set.
+/// Pages below 4 GiB are tracked in a bitmap of one bit per 4 KiB page, in 512-byte chunks
+/// (16 MiB of guest memory each) allocated when a page in them first holds code; the rare
+/// code above 4 GiB in a set.
 #[derive(Clone, Debug, Default)]
 pub struct CodePages {
-    low: Vec<u64>,
+    chunks: Vec<Option<Box<[u64; CHUNK_WORDS]>>>,
     high: HashSet<u64>,
     written: Vec<u64>,
 }
 
 const LOW_PAGES: u64 = 1 << 20;
+const CHUNK_WORDS: usize = 64;
+const CHUNK_PAGES: u64 = (CHUNK_WORDS * 64) as u64;
+
+#[inline]
+fn split(page: u64) -> (usize, usize, u64) {
+    let chunk = (page / CHUNK_PAGES) as usize;
+    let within = page % CHUNK_PAGES;
+    (chunk, (within / 64) as usize, 1u64 << (within % 64))
+}
 
 impl CodePages {
     /// Marks physical page `page` (a page number, address >> 12) as holding code.
     pub fn mark(&mut self, page: u64) {
         if page < LOW_PAGES {
-            if self.low.is_empty() {
-                self.low = vec![0; (LOW_PAGES / 64) as usize];
+            if self.chunks.is_empty() {
+                self.chunks = vec![None; (LOW_PAGES / CHUNK_PAGES) as usize];
             }
-            self.low[(page / 64) as usize] |= 1 << (page % 64);
+            let (c, w, bit) = split(page);
+            self.chunks[c].get_or_insert_with(|| Box::new([0; CHUNK_WORDS]))[w] |= bit;
         } else {
             self.high.insert(page);
         }
@@ -33,7 +44,8 @@ impl CodePages {
     #[inline]
     pub fn contains(&self, page: u64) -> bool {
         if page < LOW_PAGES {
-            self.low.get((page / 64) as usize).is_some_and(|w| w & (1 << (page % 64)) != 0)
+            let (c, w, bit) = split(page);
+            matches!(self.chunks.get(c), Some(Some(words)) if words[w] & bit != 0)
         } else {
             !self.high.is_empty() && self.high.contains(&page)
         }
@@ -43,8 +55,9 @@ impl CodePages {
     /// queued for the execution tiers to drop what they decoded from it.
     pub fn note_write(&mut self, page: u64) {
         if page < LOW_PAGES {
-            if let Some(w) = self.low.get_mut((page / 64) as usize) {
-                *w &= !(1 << (page % 64));
+            let (c, w, bit) = split(page);
+            if let Some(Some(words)) = self.chunks.get_mut(c) {
+                words[w] &= !bit;
             }
         } else {
             self.high.remove(&page);
@@ -65,7 +78,7 @@ impl CodePages {
 
     /// Forgets every mark (the caches were flushed).
     pub fn clear(&mut self) {
-        self.low.iter_mut().for_each(|w| *w = 0);
+        self.chunks.iter_mut().for_each(|c| *c = None);
         self.high.clear();
         self.written.clear();
     }

@@ -1,22 +1,33 @@
-//! Random bytes as guest code and state, decoded and run by the interpreter: no input may
-//! panic or hang the emulator. The first bytes pick the register state, the rest is code.
+//! Random bytes as guest code and state, decoded and run by the interpreter in real mode,
+//! 32-bit protected mode and 64-bit long mode (with real page tables): no input may panic or
+//! hang the emulator. The first byte picks the mode, the next 32 the registers, the rest is
+//! code.
 #![no_main]
 
 use std::collections::HashMap;
 
+use frontend_x86::state::{attr, cr0, efer};
 use frontend_x86::{CpuBus, CpuState, Gpr, SegReg, Segment, Width};
 use libfuzzer_sys::fuzz_target;
 use softmmu::PhysBus;
 
 struct Bus(HashMap<u64, u8>);
 
+impl Bus {
+    fn put(&mut self, at: u64, bytes: &[u8]) {
+        for (k, b) in bytes.iter().enumerate() {
+            self.0.insert(at + k as u64, *b);
+        }
+    }
+}
+
 impl PhysBus for Bus {
     fn read_phys(&mut self, addr: u64, size: u8) -> u64 {
-        (0..u64::from(size)).fold(0, |v, k| v | u64::from(*self.0.get(&((addr + k) & 0x1f_ffff)).unwrap_or(&0)) << (8 * k))
+        (0..u64::from(size)).fold(0, |v, k| v | u64::from(*self.0.get(&((addr + k) & 0x3f_ffff)).unwrap_or(&0)) << (8 * k))
     }
     fn write_phys(&mut self, addr: u64, size: u8, val: u64) {
         for k in 0..u64::from(size) {
-            self.0.insert((addr + k) & 0x1f_ffff, (val >> (8 * k)) as u8);
+            self.0.insert((addr + k) & 0x3f_ffff, (val >> (8 * k)) as u8);
         }
     }
 }
@@ -40,24 +51,54 @@ impl CpuBus for Bus {
     }
 }
 
+const CODE: u64 = 0x10000;
+
 fuzz_target!(|data: &[u8]| {
-    if data.len() < 20 {
+    if data.len() < 34 {
         return;
     }
-    let (state, code) = data.split_at(20);
+    let mode = data[0] % 3;
+    let (state, code) = data[1..].split_at(32);
     let mut cpu = CpuState::new();
-    let word = |k: usize| u64::from(u16::from_le_bytes([state[2 * k], state[2 * k + 1]]));
-    for (k, g) in [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx, Gpr::Rsp, Gpr::Rbp, Gpr::Rsi, Gpr::Rdi].into_iter().enumerate() {
-        cpu.set_reg(g, Width::W16, word(k));
-    }
-    cpu.seg[SegReg::Ds as usize] = Segment::real_mode(word(8) as u16);
-    cpu.seg[SegReg::Ss as usize] = Segment::real_mode(word(9) as u16);
-    cpu.seg[SegReg::Cs as usize] = Segment::real_mode_code(0x1000);
-    cpu.rip = 0;
-    cpu.idtr.limit = 0x3ff;
     let mut bus = Bus(HashMap::new());
-    for (k, b) in code.iter().enumerate() {
-        bus.0.insert(0x10000 + k as u64, *b);
+    let word = |k: usize| u64::from(u32::from_le_bytes([state[4 * k], state[4 * k + 1], state[4 * k + 2], state[4 * k + 3]]));
+    for (k, g) in [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx, Gpr::Rsp, Gpr::Rbp, Gpr::Rsi, Gpr::Rdi].into_iter().enumerate() {
+        cpu.set_reg(g, Width::W32, word(k));
     }
-    let _ = translator::run(&mut cpu, &mut bus, 2000);
+    // Flat code and data descriptors (and a 64-bit code one) for the protected modes.
+    bus.put(0x500 + 8, &0x00cf_9a00_0000_ffffu64.to_le_bytes());
+    bus.put(0x500 + 16, &0x00cf_9200_0000_ffffu64.to_le_bytes());
+    bus.put(0x500 + 24, &0x00af_9a00_0000_ffffu64.to_le_bytes());
+    bus.put(CODE, code);
+    match mode {
+        0 => {
+            cpu.seg[SegReg::Cs as usize] = Segment::real_mode_code((CODE >> 4) as u16);
+            cpu.rip = 0;
+            cpu.idtr.limit = 0x3ff;
+        }
+        _ => {
+            cpu.cr0 |= cr0::PE;
+            cpu.gdtr.base = 0x500;
+            cpu.gdtr.limit = 31;
+            cpu.idtr.base = 0x1000;
+            cpu.idtr.limit = 0xfff;
+            let data_seg = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc093 };
+            let code_seg = if mode == 1 {
+                Segment { selector: 0x08, base: 0, limit: 0xffff_ffff, attr: 0xc09b }
+            } else {
+                // Identity-map the first 2 MiB with one large page and enter long mode.
+                bus.put(0x20000, &0x21003u64.to_le_bytes());
+                bus.put(0x21000, &0x22003u64.to_le_bytes());
+                bus.put(0x22000, &0x83u64.to_le_bytes());
+                cpu.cr3 = 0x20000;
+                cpu.cr4 |= 1 << 5;
+                cpu.efer |= efer::LME | efer::LMA;
+                cpu.cr0 |= cr0::PG;
+                Segment { selector: 0x18, base: 0, limit: 0xffff_ffff, attr: attr::P | attr::S | attr::CODE | attr::RW | attr::L }
+            };
+            cpu.seg = [data_seg, code_seg, data_seg, data_seg, data_seg, data_seg];
+            cpu.rip = CODE;
+        }
+    }
+    let _ = translator::run(&mut cpu, &mut bus, 500);
 });
