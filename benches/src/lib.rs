@@ -38,13 +38,4 @@ impl CpuBus for FlatBus {
     fn now_ns(&mut self) -> u64 {
         0
     }
-    fn intr(&mut self) -> bool {
-        false
-    }
-    fn inta(&mut self) -> Option<u8> {
-        None
-    }
-    fn take_nmi(&mut self) -> bool {
-        false
-    }
 }

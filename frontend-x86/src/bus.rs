@@ -12,11 +12,18 @@ pub trait CpuBus: PhysBus {
     /// The machine's virtual time in nanoseconds (design principle 10): the TSC is derived
     /// from it.
     fn now_ns(&mut self) -> u64;
-    /// The INTR line: the interrupt controller has a maskable interrupt for this CPU.
-    fn intr(&mut self) -> bool;
+    /// The INTR line: the interrupt controller has a maskable interrupt for this CPU. The
+    /// default is a machine with no interrupt controller.
+    fn intr(&mut self) -> bool {
+        false
+    }
     /// The interrupt-acknowledge cycle: the vector of the interrupt being taken, or `None` if
     /// the request went away.
-    fn inta(&mut self) -> Option<u8>;
-    /// Takes a pending NMI (an edge: it is consumed).
-    fn take_nmi(&mut self) -> bool;
+    fn inta(&mut self) -> Option<u8> {
+        None
+    }
+    /// Takes a pending NMI (an edge: it is consumed). The default has no NMI source.
+    fn take_nmi(&mut self) -> bool {
+        false
+    }
 }

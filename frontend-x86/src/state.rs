@@ -180,10 +180,9 @@ pub enum Gpr {
     R15,
 }
 
-/// CR0 bits.
+/// CR0 bits (the paging ones are softmmu's, re-exported).
 pub mod cr0 {
-    /// Protection enable.
-    pub const PE: u64 = 1 << 0;
+    pub use softmmu::paging::cr0::{PE, PG, WP};
     /// Monitor coprocessor.
     pub const MP: u64 = 1 << 1;
     /// Emulation (no x87).
@@ -194,28 +193,30 @@ pub mod cr0 {
     pub const ET: u64 = 1 << 4;
     /// Numeric error reporting.
     pub const NE: u64 = 1 << 5;
-    /// Write protect.
-    pub const WP: u64 = 1 << 16;
     /// Alignment mask.
     pub const AM: u64 = 1 << 18;
     /// Not write-through.
     pub const NW: u64 = 1 << 29;
     /// Cache disable.
     pub const CD: u64 = 1 << 30;
-    /// Paging.
-    pub const PG: u64 = 1 << 31;
 }
 
-/// EFER bits.
+/// CR4 bits (the paging ones are softmmu's, re-exported).
+pub mod cr4 {
+    pub use softmmu::paging::cr4::{PAE, PCIDE, PGE, PSE, SMAP, SMEP};
+    /// Time stamp disable: RDTSC is privileged.
+    pub const TSD: u64 = 1 << 2;
+    /// Debugging extensions: DR4/DR5 are #UD.
+    pub const DE: u64 = 1 << 3;
+    /// Every bit this CPU accepts.
+    pub const SUPPORTED: u64 = TSD | DE | PSE | PAE | PGE | PCIDE | SMEP | SMAP;
+}
+
+/// EFER bits (the paging ones are softmmu's, re-exported).
 pub mod efer {
+    pub use softmmu::paging::efer::{LMA, LME, NXE};
     /// SYSCALL enable.
     pub const SCE: u64 = 1 << 0;
-    /// Long mode enable.
-    pub const LME: u64 = 1 << 8;
-    /// Long mode active.
-    pub const LMA: u64 = 1 << 10;
-    /// No-execute enable.
-    pub const NXE: u64 = 1 << 11;
 }
 
 /// Model-specific registers an OS needs, beyond those with their own fields.

@@ -40,15 +40,6 @@ impl CpuBus for Bus {
     fn now_ns(&mut self) -> u64 {
         0
     }
-    fn intr(&mut self) -> bool {
-        false
-    }
-    fn inta(&mut self) -> Option<u8> {
-        None
-    }
-    fn take_nmi(&mut self) -> bool {
-        false
-    }
 }
 
 const CODE: u64 = 0x10000;

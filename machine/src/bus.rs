@@ -70,14 +70,6 @@ impl CpuBus for PcBus {
         self.now_ns
     }
 
-    // No interrupt controller is wired in yet (the platform issue): the lines stay low.
-    fn intr(&mut self) -> bool {
-        false
-    }
-    fn inta(&mut self) -> Option<u8> {
-        None
-    }
-    fn take_nmi(&mut self) -> bool {
-        false
-    }
+    // No interrupt controller is wired in yet (the platform issue): intr/inta/take_nmi keep
+    // the trait's defaults, the lines stay low.
 }

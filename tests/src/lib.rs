@@ -34,6 +34,18 @@ pub struct SparseBus {
 }
 
 impl SparseBus {
+    /// Stores `bytes` at physical address `at`.
+    pub fn put(&mut self, at: u64, bytes: &[u8]) {
+        for (k, b) in bytes.iter().enumerate() {
+            self.mem.insert(at + k as u64, *b);
+        }
+    }
+
+    /// Reads `n` (at most 8) bytes at physical address `at`, little-endian; absent bytes are 0.
+    pub fn get(&self, at: u64, n: u64) -> u64 {
+        (0..n.min(8)).fold(0, |v, k| v | u64::from(self.mem.get(&(at + k)).copied().unwrap_or(0)) << (8 * k))
+    }
+
     /// An empty bus with `bits` address lines.
     pub fn new(bits: u32) -> Self {
         SparseBus {
@@ -93,5 +105,19 @@ impl CpuBus for SparseBus {
 
     fn take_nmi(&mut self) -> bool {
         std::mem::take(&mut self.nmi)
+    }
+}
+
+/// xorshift64*: a fixed, dependency-free generator so that failures reproduce from the seed.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }

@@ -10,22 +10,12 @@ const KERNEL: u64 = 0x8000;
 const USER: u64 = 0x9000;
 const RESULTS: u64 = 0x3000;
 
-fn put(bus: &mut SparseBus, at: u64, bytes: &[u8]) {
-    for (k, b) in bytes.iter().enumerate() {
-        bus.mem.insert(at + k as u64, *b);
-    }
-}
-
-fn get(bus: &SparseBus, at: u64) -> u64 {
-    (0..8).fold(0, |v, k| v | u64::from(bus.mem.get(&(at + k)).copied().unwrap_or(0)) << (8 * k))
-}
-
 /// 64-bit kernel at CPL 0 with the first 2 MiB identity-mapped, user-accessible.
 fn long_mode() -> (CpuState, SparseBus) {
     let mut bus = SparseBus::new(32);
-    put(&mut bus, 0x20000, &0x21007u64.to_le_bytes());
-    put(&mut bus, 0x21000, &0x22007u64.to_le_bytes());
-    put(&mut bus, 0x22000, &0x87u64.to_le_bytes());
+    bus.put(0x20000, &0x21007u64.to_le_bytes());
+    bus.put(0x21000, &0x22007u64.to_le_bytes());
+    bus.put(0x22000, &0x87u64.to_le_bytes());
     let mut cpu = CpuState::new();
     cpu.cr0 |= cr0::PE | cr0::PG;
     cpu.cr3 = 0x20000;
@@ -79,7 +69,7 @@ fn sysret_to_64_bit_user_code_and_syscall_back() -> Result<(), IcedError> {
     let mut code = r.inner.code_buffer;
     let pos = code.windows(8).position(|w| w == 0x7fff_ffffu64.to_le_bytes()).expect("placeholder");
     code[pos..pos + 8].copy_from_slice(&entry_ip.to_le_bytes());
-    put(&mut bus, KERNEL, &code);
+    bus.put(KERNEL, &code);
 
     let mut u = CodeAssembler::new(64)?;
     u.mov(rbx, 0x5151u64)?;
@@ -89,13 +79,13 @@ fn sysret_to_64_bit_user_code_and_syscall_back() -> Result<(), IcedError> {
     u.syscall()?;
     let user = u.assemble(USER)?;
     let after_syscall = USER + user.len() as u64;
-    put(&mut bus, USER, &user);
+    bus.put(USER, &user);
 
     let (_, exit) = translator::run(&mut cpu, &mut bus, 1000);
     assert_eq!(exit, translator::Exit::Halted, "at {:x}", cpu.rip);
-    assert_eq!(get(&bus, RESULTS), after_syscall, "RCX = the user RIP after SYSCALL");
-    assert_eq!(get(&bus, RESULTS + 8) & 0x600, 0x600, "R11 = user RFLAGS (IF, DF)");
-    assert_eq!(get(&bus, RESULTS + 16) & 0x700, 0, "SFMASK cleared IF, DF, TF in the kernel");
+    assert_eq!(bus.get(RESULTS, 8), after_syscall, "RCX = the user RIP after SYSCALL");
+    assert_eq!(bus.get(RESULTS + 8, 8) & 0x600, 0x600, "R11 = user RFLAGS (IF, DF)");
+    assert_eq!(bus.get(RESULTS + 16, 8) & 0x700, 0, "SFMASK cleared IF, DF, TF in the kernel");
     assert_eq!(cpu.cpl, 0);
     assert_eq!(cpu.seg[SegReg::Cs as usize].selector, 0x08);
     assert_eq!(cpu.seg[SegReg::Ss as usize].selector, 0x10);
@@ -107,7 +97,7 @@ fn sysret_to_64_bit_user_code_and_syscall_back() -> Result<(), IcedError> {
 fn syscall_outside_64_bit_mode_or_without_sce_is_ud() {
     let (mut cpu, mut bus) = long_mode();
     // syscall with EFER.SCE clear: #UD, and no IDT: double fault, then shutdown.
-    put(&mut bus, KERNEL, &[0x0f, 0x05]);
+    bus.put(KERNEL, &[0x0f, 0x05]);
     let (_, exit) = translator::run(&mut cpu, &mut bus, 10);
     assert_eq!(exit, translator::Exit::Shutdown);
     assert_eq!(cpu.rip, KERNEL);
@@ -145,17 +135,17 @@ fn sysenter_and_sysexit_in_32_bit_protected_mode() -> Result<(), IcedError> {
     let mut code_bytes = r.inner.code_buffer;
     let pos = code_bytes.windows(4).position(|w| w == 0x7fff_ffffu32.to_le_bytes()).expect("placeholder");
     code_bytes[pos..pos + 4].copy_from_slice(&entry_ip.to_le_bytes());
-    put(&mut bus, KERNEL, &code_bytes);
+    bus.put(KERNEL, &code_bytes);
     let mut u = CodeAssembler::new(32)?;
     u.mov(ebx, 0x4242u32)?;
     u.mov(dword_ptr(RESULTS as u32 + 8), esp)?;
     u.sysenter()?;
-    put(&mut bus, USER, &u.assemble(USER)?);
+    bus.put(USER, &u.assemble(USER)?);
 
     let (_, exit) = translator::run(&mut cpu, &mut bus, 1000);
     assert_eq!(exit, translator::Exit::Halted, "at {:x}", cpu.rip);
-    assert_eq!(get(&bus, RESULTS + 8) & 0xffff_ffff, 0x6000, "user ESP from ECX");
-    assert_eq!(get(&bus, RESULTS) & 0xffff_ffff, 0x7000, "kernel ESP from SYSENTER_ESP");
+    assert_eq!(bus.get(RESULTS + 8, 8) & 0xffff_ffff, 0x6000, "user ESP from ECX");
+    assert_eq!(bus.get(RESULTS, 8) & 0xffff_ffff, 0x7000, "kernel ESP from SYSENTER_ESP");
     assert_eq!(cpu.reg(Gpr::Rbx, Width::W32), 0x4242);
     assert_eq!(cpu.cpl, 0);
     assert_eq!(cpu.seg[SegReg::Cs as usize].selector, 0x08);

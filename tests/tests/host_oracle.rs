@@ -6,7 +6,7 @@
 
 use std::arch::asm;
 
-use cranebox_tests::SparseBus;
+use cranebox_tests::{Rng, SparseBus};
 use frontend_x86::flags::{AF, ARITH, CF, OF, PF, SF, ZF};
 use frontend_x86::state::{attr, cr0, efer};
 use frontend_x86::{CpuState, Gpr, SegReg, Width};
@@ -186,24 +186,15 @@ fn long_mode_cpu(r: Regs) -> CpuState {
     cpu
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Operands with the edges over-represented: 0, 1, all ones, sign bits, small values.
-    fn operand(&mut self) -> u64 {
-        match self.next() % 8 {
-            0 => 0,
-            1 => u64::MAX,
-            2 => 1u64 << (self.next() % 64),
-            3 => (1u64 << (8 << (self.next() % 4)).min(63)).wrapping_sub(1),
-            4 => self.next() % 16,
-            _ => self.next(),
-        }
+/// Operands with the edges over-represented: 0, 1, all ones, sign bits, small values.
+fn operand(rng: &mut Rng) -> u64 {
+    match rng.next_u64() % 8 {
+        0 => 0,
+        1 => u64::MAX,
+        2 => 1u64 << (rng.next_u64() % 64),
+        3 => (1u64 << (8 << (rng.next_u64() % 4)).min(63)).wrapping_sub(1),
+        4 => rng.next_u64() % 16,
+        _ => rng.next_u64(),
     }
 }
 
@@ -215,10 +206,10 @@ fn integer_instructions_match_the_host_cpu() {
     for case in cases() {
         for _ in 0..3000 {
             let input = Regs {
-                rax: rng.operand(),
-                rdx: rng.operand(),
-                rcx: rng.next() % 80,
-                flags: (rng.next() & (ARITH & (CF | PF | AF | ZF | SF | OF))) | 2,
+                rax: operand(&mut rng),
+                rdx: operand(&mut rng),
+                rcx: rng.next_u64() % 80,
+                flags: (rng.next_u64() & (ARITH & (CF | PF | AF | ZF | SF | OF))) | 2,
             };
             let want = (case.host)(input);
             let mut cpu = long_mode_cpu(input);

@@ -9,16 +9,11 @@ use frontend_x86::{CpuState, Gpr, SegReg, Segment, Width};
 /// that count into BX and CX.
 fn machine(code: &[u8]) -> (CpuState, SparseBus) {
     let mut bus = SparseBus::new(20);
-    let mut put = |at: u64, bytes: &[u8]| {
-        for (k, b) in bytes.iter().enumerate() {
-            bus.mem.insert(at + k as u64, *b);
-        }
-    };
-    put(0x1000, code);
-    put(0x20 * 4, &[0x00, 0x06, 0x00, 0x00]); // INT 20h -> 0000:0600
-    put(0x02 * 4, &[0x00, 0x07, 0x00, 0x00]); // NMI     -> 0000:0700
-    put(0x600, &[0x43, 0xcf]); // inc bx; iret
-    put(0x700, &[0x41, 0xcf]); // inc cx; iret
+    bus.put(0x1000, code);
+    bus.put(0x20 * 4, &[0x00, 0x06, 0x00, 0x00]); // INT 20h -> 0000:0600
+    bus.put(0x02 * 4, &[0x00, 0x07, 0x00, 0x00]); // NMI     -> 0000:0700
+    bus.put(0x600, &[0x43, 0xcf]); // inc bx; iret
+    bus.put(0x700, &[0x41, 0xcf]); // inc cx; iret
     let mut cpu = CpuState::new();
     cpu.seg[SegReg::Cs as usize] = Segment::real_mode_code(0x100);
     cpu.seg[SegReg::Ss as usize] = Segment::real_mode(0x200);

@@ -30,16 +30,6 @@ fn gate(offset: u64, sel: u64, type_attr: u64) -> u64 {
     (offset & 0xffff) | (sel << 16) | (type_attr << 40) | ((offset >> 16) << 48)
 }
 
-fn write(bus: &mut SparseBus, at: u64, bytes: &[u8]) {
-    for (k, b) in bytes.iter().enumerate() {
-        bus.mem.insert(at + k as u64, *b);
-    }
-}
-
-fn read(bus: &SparseBus, at: u64, n: u64) -> u64 {
-    (0..n).fold(0, |v, k| v | u64::from(bus.mem.get(&(at + k)).copied().unwrap_or(0)) << (8 * k))
-}
-
 fn real_mode_code() -> Result<(Vec<u8>, u64), IcedError> {
     let mut a = CodeAssembler::new(16)?;
     let mut ud_handler = a.create_label();
@@ -186,8 +176,8 @@ fn real_to_protected_to_ring3_and_back_with_exact_exception_frames() -> Result<(
     let (_, user_at) = protected_mode_code(0x7fff_ffff)?;
     let (pm, again) = protected_mode_code(user_at as u32)?;
     assert_eq!(again, user_at);
-    write(&mut bus, REAL_CODE, &real);
-    write(&mut bus, PM_CODE, &pm.code);
+    bus.put(REAL_CODE, &real);
+    bus.put(PM_CODE, &pm.code);
 
     let gdt = [
         0,
@@ -198,17 +188,17 @@ fn real_to_protected_to_ring3_and_back_with_exact_exception_frames() -> Result<(
         0x0000_8900_0000_0067 | (TSS << 16), // 0x28 32-bit TSS, limit 0x67
     ];
     for (k, d) in gdt.iter().enumerate() {
-        write(&mut bus, GDT + 8 * k as u64, &d.to_le_bytes());
+        bus.put(GDT + 8 * k as u64, &d.to_le_bytes());
     }
-    write(&mut bus, GDTR, &[(gdt.len() * 8 - 1) as u8, 0]);
-    write(&mut bus, GDTR + 2, &(GDT as u32).to_le_bytes());
-    write(&mut bus, IDT + 13 * 8, &gate(pm.gp_handler, 0x08, 0x8e).to_le_bytes());
-    write(&mut bus, IDT + 0x80 * 8, &gate(pm.int80_handler, 0x08, 0xef).to_le_bytes());
-    write(&mut bus, IDTR, &[0xff, 0x07]);
-    write(&mut bus, IDTR + 2, &(IDT as u32).to_le_bytes());
-    write(&mut bus, TSS + 4, &RING0_STACK.to_le_bytes()); // ESP0
-    write(&mut bus, TSS + 8, &[0x10, 0]); // SS0
-    write(&mut bus, TSS + 0x66, &[0x68, 0]); // no I/O bitmap
+    bus.put(GDTR, &[(gdt.len() * 8 - 1) as u8, 0]);
+    bus.put(GDTR + 2, &(GDT as u32).to_le_bytes());
+    bus.put(IDT + 13 * 8, &gate(pm.gp_handler, 0x08, 0x8e).to_le_bytes());
+    bus.put(IDT + 0x80 * 8, &gate(pm.int80_handler, 0x08, 0xef).to_le_bytes());
+    bus.put(IDTR, &[0xff, 0x07]);
+    bus.put(IDTR + 2, &(IDT as u32).to_le_bytes());
+    bus.put(TSS + 4, &RING0_STACK.to_le_bytes()); // ESP0
+    bus.put(TSS + 8, &[0x10, 0]); // SS0
+    bus.put(TSS + 0x66, &[0x68, 0]); // no I/O bitmap
 
     let mut cpu = CpuState::new();
     cpu.seg[SegReg::Cs as usize] = frontend_x86::Segment::real_mode_code(0);
@@ -218,27 +208,27 @@ fn real_to_protected_to_ring3_and_back_with_exact_exception_frames() -> Result<(
     assert_eq!(exit, translator::Exit::Halted, "cpu at {:x}:{:x}", cpu.seg[1].selector, cpu.rip);
 
     // Real mode #UD: IP of the faulting UD2, CS 0.
-    assert_eq!(read(&bus, RESULTS, 2), 0x5252);
-    assert_eq!(read(&bus, RESULTS + 2, 2), ud_ip);
-    assert_eq!(read(&bus, RESULTS + 4, 2), 0, "CS");
+    assert_eq!(bus.get(RESULTS, 2), 0x5252);
+    assert_eq!(bus.get(RESULTS + 2, 2), ud_ip);
+    assert_eq!(bus.get(RESULTS + 4, 2), 0, "CS");
     // FLAGS as `mov word [0x1a], imm` left them after `xor ax, ax` (ZF, PF, bit 1).
-    assert_eq!(read(&bus, RESULTS + 6, 2), 0x46, "FLAGS");
+    assert_eq!(bus.get(RESULTS + 6, 2), 0x46, "FLAGS");
     // Protected mode #GP from a selector past the GDT limit: error code = selector index.
-    assert_eq!(read(&bus, RESULTS + 0x10, 4), 0x1230);
-    assert_eq!(read(&bus, RESULTS + 0x14, 4), pm.mov_ds);
-    assert_eq!(read(&bus, RESULTS + 0x18, 4), 0x08);
+    assert_eq!(bus.get(RESULTS + 0x10, 4), 0x1230);
+    assert_eq!(bus.get(RESULTS + 0x14, 4), pm.mov_ds);
+    assert_eq!(bus.get(RESULTS + 0x18, 4), 0x08);
     // INT 0x80 from ring 3: EIP, CS, EFLAGS, ESP, SS on the ring-0 stack from the TSS.
-    assert_eq!(read(&bus, RESULTS + 0x50, 4), pm.after_int80);
-    assert_eq!(read(&bus, RESULTS + 0x54, 4), 0x1b);
-    assert_eq!(read(&bus, RESULTS + 0x58, 4) & 0x3000, 0, "IOPL 0");
-    assert_eq!(read(&bus, RESULTS + 0x5c, 4), u64::from(RING3_STACK));
-    assert_eq!(read(&bus, RESULTS + 0x60, 4), 0x23);
-    assert_eq!(read(&bus, RESULTS + 0x64, 4), u64::from(RING0_STACK) - 20);
+    assert_eq!(bus.get(RESULTS + 0x50, 4), pm.after_int80);
+    assert_eq!(bus.get(RESULTS + 0x54, 4), 0x1b);
+    assert_eq!(bus.get(RESULTS + 0x58, 4) & 0x3000, 0, "IOPL 0");
+    assert_eq!(bus.get(RESULTS + 0x5c, 4), u64::from(RING3_STACK));
+    assert_eq!(bus.get(RESULTS + 0x60, 4), 0x23);
+    assert_eq!(bus.get(RESULTS + 0x64, 4), u64::from(RING0_STACK) - 20);
     // CLI at CPL 3 with IOPL 0: #GP(0) from ring 3, with the user ESP on the frame.
-    assert_eq!(read(&bus, RESULTS + 0x30, 4), 0);
-    assert_eq!(read(&bus, RESULTS + 0x34, 4), pm.after_int80, "the CLI right after INT 0x80");
-    assert_eq!(read(&bus, RESULTS + 0x38, 4), 0x1b);
-    assert_eq!(read(&bus, RESULTS + 0x3c, 4), u64::from(RING3_STACK));
+    assert_eq!(bus.get(RESULTS + 0x30, 4), 0);
+    assert_eq!(bus.get(RESULTS + 0x34, 4), pm.after_int80, "the CLI right after INT 0x80");
+    assert_eq!(bus.get(RESULTS + 0x38, 4), 0x1b);
+    assert_eq!(bus.get(RESULTS + 0x3c, 4), u64::from(RING3_STACK));
     // The CPU ends in ring 0 on the TSS stack; the user code's registers survived the trip.
     assert_eq!(cpu.cpl, 0);
     assert_eq!(cpu.reg(Gpr::Rax, Width::W32), 0);
@@ -270,7 +260,7 @@ fn real_to_long_mode_and_a_page_fault_with_its_64_bit_frame() -> Result<(), Iced
     a.db(&[0x66, 0xea])?;
     a.db(&(PM_CODE as u32).to_le_bytes())?;
     a.db(&[0x08, 0x00])?;
-    write(&mut bus, REAL_CODE, &a.assemble(REAL_CODE)?);
+    bus.put(REAL_CODE, &a.assemble(REAL_CODE)?);
 
     // 32-bit: PAE, CR3, EFER.LME, PG, far jump to the 64-bit code segment.
     let mut a = CodeAssembler::new(32)?;
@@ -293,7 +283,7 @@ fn real_to_long_mode_and_a_page_fault_with_its_64_bit_frame() -> Result<(), Iced
     a.db(&[0xea])?;
     a.db(&(LM_CODE as u32).to_le_bytes())?;
     a.db(&[0x38, 0x00])?;
-    write(&mut bus, PM_CODE, &a.assemble(PM_CODE)?);
+    bus.put(PM_CODE, &a.assemble(PM_CODE)?);
 
     // 64-bit: the IDT, then a write to an unmapped page.
     let mut a = CodeAssembler::new(64)?;
@@ -318,7 +308,7 @@ fn real_to_long_mode_and_a_page_fault_with_its_64_bit_frame() -> Result<(), Iced
     let r = a.assemble_options(LM_CODE, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
     let fault_ip = r.label_ip(&fault)?;
     let handler_ip = r.label_ip(&handler)?;
-    write(&mut bus, LM_CODE, &r.inner.code_buffer);
+    bus.put(LM_CODE, &r.inner.code_buffer);
 
     let gdt = [
         0,
@@ -331,20 +321,20 @@ fn real_to_long_mode_and_a_page_fault_with_its_64_bit_frame() -> Result<(), Iced
         0x00af_9a00_0000_ffff, // 0x38 64-bit code
     ];
     for (k, d) in gdt.iter().enumerate() {
-        write(&mut bus, GDT + 8 * k as u64, &d.to_le_bytes());
+        bus.put(GDT + 8 * k as u64, &d.to_le_bytes());
     }
-    write(&mut bus, GDTR, &[(gdt.len() * 8 - 1) as u8, 0]);
-    write(&mut bus, GDTR + 2, &(GDT as u32).to_le_bytes());
+    bus.put(GDTR, &[(gdt.len() * 8 - 1) as u8, 0]);
+    bus.put(GDTR + 2, &(GDT as u32).to_le_bytes());
     // Identity map of the first 2 MiB with one large page; nothing else is mapped.
-    write(&mut bus, PML4, &(0x11000u64 | 3).to_le_bytes());
-    write(&mut bus, 0x11000, &(0x12000u64 | 3).to_le_bytes());
-    write(&mut bus, 0x12000, &0x83u64.to_le_bytes());
+    bus.put(PML4, &(0x11000u64 | 3).to_le_bytes());
+    bus.put(0x11000, &(0x12000u64 | 3).to_le_bytes());
+    bus.put(0x12000, &0x83u64.to_le_bytes());
     // 64-bit interrupt gate for #PF.
     let lo = (handler_ip & 0xffff) | (0x38 << 16) | (0x8e << 40) | ((handler_ip >> 16 & 0xffff) << 48);
-    write(&mut bus, IDT64 + 14 * 16, &lo.to_le_bytes());
-    write(&mut bus, IDT64 + 14 * 16 + 8, &(handler_ip >> 32).to_le_bytes());
-    write(&mut bus, IDTR64, &[0xff, 0x0f]);
-    write(&mut bus, IDTR64 + 2, &IDT64.to_le_bytes());
+    bus.put(IDT64 + 14 * 16, &lo.to_le_bytes());
+    bus.put(IDT64 + 14 * 16 + 8, &(handler_ip >> 32).to_le_bytes());
+    bus.put(IDTR64, &[0xff, 0x0f]);
+    bus.put(IDTR64 + 2, &IDT64.to_le_bytes());
 
     let mut cpu = CpuState::new();
     cpu.seg[SegReg::Cs as usize] = frontend_x86::Segment::real_mode_code(0);
@@ -355,17 +345,17 @@ fn real_to_long_mode_and_a_page_fault_with_its_64_bit_frame() -> Result<(), Iced
     assert_eq!(cpu.rip, LM_CODE + r.inner.code_buffer.len() as u64, "halted at the handler's end");
 
     // The 64-bit frame: error code, RIP, CS, RFLAGS, RSP, SS.
-    assert_eq!(read(&bus, RESULTS, 8), 0x2, "#PF error code: write to a non-present page");
-    assert_eq!(read(&bus, RESULTS + 8, 8), fault_ip, "RIP of the faulting store");
-    assert_eq!(read(&bus, RESULTS + 16, 8), 0x38);
-    assert_eq!(read(&bus, RESULTS + 24, 8) & 0x2, 0x2, "RFLAGS");
-    assert_eq!(read(&bus, RESULTS + 32, 8), 0x9008, "the interrupted RSP");
-    assert_eq!(read(&bus, RESULTS + 40, 8), 0x10, "the interrupted SS");
-    assert_eq!(read(&bus, RESULTS + 0x30, 8), 0x4000_0000, "CR2");
-    assert_eq!(read(&bus, RESULTS + 0x38, 8), 0x9000 - 48, "the frame starts 16-byte aligned");
+    assert_eq!(bus.get(RESULTS, 8), 0x2, "#PF error code: write to a non-present page");
+    assert_eq!(bus.get(RESULTS + 8, 8), fault_ip, "RIP of the faulting store");
+    assert_eq!(bus.get(RESULTS + 16, 8), 0x38);
+    assert_eq!(bus.get(RESULTS + 24, 8) & 0x2, 0x2, "RFLAGS");
+    assert_eq!(bus.get(RESULTS + 32, 8), 0x9008, "the interrupted RSP");
+    assert_eq!(bus.get(RESULTS + 40, 8), 0x10, "the interrupted SS");
+    assert_eq!(bus.get(RESULTS + 0x30, 8), 0x4000_0000, "CR2");
+    assert_eq!(bus.get(RESULTS + 0x38, 8), 0x9000 - 48, "the frame starts 16-byte aligned");
     // The walk set Accessed on every level and Dirty on the large page (stack writes).
-    assert_eq!(read(&bus, PML4, 8) & 0x20, 0x20);
-    assert_eq!(read(&bus, 0x11000, 8) & 0x20, 0x20);
-    assert_eq!(read(&bus, 0x12000, 8), 0x83 | 0x20 | 0x40);
+    assert_eq!(bus.get(PML4, 8) & 0x20, 0x20);
+    assert_eq!(bus.get(0x11000, 8) & 0x20, 0x20);
+    assert_eq!(bus.get(0x12000, 8), 0x83 | 0x20 | 0x40);
     Ok(())
 }

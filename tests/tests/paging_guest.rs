@@ -90,21 +90,16 @@ fn machine() -> Result<(CpuState, SparseBus), IcedError> {
     let (code, patch2, pf) = program(alias)?;
     assert_eq!(patch, patch2);
     let mut bus = SparseBus::new(32);
-    let mut put = |at: u64, bytes: &[u8]| {
-        for (k, b) in bytes.iter().enumerate() {
-            bus.mem.insert(at + k as u64, *b);
-        }
-    };
-    put(CODE, &code);
-    put(GDT + 8, &0x00cf_9a00_0000_ffffu64.to_le_bytes());
-    put(GDT + 16, &0x00cf_9200_0000_ffffu64.to_le_bytes());
+    bus.put(CODE, &code);
+    bus.put(GDT + 8, &0x00cf_9a00_0000_ffffu64.to_le_bytes());
+    bus.put(GDT + 16, &0x00cf_9200_0000_ffffu64.to_le_bytes());
     let gate = (pf & 0xffff) | (0x08 << 16) | (0x8e << 40) | ((pf >> 16) << 48);
-    put(IDT + 14 * 8, &gate.to_le_bytes());
+    bus.put(IDT + 14 * 8, &gate.to_le_bytes());
     // The first MiB identity-mapped; the window at 1 GiB has a page table with nothing in it.
-    put(PD, &((PT_LOW | 3) as u32).to_le_bytes());
-    put(PD + 4 * (DATA >> 22), &((PT_HIGH | 3) as u32).to_le_bytes());
+    bus.put(PD, &((PT_LOW | 3) as u32).to_le_bytes());
+    bus.put(PD + 4 * (DATA >> 22), &((PT_HIGH | 3) as u32).to_le_bytes());
     for k in 0..256u64 {
-        put(PT_LOW + 4 * k, &((k << 12 | 3) as u32).to_le_bytes());
+        bus.put(PT_LOW + 4 * k, &((k << 12 | 3) as u32).to_le_bytes());
     }
     let mut cpu = CpuState::new();
     cpu.cr0 |= cr0::PE;
@@ -120,10 +115,6 @@ fn machine() -> Result<(CpuState, SparseBus), IcedError> {
     Ok((cpu, bus))
 }
 
-fn read(bus: &SparseBus, at: u64, n: u64) -> u64 {
-    (0..n).fold(0, |v, k| v | u64::from(bus.mem.get(&(at + k)).copied().unwrap_or(0)) << (8 * k))
-}
-
 #[test]
 fn demand_paging_and_self_modifying_code_through_an_alias() -> Result<(), IcedError> {
     let (mut cpu, mut bus) = machine()?;
@@ -131,13 +122,13 @@ fn demand_paging_and_self_modifying_code_through_an_alias() -> Result<(), IcedEr
     let (_, exit) = interp.run(&mut cpu, &mut bus, 100_000);
     assert_eq!(exit, translator::Exit::Halted, "at {:x}", cpu.rip);
 
-    assert_eq!(read(&bus, RESULTS, 4), 0x1111_1111, "the faulting store was retried");
-    assert_eq!(read(&bus, 0x30000, 4), 0x1111_1111, "on the page the handler mapped");
-    assert_eq!(read(&bus, 0x33004, 4), 0x2222_2222);
-    assert_eq!(read(&bus, RESULTS + 4, 4), 15, "each iteration ran the immediate it had just written");
-    assert_eq!(read(&bus, FAULTS, 4), 3, "one fault per unmapped page");
+    assert_eq!(bus.get(RESULTS, 4), 0x1111_1111, "the faulting store was retried");
+    assert_eq!(bus.get(0x30000, 4), 0x1111_1111, "on the page the handler mapped");
+    assert_eq!(bus.get(0x33004, 4), 0x2222_2222);
+    assert_eq!(bus.get(RESULTS + 4, 4), 15, "each iteration ran the immediate it had just written");
+    assert_eq!(bus.get(FAULTS, 4), 3, "one fault per unmapped page");
     // The walk set Accessed and Dirty on the PTE of the written page.
-    assert_eq!(read(&bus, PT_HIGH, 4), 0x30000 | 3 | 0x20 | 0x40);
+    assert_eq!(bus.get(PT_HIGH, 4), 0x30000 | 3 | 0x20 | 0x40);
     assert!(interp.stats.blocks_invalidated >= 5, "{:?}", interp.stats);
 
     // The uncached path, one instruction at a time, ends in the same state.

@@ -3,33 +3,22 @@
 //! The cargo-fuzz target in `fuzz/` does the same with coverage guidance; this is its
 //! deterministic, always-on sibling.
 
-use cranebox_tests::SparseBus;
+use cranebox_tests::{Rng, SparseBus};
 use frontend_x86::{CpuState, Gpr, SegReg, Segment, Width};
-
-/// xorshift64*: a fixed, dependency-free generator so failures reproduce from the seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 fn real_mode_cpu(rng: &mut Rng) -> CpuState {
     let mut cpu = CpuState::new();
     for g in [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx, Gpr::Rsp, Gpr::Rbp, Gpr::Rsi, Gpr::Rdi] {
-        cpu.set_reg(g, Width::W16, rng.next());
+        cpu.set_reg(g, Width::W16, rng.next_u64());
     }
     // Keep REP counts short so a program is many instructions rather than one long loop.
-    cpu.set_reg(Gpr::Rcx, Width::W16, rng.next() & 0x3f);
+    cpu.set_reg(Gpr::Rcx, Width::W16, rng.next_u64() & 0x3f);
     for s in [SegReg::Ds, SegReg::Es, SegReg::Ss] {
-        cpu.seg[s as usize] = Segment::real_mode(rng.next() as u16);
+        cpu.seg[s as usize] = Segment::real_mode(rng.next_u64() as u16);
     }
     cpu.seg[SegReg::Cs as usize] = Segment::real_mode_code(0x1000);
     cpu.rip = 0;
-    cpu.flags.set(rng.next() & 0x0cd5);
+    cpu.flags.set(rng.next_u64() & 0x0cd5);
     cpu.idtr.limit = 0x3ff;
     cpu
 }
@@ -43,7 +32,7 @@ fn random_real_mode_code_never_panics_and_faults_become_guest_exceptions() {
         let mut cpu = real_mode_cpu(&mut rng);
         let mut bus = SparseBus::new(21);
         for k in 0..64u64 {
-            bus.mem.insert(0x10000 + k, rng.next() as u8);
+            bus.mem.insert(0x10000 + k, rng.next_u64() as u8);
         }
         // An IVT whose handlers all point at a HLT, so a delivered exception ends the run.
         for v in 0..256u64 {

@@ -13,16 +13,6 @@ const IDT: u64 = 0x2000;
 const CODE_A: u64 = 0x8000;
 const CODE_B: u64 = 0x9000;
 
-fn put(bus: &mut SparseBus, at: u64, bytes: &[u8]) {
-    for (k, b) in bytes.iter().enumerate() {
-        bus.mem.insert(at + k as u64, *b);
-    }
-}
-
-fn get(bus: &SparseBus, at: u64, n: u64) -> u64 {
-    (0..n).fold(0, |v, k| v | u64::from(bus.mem.get(&(at + k)).copied().unwrap_or(0)) << (8 * k))
-}
-
 fn tss_desc(base: u64, busy: bool) -> u64 {
     let typ: u64 = if busy { 0x8b } else { 0x89 };
     0x67 | ((base & 0xff_ffff) << 16) | (typ << 40) | ((base >> 24) << 56)
@@ -42,22 +32,22 @@ fn setup(code_a: &[u8]) -> (CpuState, SparseBus) {
         tss_desc(TSS_B, false), // 0x30
     ];
     for (k, d) in gdt.iter().enumerate() {
-        put(&mut bus, GDT + 8 * k as u64, &d.to_le_bytes());
+        bus.put(GDT + 8 * k as u64, &d.to_le_bytes());
     }
     // Task B's initial state.
-    put(&mut bus, TSS_B + 0x20, &(CODE_B as u32).to_le_bytes()); // EIP
-    put(&mut bus, TSS_B + 0x24, &2u32.to_le_bytes()); // EFLAGS
-    put(&mut bus, TSS_B + 0x28, &0xb0b0u32.to_le_bytes()); // EAX
-    put(&mut bus, TSS_B + 0x38, &0xb000u32.to_le_bytes()); // ESP
+    bus.put(TSS_B + 0x20, &(CODE_B as u32).to_le_bytes()); // EIP
+    bus.put(TSS_B + 0x24, &2u32.to_le_bytes()); // EFLAGS
+    bus.put(TSS_B + 0x28, &0xb0b0u32.to_le_bytes()); // EAX
+    bus.put(TSS_B + 0x38, &0xb000u32.to_le_bytes()); // ESP
     for (k, sel) in [0x10u16, 0x08, 0x10, 0x10, 0x10, 0x10].iter().enumerate() {
-        put(&mut bus, TSS_B + 0x48 + 4 * k as u64, &sel.to_le_bytes());
+        bus.put(TSS_B + 0x48 + 4 * k as u64, &sel.to_le_bytes());
     }
     // IDT entry 0x40: task gate to TSS B, DPL 0.
     let gate: u64 = (0x30 << 16) | (0x85 << 40);
-    put(&mut bus, IDT + 0x40 * 8, &gate.to_le_bytes());
+    bus.put(IDT + 0x40 * 8, &gate.to_le_bytes());
     // Task B: ebx = eax; ecx = eflags; iretd; (a second run of B continues after the iretd).
-    put(&mut bus, CODE_B, &[0x89, 0xc3, 0x9c, 0x59, 0xcf, 0xf4]);
-    put(&mut bus, CODE_A, code_a);
+    bus.put(CODE_B, &[0x89, 0xc3, 0x9c, 0x59, 0xcf, 0xf4]);
+    bus.put(CODE_A, code_a);
 
     let mut cpu = CpuState::new();
     cpu.cr0 |= cr0::PE;
@@ -86,15 +76,15 @@ fn check_round_trip(cpu: &CpuState, bus: &SparseBus, return_to: u64) {
     assert_eq!(cpu.flags.get() & 0x4000, 0, "NT clear in the calling task");
     assert_ne!(cpu.cr0 & cr0::TS, 0, "a task switch sets CR0.TS");
     // Task B's state was saved in its TSS by the IRET: EBX = its EAX, ECX = its EFLAGS with NT.
-    assert_eq!(get(bus, TSS_B + 0x34, 4), 0xb0b0, "B's EBX");
-    assert_ne!(get(bus, TSS_B + 0x2c, 4) & 0x4000, 0, "B ran nested (NT set)");
-    assert_eq!(get(bus, TSS_B, 2), 0x28, "back link to A");
-    assert_eq!(get(bus, TSS_B + 0x20, 4), CODE_B + 5, "B's EIP saved after its IRETD");
+    assert_eq!(bus.get(TSS_B + 0x34, 4), 0xb0b0, "B's EBX");
+    assert_ne!(bus.get(TSS_B + 0x2c, 4) & 0x4000, 0, "B ran nested (NT set)");
+    assert_eq!(bus.get(TSS_B, 2), 0x28, "back link to A");
+    assert_eq!(bus.get(TSS_B + 0x20, 4), CODE_B + 5, "B's EIP saved after its IRETD");
     // Busy bits: A busy again, B free.
-    assert_eq!(get(bus, GDT + 0x28 + 5, 1) & 2, 2);
-    assert_eq!(get(bus, GDT + 0x30 + 5, 1) & 2, 0);
+    assert_eq!(bus.get(GDT + 0x28 + 5, 1) & 2, 2);
+    assert_eq!(bus.get(GDT + 0x30 + 5, 1) & 2, 0);
     // A's EIP was saved as the return address when it called B.
-    assert_eq!(get(bus, TSS_A + 0x20, 4), return_to);
+    assert_eq!(bus.get(TSS_A + 0x20, 4), return_to);
 }
 
 #[test]

@@ -16,16 +16,6 @@ const RESULTS: u64 = 0x3000;
 const V86_CS: u16 = 0x2000;
 const V86_DS: u16 = 0x2100;
 
-fn put(bus: &mut SparseBus, at: u64, bytes: &[u8]) {
-    for (k, b) in bytes.iter().enumerate() {
-        bus.mem.insert(at + k as u64, *b);
-    }
-}
-
-fn get(bus: &SparseBus, at: u64, n: u64) -> u64 {
-    (0..n).fold(0, |v, k| v | u64::from(bus.mem.get(&(at + k)).copied().unwrap_or(0)) << (8 * k))
-}
-
 fn gate(offset: u64, dpl: u64) -> u64 {
     (offset & 0xffff) | (0x08 << 16) | ((0x8e | dpl << 5) << 40) | ((offset >> 16) << 48)
 }
@@ -64,9 +54,9 @@ fn v86_task_int_through_the_idt_and_gp_on_hlt() -> Result<(), IcedError> {
     k.mov(dword_ptr(RESULTS as u32 + 0x48), eax)?;
     k.hlt()?;
     let r = k.assemble_options(KERNEL, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
-    put(&mut bus, KERNEL, &r.inner.code_buffer);
-    put(&mut bus, IDT + 0x21 * 8, &gate(r.label_ip(&int21)?, 3).to_le_bytes());
-    put(&mut bus, IDT + 13 * 8, &gate(r.label_ip(&gp)?, 0).to_le_bytes());
+    bus.put(KERNEL, &r.inner.code_buffer);
+    bus.put(IDT + 0x21 * 8, &gate(r.label_ip(&int21)?, 3).to_le_bytes());
+    bus.put(IDT + 13 * 8, &gate(r.label_ip(&gp)?, 0).to_le_bytes());
 
     // V86 code at 2000:0000: read DS:10, write it to DS:20, INT 21h, HLT.
     let mut v = CodeAssembler::new(16)?;
@@ -75,14 +65,14 @@ fn v86_task_int_through_the_idt_and_gp_on_hlt() -> Result<(), IcedError> {
     v.int(0x21)?;
     let hlt_at = v.assemble(0)?.len() as u64;
     v.hlt()?;
-    put(&mut bus, u64::from(V86_CS) << 4, &v.assemble(0)?);
-    put(&mut bus, (u64::from(V86_DS) << 4) + 0x10, &[0xef, 0xbe]);
+    bus.put(u64::from(V86_CS) << 4, &v.assemble(0)?);
+    bus.put((u64::from(V86_DS) << 4) + 0x10, &[0xef, 0xbe]);
 
-    put(&mut bus, GDT + 8, &0x00cf_9a00_0000_ffffu64.to_le_bytes());
-    put(&mut bus, GDT + 16, &0x00cf_9200_0000_ffffu64.to_le_bytes());
-    put(&mut bus, TSS + 4, &0x9000u32.to_le_bytes());
-    put(&mut bus, TSS + 8, &0x10u16.to_le_bytes());
-    put(&mut bus, TSS + 0x66, &0x68u16.to_le_bytes());
+    bus.put(GDT + 8, &0x00cf_9a00_0000_ffffu64.to_le_bytes());
+    bus.put(GDT + 16, &0x00cf_9200_0000_ffffu64.to_le_bytes());
+    bus.put(TSS + 4, &0x9000u32.to_le_bytes());
+    bus.put(TSS + 8, &0x10u16.to_le_bytes());
+    bus.put(TSS + 0x66, &0x68u16.to_le_bytes());
 
     let mut cpu = CpuState::new();
     cpu.cr0 |= cr0::PE;
@@ -100,21 +90,21 @@ fn v86_task_int_through_the_idt_and_gp_on_hlt() -> Result<(), IcedError> {
     let (_, exit) = translator::run(&mut cpu, &mut bus, 1000);
     assert_eq!(exit, translator::Exit::Halted, "at {:x}", cpu.rip);
     // Real-mode addressing inside V86.
-    assert_eq!(get(&bus, (u64::from(V86_DS) << 4) + 0x20, 2), 0xbeef);
+    assert_eq!(bus.get((u64::from(V86_DS) << 4) + 0x20, 2), 0xbeef);
     // The INT 21h frame: EIP, CS, EFLAGS, ESP, SS, ES, DS, FS, GS.
-    assert_eq!(get(&bus, RESULTS, 4), hlt_at, "EIP after INT 21h");
-    assert_eq!(get(&bus, RESULTS + 4, 4), u64::from(V86_CS));
-    assert_ne!(get(&bus, RESULTS + 8, 4) & (1 << 17), 0, "VM in the pushed EFLAGS");
-    assert_eq!(get(&bus, RESULTS + 12, 4), 0xfffe);
-    assert_eq!(get(&bus, RESULTS + 16, 4), 0x2500);
-    assert_eq!(get(&bus, RESULTS + 20, 4), 0x2400, "ES");
-    assert_eq!(get(&bus, RESULTS + 24, 4), u64::from(V86_DS), "DS");
-    assert_eq!(get(&bus, RESULTS + 28, 4), 0x2300, "FS");
-    assert_eq!(get(&bus, RESULTS + 32, 4), 0x2200, "GS");
+    assert_eq!(bus.get(RESULTS, 4), hlt_at, "EIP after INT 21h");
+    assert_eq!(bus.get(RESULTS + 4, 4), u64::from(V86_CS));
+    assert_ne!(bus.get(RESULTS + 8, 4) & (1 << 17), 0, "VM in the pushed EFLAGS");
+    assert_eq!(bus.get(RESULTS + 12, 4), 0xfffe);
+    assert_eq!(bus.get(RESULTS + 16, 4), 0x2500);
+    assert_eq!(bus.get(RESULTS + 20, 4), 0x2400, "ES");
+    assert_eq!(bus.get(RESULTS + 24, 4), u64::from(V86_DS), "DS");
+    assert_eq!(bus.get(RESULTS + 28, 4), 0x2300, "FS");
+    assert_eq!(bus.get(RESULTS + 32, 4), 0x2200, "GS");
     // HLT in V86 (CPL 3): #GP(0) with the V86 CS:EIP of the HLT.
-    assert_eq!(get(&bus, RESULTS + 0x40, 4), 0, "error code");
-    assert_eq!(get(&bus, RESULTS + 0x44, 4), hlt_at);
-    assert_eq!(get(&bus, RESULTS + 0x48, 4) & (1 << 17), 1 << 17);
+    assert_eq!(bus.get(RESULTS + 0x40, 4), 0, "error code");
+    assert_eq!(bus.get(RESULTS + 0x44, 4), hlt_at);
+    assert_eq!(bus.get(RESULTS + 0x48, 4) & (1 << 17), 1 << 17);
     assert!(!cpu.v86());
     assert_eq!(cpu.cpl, 0);
     assert_eq!(cpu.seg[SegReg::Ss as usize].selector, 0x10, "ring-0 stack from the TSS");

@@ -249,13 +249,8 @@ pub fn retf(c: &mut Concrete<'_>, w: Width, imm: u64) -> Result<()> {
     let ss = check_return_ss(c, outer[1] as u16, rpl, to64)?;
     desc::set_cs(c.cpu, cs);
     c.cpu.seg[SegReg::Ss as usize] = ss;
-    let nsw = if to64 {
-        Width::W64
-    } else if ss.attr & attr::DB != 0 {
-        Width::W32
-    } else {
-        Width::W16
-    };
+    // CS and SS are the new ones: the stack width follows them.
+    let nsw = c.cpu.stack_width();
     c.cpu.set_reg(Gpr::Rsp, nsw, outer[0].wrapping_add(imm));
     desc::null_inaccessible_segs(c.cpu);
     c.cpu.next_rip = ip;
@@ -374,13 +369,7 @@ fn iret_inner(c: &mut Concrete<'_>, w: Width) -> Result<()> {
     match (outer, ss) {
         (Some(o), Some(ss)) => {
             c.cpu.seg[SegReg::Ss as usize] = ss;
-            let nsw = if to64 {
-                Width::W64
-            } else if ss.attr & attr::DB != 0 {
-                Width::W32
-            } else {
-                Width::W16
-            };
+            let nsw = c.cpu.stack_width();
             c.cpu.set_reg(Gpr::Rsp, nsw, o[0]);
         }
         _ => c.cpu.set_reg(Gpr::Rsp, sw, sp.wrapping_add(3 * n)),

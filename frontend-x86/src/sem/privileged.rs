@@ -14,26 +14,7 @@ use crate::flags::{self, IF, RF, VM, ZF};
 use crate::insn::Insn;
 use crate::mem;
 use crate::operand as op;
-use crate::state::{attr, cr0, efer, CpuState, Gpr, SegReg, Segment, Width};
-
-/// CR4.PSE.
-pub const CR4_PSE: u64 = 1 << 4;
-/// CR4.PAE.
-pub const CR4_PAE: u64 = 1 << 5;
-/// CR4.PGE.
-pub const CR4_PGE: u64 = 1 << 7;
-/// CR4.PCIDE.
-pub const CR4_PCIDE: u64 = 1 << 17;
-/// CR4.SMEP.
-pub const CR4_SMEP: u64 = 1 << 20;
-/// CR4.SMAP.
-pub const CR4_SMAP: u64 = 1 << 21;
-/// CR4 bits this CPU accepts: TSD, DE, PSE, PAE, PGE, PCIDE, SMEP, SMAP.
-pub const CR4_SUPPORTED: u64 = CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_PGE | CR4_PCIDE | CR4_SMEP | CR4_SMAP;
-/// CR4.TSD.
-pub const CR4_TSD: u64 = 1 << 2;
-/// CR4.DE.
-pub const CR4_DE: u64 = 1 << 3;
+use crate::state::{attr, cr0, cr4, efer, CpuState, Gpr, SegReg, Segment, Width};
 
 /// #GP(0) unless CPL is 0 (real mode counts as CPL 0; virtual-8086 mode is CPL 3).
 fn require_cpl0(cpu: &CpuState) -> Result<()> {
@@ -193,7 +174,7 @@ fn check_cr0(cpu: &CpuState, v: u64) -> Result<(u64, u64)> {
     let was_pg = cpu.cr0 & cr0::PG != 0;
     let pg = v & cr0::PG != 0;
     if pg && !was_pg && efer & efer::LME != 0 {
-        if cpu.cr4 & CR4_PAE == 0 {
+        if cpu.cr4 & cr4::PAE == 0 {
             return Err(Exception::gp(0));
         }
         efer |= efer::LMA;
@@ -219,11 +200,11 @@ pub fn commit_paging(
     cr3_write: Option<u64>,
 ) -> Result<()> {
     let new_cr3 = cr3_write.map_or(cpu.cr3, |v| v & !softmmu::CR3_NO_FLUSH);
-    let pae_legacy = |cr0: u64, cr4: u64, efer: u64| cr0 & cr0::PG != 0 && cr4 & CR4_PAE != 0 && efer & efer::LMA == 0;
+    let pae_legacy = |cr0: u64, cr4: u64, efer: u64| cr0 & cr0::PG != 0 && cr4 & cr4::PAE != 0 && efer & efer::LMA == 0;
     let was = pae_legacy(cpu.cr0, cpu.cr4, cpu.efer);
     let now = pae_legacy(new_cr0, new_cr4, new_efer);
     let paging_bits = (cpu.cr0 ^ new_cr0) & (cr0::PG | cr0::CD | cr0::NW) != 0
-        || (cpu.cr4 ^ new_cr4) & (CR4_PAE | CR4_PSE | CR4_PGE | CR4_SMEP) != 0;
+        || (cpu.cr4 ^ new_cr4) & (cr4::PAE | cr4::PSE | cr4::PGE | cr4::SMEP) != 0;
     let pdptes = if now && (!was || cr3_write.is_some() || paging_bits) {
         softmmu::paging::load_pdptes(bus, new_cr3, softmmu::paging::DEFAULT_MAXPHYADDR).map_err(|_| Exception::gp(0))?
     } else {
@@ -237,7 +218,7 @@ pub fn commit_paging(
     cpu.pdptes = pdptes;
     let new = cpu.paging_control();
     if let Some(v) = cr3_write {
-        cpu.tlb.0.write_cr3(v, new_cr4 & CR4_PCIDE != 0);
+        cpu.tlb.0.write_cr3(v, new_cr4 & cr4::PCIDE != 0);
     }
     cpu.tlb.0.control_changed(&old, &new);
     Ok(())
@@ -264,7 +245,7 @@ pub fn mov_cr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             Register::CR2 => cpu.cr2 = v,
             Register::CR3 => {
                 let maxphy = (1u64 << softmmu::paging::DEFAULT_MAXPHYADDR) - 1;
-                let pcide = cr4 & CR4_PCIDE != 0;
+                let pcide = cr4 & cr4::PCIDE != 0;
                 let reserved = if pcide { !maxphy & !softmmu::CR3_NO_FLUSH } else { !maxphy };
                 if cpu.long_mode() && v & reserved != 0 {
                     return Err(Exception::gp(0));
@@ -272,11 +253,11 @@ pub fn mov_cr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                 commit_paging(cpu, c.bus, cr0, cr4, efer, Some(v))?;
             }
             Register::CR4 => {
-                if v & !CR4_SUPPORTED != 0 || (cpu.long_mode() && v & CR4_PAE == 0) {
+                if v & !cr4::SUPPORTED != 0 || (cpu.long_mode() && v & cr4::PAE == 0) {
                     return Err(Exception::gp(0));
                 }
                 // PCIDs need long mode and PCID 0 in CR3 when they are turned on.
-                if v & CR4_PCIDE != 0 && cr4 & CR4_PCIDE == 0 && (!cpu.long_mode() || cpu.cr3 & 0xfff != 0) {
+                if v & cr4::PCIDE != 0 && cr4 & cr4::PCIDE == 0 && (!cpu.long_mode() || cpu.cr3 & 0xfff != 0) {
                     return Err(Exception::gp(0));
                 }
                 commit_paging(cpu, c.bus, cr0, v, efer, None)?;
@@ -311,7 +292,7 @@ pub fn mov_dr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let r = if to_dr { i.op_register(0) } else { i.op_register(1) };
     let mut n = r.number();
     if n == 4 || n == 5 {
-        if c.cpu.cr4 & CR4_DE != 0 {
+        if c.cpu.cr4 & cr4::DE != 0 {
             return Err(Exception::UD);
         }
         n += 2;
@@ -468,7 +449,7 @@ pub fn cpuid_insn(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
 
 /// RDTSC: #GP(0) above CPL 0 when CR4.TSD is set.
 pub fn rdtsc(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
-    if c.cpu.cr4 & CR4_TSD != 0 && c.cpu.protected() && (c.cpu.cpl != 0 || c.cpu.v86()) {
+    if c.cpu.cr4 & cr4::TSD != 0 && c.cpu.protected() && (c.cpu.cpl != 0 || c.cpu.v86()) {
         return Err(Exception::gp(0));
     }
     let t = read_tsc(c);
