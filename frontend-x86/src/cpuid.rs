@@ -38,6 +38,8 @@ pub mod ecx1 {
 pub mod ebx7 {
     /// Supervisor-mode execution prevention.
     pub const SMEP: u32 = 1 << 7;
+    /// INVPCID.
+    pub const INVPCID: u32 = 1 << 10;
     /// Supervisor-mode access prevention (and STAC/CLAC).
     pub const SMAP: u32 = 1 << 20;
 }
@@ -60,7 +62,7 @@ pub const LEAF1_EDX: u32 =
 /// What leaf 1 reports in ECX.
 pub const LEAF1_ECX: u32 = ecx1::CX16 | ecx1::PCID;
 /// What leaf 7 reports in EBX.
-pub const LEAF7_EBX: u32 = ebx7::SMEP | ebx7::SMAP;
+pub const LEAF7_EBX: u32 = ebx7::SMEP | ebx7::INVPCID | ebx7::SMAP;
 /// What leaf 0x8000_0001 reports in EDX.
 pub const LEAF81_EDX: u32 = edx81::SYSCALL | edx81::NX | edx81::PAGE1GB | edx81::LM;
 /// What leaf 0x8000_0001 reports in ECX: LAHF/SAHF in 64-bit mode.
@@ -128,9 +130,9 @@ mod tests {
         for bit in [0, 9, 19, 20, 23, 26] {
             assert_eq!(ecx & (1 << bit), 0, "leaf 1 ECX bit {bit}");
         }
-        // Leaf 7: no FSGSBASE, BMI, AVX2, INVPCID, RDSEED, ...
+        // Leaf 7: no FSGSBASE, BMI, AVX2, RDSEED, ...
         let (_, b7, c7, d7) = cpuid(7, 0);
-        assert_eq!(b7 & !(ebx7::SMEP | ebx7::SMAP), 0);
+        assert_eq!(b7 & !(ebx7::SMEP | ebx7::INVPCID | ebx7::SMAP), 0);
         assert_eq!((c7, d7), (0, 0));
     }
 }

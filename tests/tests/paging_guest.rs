@@ -145,3 +145,69 @@ fn demand_paging_and_self_modifying_code_through_an_alias() -> Result<(), IcedEr
     assert_eq!(bus.mem, rbus.mem);
     Ok(())
 }
+
+/// A write that straddles into a non-present page faults on the second page with nothing
+/// written to the first (SDM vol. 3, 4.10: both pages are checked first).
+#[test]
+fn a_page_crossing_write_that_faults_on_the_second_page_leaves_the_first_unchanged() {
+    let mut bus = SparseBus::new(32);
+    bus.put(PD, &((PT_LOW | 3) as u32).to_le_bytes());
+    bus.put(PT_LOW + 4, &(0x1000u32 | 3).to_le_bytes()); // page 1 present, page 2 not
+    bus.put(0x1ffe, &[0x11, 0x22]);
+    let mut cpu = CpuState::new();
+    cpu.cr0 |= cr0::PE | cr0::PG;
+    cpu.cr3 = PD;
+    let e = frontend_x86::mem::write_linear(&mut cpu, &mut bus, 0x1ffe, Width::W32, 0xaabb_ccdd);
+    assert_eq!(e, Err(frontend_x86::Exception::with_code(14, 2)));
+    assert_eq!(cpu.cr2, 0x2000);
+    assert_eq!(bus.get(0x1ffe, 2), 0x2211, "no byte of the first page written");
+}
+
+/// INVPCID type 0 drops exactly one stale translation; until then the TLB keeps using it, as
+/// hardware may.
+#[test]
+fn invpcid_drops_a_stale_translation() -> Result<(), IcedError> {
+    const X: u64 = 0x4000_0000;
+    let mut bus = SparseBus::new(32);
+    // 4-level: first 2 MiB identity (large page), X mapped by a 4 KiB PTE at 0x23000.
+    bus.put(0x20000, &0x21003u64.to_le_bytes());
+    bus.put(0x21000, &0x22003u64.to_le_bytes());
+    bus.put(0x21000 + 8, &0x24003u64.to_le_bytes());
+    bus.put(0x22000, &0x83u64.to_le_bytes());
+    bus.put(0x24000, &0x23003u64.to_le_bytes());
+    bus.put(0x23000, &0x5_0003u64.to_le_bytes());
+    bus.put(0x5_0000, &0xaaaa_aaaau32.to_le_bytes());
+    bus.put(0x6_0000, &0xbbbb_bbbbu32.to_le_bytes());
+    let mut a = CodeAssembler::new(64)?;
+    a.mov(eax, dword_ptr(X))?;
+    a.mov(qword_ptr(0x23000u64), 0x6_0003)?;
+    a.mov(ebx, dword_ptr(X))?;
+    a.mov(qword_ptr(0x3000u64), 0)?;
+    a.mov(rcx, X)?;
+    a.mov(qword_ptr(0x3008u64), rcx)?;
+    a.xor(ecx, ecx)?;
+    a.invpcid(rcx, xmmword_ptr(0x3000u64))?;
+    a.mov(edx, dword_ptr(X))?;
+    a.hlt()?;
+    bus.put(0x8000, &a.assemble(0x8000)?);
+    let mut cpu = CpuState::new();
+    cpu.cr0 |= cr0::PE | cr0::PG;
+    cpu.cr3 = 0x20000;
+    cpu.cr4 |= (1 << 5) | (1 << 17);
+    cpu.efer |= frontend_x86::state::efer::LME | frontend_x86::state::efer::LMA;
+    let data = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc093 };
+    let code = Segment {
+        selector: 0x08,
+        base: 0,
+        limit: 0xffff_ffff,
+        attr: attr::P | attr::S | attr::CODE | attr::RW | attr::L,
+    };
+    cpu.seg = [data, code, data, data, data, data];
+    cpu.rip = 0x8000;
+    let (_, exit) = translator::run(&mut cpu, &mut bus, 100);
+    assert_eq!(exit, translator::Exit::Halted, "at {:x}", cpu.rip);
+    assert_eq!(cpu.reg(Gpr::Rax, Width::W32), 0xaaaa_aaaa);
+    assert_eq!(cpu.reg(Gpr::Rbx, Width::W32), 0xaaaa_aaaa, "the stale translation is still cached");
+    assert_eq!(cpu.reg(Gpr::Rdx, Width::W32), 0xbbbb_bbbb, "INVPCID dropped it");
+    Ok(())
+}

@@ -79,6 +79,7 @@ pub fn is_sensitive(m: Mnemonic) -> bool {
             | Invlpg
             | Stac
             | Clac
+            | Invpcid
             | Swapgs
             | Lar
             | Lsl
@@ -288,6 +289,7 @@ pub fn resolve(i: &Insn) -> Op {
         Rdtsc => Op::Helper(privileged::rdtsc),
         Invlpg => Op::Helper(privileged::invlpg),
         Stac | Clac => Op::Helper(privileged::stac_clac),
+        Invpcid => Op::Helper(privileged::invpcid),
         Syscall => Op::Helper(privileged::syscall),
         Sysret | Sysretq => Op::Helper(privileged::sysret),
         Sysenter => Op::Helper(privileged::sysenter),

@@ -474,6 +474,41 @@ pub fn invlpg(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     Ok(())
 }
 
+/// INVPCID type, [m128]: drops TLB entries by PCID and address (SDM vol. 2, INVPCID).
+pub fn invpcid(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    if c.cpu.protected() && (c.cpu.cpl != 0 || c.cpu.v86()) {
+        return Err(Exception::gp(0));
+    }
+    if !c.cpu.protected() {
+        return Err(Exception::UD);
+    }
+    let w = if c.mode64() { Width::W64 } else { Width::W32 };
+    let typ = op::read(c, i, 0, w)?;
+    if i.op_kind(1) != OpKind::Memory {
+        return Err(Exception::UD);
+    }
+    let seg = op::mem_seg(i);
+    let aw = op::addr_width(i, c.mode64());
+    let ea = op::ea(c, i);
+    let pcid_field = mem::read(c.cpu, c.bus, seg, ea, Width::W64)?;
+    let lin = mem::read(c.cpu, c.bus, seg, ea.wrapping_add(8) & aw.mask(), Width::W64)?;
+    let kind = softmmu::InvpcidKind::from_type(typ).ok_or(Exception::gp(0))?;
+    if pcid_field > 0xfff {
+        return Err(Exception::gp(0));
+    }
+    let pcid = pcid_field as u16;
+    let pcide = c.cpu.cr4 & cr4::PCIDE != 0;
+    match kind {
+        softmmu::InvpcidKind::Address if !mem::is_canonical(lin) => return Err(Exception::gp(0)),
+        softmmu::InvpcidKind::Address | softmmu::InvpcidKind::SingleContext if !pcide && pcid != 0 => {
+            return Err(Exception::gp(0))
+        }
+        _ => {}
+    }
+    c.cpu.tlb.0.invpcid(kind, pcid, lin);
+    Ok(())
+}
+
 /// STAC and CLAC: set or clear EFLAGS.AC (the SMAP override) at CPL 0.
 pub fn stac_clac(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     if c.cpu.protected() && (c.cpu.cpl != 0 || c.cpu.v86()) {
