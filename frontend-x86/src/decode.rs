@@ -80,6 +80,9 @@ pub struct Block {
     pub next_ips: Vec<u64>,
     /// The physical pages the block's bytes came from (one or two).
     pub pages: Vec<u64>,
+    /// The last instruction runs as a helper (sensitive instructions all do): after it the
+    /// exec loop looks for interrupts again.
+    pub ends_in_helper: bool,
 }
 
 /// Decodes the block at CS:RIP. Fails only if the first instruction cannot be fetched or
@@ -127,7 +130,8 @@ pub fn decode_block(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Result<Block> {
         let p = mem::translate(cpu, bus, end_lin & !0xfff, AccessKind::Exec)? >> 12;
         pages.push(p);
     }
-    let ops = insns.iter().map(crate::sem::resolve).collect();
+    let ops: Vec<crate::sem::Op> = insns.iter().map(crate::sem::resolve).collect();
     let next_ips = insns.iter().map(|i| next_ip(cpu, i)).collect();
-    Ok(Block { insns, ops, next_ips, pages })
+    let ends_in_helper = matches!(ops.last(), Some(crate::sem::Op::Helper(_)));
+    Ok(Block { insns, ops, next_ips, pages, ends_in_helper })
 }

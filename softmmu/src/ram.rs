@@ -81,11 +81,21 @@ impl GuestRam {
     pub fn read(&self, offset: u64, size: u8) -> u64 {
         match self.host_ptr(offset, u64::from(size)) {
             Some(p) => {
-                let mut buf = [0u8; 8];
-                // SAFETY: `p..p+size` is inside the mapping (checked by host_ptr) and `buf` has
-                // room for 8 bytes; the regions cannot overlap.
-                unsafe { std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), usize::from(size.min(8))) };
-                u64::from_le_bytes(buf)
+                // SAFETY: `p..p+size` is inside the mapping (checked by host_ptr); these are
+                // raw reads of plain bytes that tolerate misalignment, never a reference.
+                unsafe {
+                    match size {
+                        1 => u64::from(p.read_volatile()),
+                        2 => u64::from(u16::from_le(p.cast::<u16>().read_unaligned())),
+                        4 => u64::from(u32::from_le(p.cast::<u32>().read_unaligned())),
+                        8 => u64::from_le(p.cast::<u64>().read_unaligned()),
+                        _ => {
+                            let mut buf = [0u8; 8];
+                            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), usize::from(size.min(8)));
+                            u64::from_le_bytes(buf)
+                        }
+                    }
+                }
             }
             None => crate::all_ones(size),
         }
@@ -95,9 +105,20 @@ impl GuestRam {
     #[inline]
     pub fn write(&self, offset: u64, size: u8, val: u64) {
         if let Some(p) = self.host_ptr(offset, u64::from(size)) {
-            let buf = val.to_le_bytes();
-            // SAFETY: `p..p+size` is inside the mapping (checked by host_ptr).
-            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), p, usize::from(size.min(8))) };
+            // SAFETY: `p..p+size` is inside the mapping (checked by host_ptr); these are raw
+            // writes of plain bytes that tolerate misalignment, never through a reference.
+            unsafe {
+                match size {
+                    1 => p.write_volatile(val as u8),
+                    2 => p.cast::<u16>().write_unaligned((val as u16).to_le()),
+                    4 => p.cast::<u32>().write_unaligned((val as u32).to_le()),
+                    8 => p.cast::<u64>().write_unaligned(val.to_le()),
+                    _ => {
+                        let buf = val.to_le_bytes();
+                        std::ptr::copy_nonoverlapping(buf.as_ptr(), p, usize::from(size.min(8)));
+                    }
+                }
+            }
         }
     }
 

@@ -90,14 +90,19 @@ impl Interpreter {
     /// Exceptions are delivered to the guest; nothing the guest does makes this fail.
     pub fn run(&mut self, cpu: &mut CpuState, bus: &mut dyn CpuBus, budget: u64) -> (u64, Exit) {
         let mut done = 0;
+        // Whether an interrupt may have become deliverable since the last look. Within a run,
+        // time stands still for the devices, so only the CPU can change that: by a helper (I/O,
+        // STI/POPF/IRET, ...), which ends its block, or by taking an exception.
+        let mut poll = true;
         while done < budget {
             if cpu.shutdown {
                 break;
             }
-            // Interrupts are taken between blocks (a block ends at every instruction that can
-            // enable them, so none is taken late by more than a block).
-            if interrupt::take_pending(cpu, bus) {
-                self.stats.interrupts += 1;
+            if poll || cpu.halted {
+                if interrupt::take_pending(cpu, bus) {
+                    self.stats.interrupts += 1;
+                }
+                poll = cpu.interrupt_shadow;
             }
             if cpu.halted {
                 self.stats.instructions += done;
@@ -109,14 +114,41 @@ impl Interpreter {
                     interrupt::raise(cpu, bus, e);
                     self.stats.exceptions += 1;
                     done += 1;
+                    poll = true;
                     continue;
                 }
             };
+            poll |= block.ends_in_helper;
+            // TF only changes in helpers, which end blocks: it holds for the whole block.
+            let single_step = cpu.flags.raw_bits() & TF != 0;
+            cpu.interrupt_shadow = false;
             for (k, ((insn, op), next)) in block.insns.iter().zip(&block.ops).zip(&block.next_ips).enumerate() {
-                let r = execute(cpu, bus, insn, *op, *next);
+                let r = if single_step {
+                    execute(cpu, bus, insn, *op, *next)
+                } else {
+                    cpu.next_rip = *next;
+                    let r = {
+                        let mut c = Concrete::new(cpu, bus);
+                        sem::execute_op(&mut c, *op, insn)
+                    };
+                    match r {
+                        Ok(()) => {
+                            cpu.rip = cpu.next_rip;
+                            Ok(())
+                        }
+                        Err(e) => {
+                            interrupt::raise(cpu, bus, e);
+                            Err(e)
+                        }
+                    }
+                };
                 done += 1;
-                self.stats.exceptions += u64::from(r.is_err());
-                if r.is_err() || cpu.halted || cpu.shutdown || done >= budget {
+                if r.is_err() {
+                    self.stats.exceptions += 1;
+                    poll = true;
+                    break;
+                }
+                if cpu.halted || cpu.shutdown || done >= budget {
                     break;
                 }
                 if cpu.code.has_writes() {
