@@ -28,6 +28,11 @@ struct Cli {
     #[arg(long, value_name = "DEST", default_value = "stdio")]
     debugcon: String,
 
+    /// Where COM1 transmits (QEMU: -serial): stdio, file:PATH or none. Input is not connected
+    /// yet.
+    #[arg(long, value_name = "DEST", default_value = "none")]
+    serial: String,
+
     /// Execution engine (QEMU: -accel). Only the interpreter exists so far.
     #[arg(long, value_enum, default_value_t = Accel::Interp)]
     accel: Accel,
@@ -53,15 +58,15 @@ enum Accel {
     Auto,
 }
 
-fn sink(spec: &str) -> Result<Option<Box<dyn Write + Send>>> {
+fn sink(option: &str, spec: &str) -> Result<Option<Box<dyn Write + Send>>> {
     Ok(match spec {
         "none" => None,
         "stdio" => Some(Box::new(std::io::stdout())),
         _ => match spec.strip_prefix("file:") {
             Some(path) => Some(Box::new(
-                std::fs::File::create(path).with_context(|| format!("cannot create debugcon file {path}"))?,
+                std::fs::File::create(path).with_context(|| format!("--{option}: cannot create {path}"))?,
             )),
-            None => bail!("--debugcon {spec}: expected stdio, file:PATH or none"),
+            None => bail!("--{option} {spec}: expected stdio, file:PATH or none"),
         },
     })
 }
@@ -73,7 +78,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     let ram_bytes = softmmu::parse_mem_size(&cli.memory).with_context(|| format!("-m {}", cli.memory))?;
     let bios = std::fs::read(&cli.bios).with_context(|| format!("cannot read firmware {}", cli.bios.display()))?;
-    let config = MachineConfig { ram_bytes, bios, debugcon: sink(&cli.debugcon)? };
+    let rtc_start =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let config = MachineConfig {
+        ram_bytes,
+        bios,
+        debugcon: sink("debugcon", &cli.debugcon)?,
+        serial: sink("serial", &cli.serial)?,
+        rtc_start,
+    };
     let mut m = Machine::new(config).context("cannot build the machine")?;
     let limit = if cli.max_instructions == 0 { u64::MAX } else { cli.max_instructions };
     let t = std::time::Instant::now();

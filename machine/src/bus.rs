@@ -1,28 +1,138 @@
-//! The machine's side of the CPU bus: the physical address map (softmmu's `PhysMap`) and the
-//! I/O port map.
+//! The machine's side of the CPU bus: the physical address map (softmmu's `PhysMap`), the ISA
+//! chipset on the I/O ports, and the interrupt lines from the devices through the 8259A pair
+//! to the CPU.
 
 use devices::debug::{DebugCon, DebugExit};
-use devices::PortDevice;
+use devices::i8042::I8042;
+use devices::pic::Pic;
+use devices::pit::Pit;
+use devices::port92::Port92;
+use devices::post::PostCode;
+use devices::rtc::Rtc;
+use devices::uart::Uart;
+use devices::{PortDevice, SystemRequest, Timed};
 use frontend_x86::CpuBus;
 use softmmu::{all_ones, AccessBytes, PageBacking, PhysBus, PhysMap};
 
-/// Memory and ports of the PC, as the CPU reaches them.
+/// COM1's base port and IRQ.
+const COM1: u16 = 0x3f8;
+const COM1_IRQ: u8 = 4;
+
+/// Memory, ports and interrupt routing of the PC, as the CPU reaches them.
 #[derive(Debug)]
 pub struct PcBus {
     /// The physical address map: RAM, firmware, MMIO, holes.
     pub mem: PhysMap,
+    /// The 8259A pair.
+    pub pic: Pic,
+    /// The 8254 and port 0x61.
+    pub pit: Pit,
+    /// The MC146818 RTC and CMOS.
+    pub rtc: Rtc,
+    /// The keyboard controller.
+    pub kbc: I8042,
+    /// COM1, if the machine has a serial port.
+    pub com1: Option<Uart>,
+    /// System control port A.
+    pub port92: Port92,
+    /// Port 0x80.
+    pub post: PostCode,
     /// The port 0xE9 debug console, if configured.
     pub debugcon: Option<DebugCon>,
     /// isa-debug-exit at port 0xF4.
     pub debug_exit: DebugExit,
     /// Virtual time of the current run slice, handed to devices (design principle 10).
     pub now_ns: u64,
+    /// Reset and A20 requests from the keyboard controller and port 0x92, for the machine.
+    pub requests: Vec<SystemRequest>,
 }
 
 impl PcBus {
-    /// A bus over the address map `mem`.
-    pub fn new(mem: PhysMap, debugcon: Option<DebugCon>, debug_exit: DebugExit) -> Self {
-        PcBus { mem, debugcon, debug_exit, now_ns: 0 }
+    /// A bus over the address map `mem` with the ISA chipset. `rtc` is the clock already set to
+    /// the start date and the memory size.
+    pub fn new(mem: PhysMap, rtc: Rtc, com1: Option<Uart>, debugcon: Option<DebugCon>) -> Self {
+        PcBus {
+            mem,
+            pic: Pic::new(),
+            pit: Pit::new(),
+            rtc,
+            kbc: I8042::new(),
+            com1,
+            port92: Port92::new(),
+            post: PostCode::new(),
+            debugcon,
+            debug_exit: DebugExit::new(),
+            now_ns: 0,
+            requests: Vec::new(),
+        }
+    }
+
+    /// Brings the timers up to `now_ns` and the interrupt lines up to date.
+    pub fn advance(&mut self, now_ns: u64) {
+        self.now_ns = now_ns;
+        self.mem.set_time(now_ns);
+        self.pit.advance(now_ns);
+        self.rtc.advance(now_ns);
+        self.kbc.advance(now_ns);
+        if let Some(u) = &mut self.com1 {
+            u.advance(now_ns);
+        }
+        self.sync_irqs();
+    }
+
+    /// The earliest time after `now_ns` at which a device output may change on its own.
+    pub fn next_deadline(&self, now_ns: u64) -> Option<u64> {
+        let mut d: Option<u64> = None;
+        let mut take = |x: Option<u64>| {
+            if let Some(x) = x {
+                d = Some(d.map_or(x, |d| d.min(x)));
+            }
+        };
+        take(self.pit.next_deadline(now_ns));
+        take(self.rtc.next_deadline(now_ns));
+        take(self.kbc.next_deadline(now_ns));
+        if let Some(u) = &self.com1 {
+            take(u.next_deadline(now_ns));
+        }
+        d
+    }
+
+    /// Hands the devices' interrupt outputs to the PIC: IRQ0 from the PIT's rising edges, the
+    /// others as levels (edge-triggered inputs latch the rise).
+    fn sync_irqs(&mut self) {
+        let now = self.now_ns;
+        for _ in 0..self.pit.irq0_edges(now).min(1) {
+            self.pic.set_irq(0, false);
+            self.pic.set_irq(0, true);
+        }
+        self.pic.set_irq(1, self.kbc.irq1_level());
+        if let Some(u) = &self.com1 {
+            self.pic.set_irq(COM1_IRQ, u.irq_level());
+        }
+        self.pic.set_irq(8, self.rtc.irq_level());
+        self.pic.set_irq(12, self.kbc.irq12_level());
+        while let Some(r) = self.kbc.take_request() {
+            self.requests.push(r);
+        }
+        while let Some(r) = self.port92.take_request() {
+            self.requests.push(r);
+        }
+    }
+
+    /// The device at `port` and the offset it sees.
+    fn port_device(&mut self, port: u16) -> Option<(&mut dyn PortDevice, u16)> {
+        Some(match port {
+            0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => (&mut self.pic as &mut dyn PortDevice, port),
+            0x40..=0x43 | 0x61 => (&mut self.pit, port),
+            0x70 | 0x71 => (&mut self.rtc, port),
+            0x60 | 0x64 => (&mut self.kbc, port),
+            0x92 => (&mut self.port92, 0),
+            0x80 => (&mut self.post, 0),
+            0xe9 => (self.debugcon.as_mut()? as &mut dyn PortDevice, 0),
+            0xf4 => (&mut self.debug_exit, 0),
+            COM1..=0x3ff => (self.com1.as_mut()? as &mut dyn PortDevice, port - COM1),
+            _ => return None,
+        })
     }
 }
 
@@ -44,32 +154,34 @@ impl PhysBus for PcBus {
 
 impl CpuBus for PcBus {
     fn io_read(&mut self, port: u16, size: u8) -> u32 {
-        match port {
-            0xe9 => match &mut self.debugcon {
-                Some(d) => d.port_read(0, size, self.now_ns),
-                None => all_ones(size) as u32,
-            },
-            0xf4 => self.debug_exit.port_read(0, size, self.now_ns),
-            _ => all_ones(size) as u32,
-        }
+        let now = self.now_ns;
+        let v = match self.port_device(port) {
+            Some((d, off)) => d.port_read(off, size, now),
+            None => all_ones(size) as u32,
+        };
+        self.sync_irqs();
+        v
     }
 
     fn io_write(&mut self, port: u16, size: u8, val: u32) {
-        match port {
-            0xe9 => {
-                if let Some(d) = &mut self.debugcon {
-                    d.port_write(0, size, val, self.now_ns);
-                }
-            }
-            0xf4 => self.debug_exit.port_write(0, size, val, self.now_ns),
-            _ => {}
+        let now = self.now_ns;
+        if let Some((d, off)) = self.port_device(port) {
+            d.port_write(off, size, val, now);
         }
+        self.sync_irqs();
     }
 
     fn now_ns(&mut self) -> u64 {
         self.now_ns
     }
 
-    // No interrupt controller is wired in yet (the platform issue): intr/inta/take_nmi keep
-    // the trait's defaults, the lines stay low.
+    fn intr(&mut self) -> bool {
+        self.pic.has_interrupt()
+    }
+
+    fn inta(&mut self) -> Option<u8> {
+        let v = self.pic.acknowledge();
+        self.sync_irqs();
+        Some(v)
+    }
 }

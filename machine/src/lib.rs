@@ -1,18 +1,24 @@
 //! The PC: wires memory, devices and a CPU backend together and runs them.
 //!
-//! Today's machine is the minimum that runs a firmware image: softmmu's PC address map (RAM
-//! below and above the PCI hole, the image read-only so it ends at 4 GiB with its last 128 KiB
-//! aliased below 1 MiB), the debug console at port 0xE9 and QEMU's isa-debug-exit at 0xF4, and
-//! the interpreter tier. The chipset (PIC, PIT, RTC, UART, ...) and the direct kernel loaders join
+//! Today's machine runs a firmware image on softmmu's PC address map (RAM below and above
+//! the PCI hole, the image read-only so it ends at 4 GiB with its last 128 KiB aliased below
+//! 1 MiB), the ISA chipset (8259A pair, 8254, RTC/CMOS, i8042, COM1, port 0x92, POST, the
+//! debug console at 0xE9 and QEMU's isa-debug-exit at 0xF4), and the interpreter tier.
+//!
+//! Time is virtual and deterministic (design principle 10): one nanosecond per guest
+//! instruction, and a halted CPU skips to the next timer deadline. The chipset (PIC, PIT, RTC, UART, ...) and the direct kernel loaders join
 //! it in the platform issue.
 
 mod bus;
 
 use std::io::Write;
 
-use devices::debug::{DebugCon, DebugExit};
+use devices::debug::DebugCon;
+use devices::rtc::Rtc;
+use devices::uart::Uart;
+use devices::SystemRequest;
 use frontend_x86::CpuState;
-use softmmu::{MapError, PhysMap};
+use softmmu::{MapError, PcLayout, PhysMap};
 
 pub use bus::PcBus;
 
@@ -32,6 +38,10 @@ pub struct MachineConfig {
     pub bios: Vec<u8>,
     /// Where the port 0xE9 debug console writes, if anywhere.
     pub debugcon: Option<Box<dyn Write + Send>>,
+    /// Where COM1 transmits, if the machine has a serial port.
+    pub serial: Option<Box<dyn Write + Send>>,
+    /// What the RTC reads at power-on, in seconds since the Unix epoch.
+    pub rtc_start: i64,
 }
 
 impl std::fmt::Debug for MachineConfig {
@@ -40,6 +50,8 @@ impl std::fmt::Debug for MachineConfig {
             .field("ram_bytes", &self.ram_bytes)
             .field("bios_bytes", &self.bios.len())
             .field("debugcon", &self.debugcon.is_some())
+            .field("serial", &self.serial.is_some())
+            .field("rtc_start", &self.rtc_start)
             .finish()
     }
 }
@@ -54,7 +66,7 @@ pub enum Outcome {
     },
     /// The CPU halted with interrupts disabled and nothing can wake it.
     HaltedForever,
-    /// The CPU halted with interrupts enabled, but this machine has no interrupt source yet.
+    /// The CPU halted with interrupts enabled and no timer or device will ever interrupt it.
     HaltedNoInterrupts,
     /// A triple fault.
     TripleFault,
@@ -73,6 +85,8 @@ pub struct Machine {
     pub instructions: u64,
     /// The execution tier and its decoded-block cache.
     pub interp: translator::Interpreter,
+    /// Virtual nanoseconds spent halted (skipped to the next timer deadline).
+    pub skipped_ns: u64,
 }
 
 impl Machine {
@@ -80,9 +94,24 @@ impl Machine {
     pub fn new(config: MachineConfig) -> Result<Self, MachineError> {
         let mut mem = PhysMap::pc(config.ram_bytes)?;
         mem.map_firmware(config.bios)?;
+        let layout = PcLayout::for_ram(config.ram_bytes);
+        let mut rtc = Rtc::new(config.rtc_start);
+        rtc.set_memory_layout(layout.below_4g, layout.above_4g);
         let debugcon = config.debugcon.map(DebugCon::new);
-        let bus = PcBus::new(mem, debugcon, DebugExit::new());
-        Ok(Machine { cpu: CpuState::new(), bus, instructions: 0, interp: translator::Interpreter::new() })
+        let com1 = config.serial.map(Uart::new);
+        let bus = PcBus::new(mem, rtc, com1, debugcon);
+        Ok(Machine {
+            cpu: CpuState::new(),
+            bus,
+            instructions: 0,
+            interp: translator::Interpreter::new(),
+            skipped_ns: 0,
+        })
+    }
+
+    /// Virtual time: one nanosecond per guest instruction.
+    pub fn now_ns(&self) -> u64 {
+        self.instructions + self.skipped_ns
     }
 
     /// Runs until the guest stops (or `limit` instructions have run).
@@ -93,20 +122,48 @@ impl Machine {
             if left == 0 {
                 return Outcome::InstructionLimit;
             }
-            // Deterministic virtual time until the machine has a clock: one nanosecond per
-            // guest instruction.
-            self.bus.now_ns = self.instructions;
-            self.bus.mem.set_time(self.instructions);
-            let (n, exit) = self.interp.run(&mut self.cpu, &mut self.bus, left.min(SLICE));
+            let now = self.now_ns();
+            self.bus.advance(now);
+            // Run up to the next timer deadline, so its interrupt is taken on time.
+            let until_deadline = self.bus.next_deadline(now).map_or(u64::MAX, |d| d.saturating_sub(now).max(1));
+            let slice = left.min(SLICE).min(until_deadline);
+            let (n, exit) = self.interp.run(&mut self.cpu, &mut self.bus, slice);
             self.instructions += n;
             if let Some(status) = self.bus.debug_exit.requested() {
                 return Outcome::DebugExit { status };
+            }
+            for r in std::mem::take(&mut self.bus.requests) {
+                match r {
+                    SystemRequest::Reset => {
+                        self.cpu = CpuState::new();
+                        self.interp = translator::Interpreter::new();
+                    }
+                    SystemRequest::A20(on) => {
+                        self.bus.mem.set_a20(on);
+                        // Cached translations and decoded blocks assumed the old gate.
+                        self.cpu.tlb.0.flush_all();
+                        self.interp = translator::Interpreter::new();
+                        self.cpu.code.clear();
+                    }
+                }
             }
             match exit {
                 translator::Exit::Shutdown => return Outcome::TripleFault,
                 translator::Exit::Halted => {
                     let if_set = self.cpu.flags.raw_bits() & frontend_x86::flags::IF != 0;
-                    return if if_set { Outcome::HaltedNoInterrupts } else { Outcome::HaltedForever };
+                    if !if_set {
+                        return Outcome::HaltedForever;
+                    }
+                    let now = self.now_ns();
+                    self.bus.advance(now);
+                    if self.bus.pic.has_interrupt() {
+                        continue;
+                    }
+                    match self.bus.next_deadline(now) {
+                        // Sleep until the next timer event.
+                        Some(d) => self.skipped_ns += d.saturating_sub(now).max(1),
+                        None => return Outcome::HaltedNoInterrupts,
+                    }
                 }
                 translator::Exit::Budget => {}
             }

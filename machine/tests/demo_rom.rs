@@ -22,8 +22,13 @@ impl Write for Capture {
 #[test]
 fn demo_firmware_boots_from_the_reset_vector_and_prints() {
     let out = Capture::default();
-    let config =
-        MachineConfig { ram_bytes: 16 << 20, bios: bios::demo::hello_rom(), debugcon: Some(Box::new(out.clone())) };
+    let config = MachineConfig {
+        ram_bytes: 16 << 20,
+        bios: bios::demo::hello_rom(),
+        debugcon: Some(Box::new(out.clone())),
+        serial: None,
+        rtc_start: 0,
+    };
     let mut m = Machine::new(config).expect("machine");
     assert_eq!(m.run(1_000_000), Outcome::HaltedForever);
     assert_eq!(String::from_utf8_lossy(&out.0.lock().expect("lock")), "Hello from cranebox!\n");
@@ -31,6 +36,6 @@ fn demo_firmware_boots_from_the_reset_vector_and_prints() {
 
 #[test]
 fn firmware_of_a_size_a_pc_cannot_map_is_refused() {
-    let config = MachineConfig { ram_bytes: 16 << 20, bios: vec![0; 1000], debugcon: None };
+    let config = MachineConfig { ram_bytes: 16 << 20, bios: vec![0; 1000], debugcon: None, serial: None, rtc_start: 0 };
     assert!(Machine::new(config).is_err());
 }
