@@ -28,6 +28,11 @@ struct Cli {
     #[arg(long, value_name = "DEST", default_value = "stdio")]
     debugcon: String,
 
+    /// The debug console's I/O port (QEMU: -global isa-debugcon.iobase=PORT); SeaBIOS logs
+    /// to 0x402.
+    #[arg(long, value_name = "PORT", default_value = "0xe9", value_parser = parse_port)]
+    debugcon_port: u16,
+
     /// Where COM1 transmits (QEMU: -serial): stdio, file:PATH or none. Input is not connected
     /// yet.
     #[arg(long, value_name = "DEST", default_value = "none")]
@@ -58,6 +63,15 @@ enum Accel {
     Auto,
 }
 
+/// An I/O port number, decimal or 0x-prefixed hexadecimal.
+fn parse_port(s: &str) -> std::result::Result<u16, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u16::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("{s} is not an I/O port (0-65535, or 0x0-0xffff)"))
+}
+
 fn sink(option: &str, spec: &str) -> Result<Option<Box<dyn Write + Send>>> {
     Ok(match spec {
         "none" => None,
@@ -84,6 +98,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         ram_bytes,
         bios,
         debugcon: sink("debugcon", &cli.debugcon)?,
+        debugcon_port: cli.debugcon_port,
         serial: sink("serial", &cli.serial)?,
         rtc_start,
     };

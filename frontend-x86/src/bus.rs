@@ -22,6 +22,17 @@ pub trait CpuBus: PhysBus {
     fn inta(&mut self) -> Option<u8> {
         None
     }
+    /// Whether the physical address map changed since the last call (shadow RAM switched,
+    /// a region moved): decoded code and cached translations must be dropped. The default is
+    /// a fixed map.
+    fn take_map_change(&mut self) -> bool {
+        false
+    }
+    /// The machine wants the CPU to stop at the next block boundary (a reset or power-off
+    /// request, an exit port written). The default never asks.
+    fn exit_requested(&mut self) -> bool {
+        false
+    }
     /// Takes a pending NMI (an edge: it is consumed). The default has no NMI source.
     fn take_nmi(&mut self) -> bool {
         false

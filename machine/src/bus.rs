@@ -37,8 +37,13 @@ pub struct PcBus {
     pub port92: Port92,
     /// Port 0x80.
     pub post: PostCode,
-    /// The port 0xE9 debug console, if configured.
+    /// PCI configuration space and the i440FX's shadow-RAM control.
+    pub pci: crate::pci::PciHost,
+    /// The debug console, if configured.
     pub debugcon: Option<DebugCon>,
+    /// Its port: 0xE9 by default; SeaBIOS writes its log to 0x402 (QEMU:
+    /// `-global isa-debugcon.iobase=0x402`).
+    pub debugcon_port: u16,
     /// isa-debug-exit at port 0xF4.
     pub debug_exit: DebugExit,
     /// Virtual time of the current run slice, handed to devices (design principle 10).
@@ -60,7 +65,9 @@ impl PcBus {
             com1,
             port92: Port92::new(),
             post: PostCode::new(),
+            pci: crate::pci::PciHost::new(),
             debugcon,
+            debugcon_port: 0xe9,
             debug_exit: DebugExit::new(),
             now_ns: 0,
             requests: Vec::new(),
@@ -121,6 +128,9 @@ impl PcBus {
 
     /// The device at `port` and the offset it sees.
     fn port_device(&mut self, port: u16) -> Option<(&mut dyn PortDevice, u16)> {
+        if port == self.debugcon_port {
+            return Some((self.debugcon.as_mut()? as &mut dyn PortDevice, 0));
+        }
         Some(match port {
             0x20 | 0x21 | 0xa0 | 0xa1 | 0x4d0 | 0x4d1 => (&mut self.pic as &mut dyn PortDevice, port),
             0x40..=0x43 | 0x61 => (&mut self.pit, port),
@@ -128,7 +138,6 @@ impl PcBus {
             0x60 | 0x64 => (&mut self.kbc, port),
             0x92 => (&mut self.port92, 0),
             0x80 => (&mut self.post, 0),
-            0xe9 => (self.debugcon.as_mut()? as &mut dyn PortDevice, 0),
             0xf4 => (&mut self.debug_exit, 0),
             COM1..=0x3ff => (self.com1.as_mut()? as &mut dyn PortDevice, port - COM1),
             _ => return None,
@@ -154,6 +163,9 @@ impl PhysBus for PcBus {
 
 impl CpuBus for PcBus {
     fn io_read(&mut self, port: u16, size: u8) -> u32 {
+        if (0xcf8..=0xcff).contains(&port) {
+            return self.pci.read(port, size);
+        }
         let now = self.now_ns;
         let v = match self.port_device(port) {
             Some((d, off)) => d.port_read(off, size, now),
@@ -164,6 +176,10 @@ impl CpuBus for PcBus {
     }
 
     fn io_write(&mut self, port: u16, size: u8, val: u32) {
+        if (0xcf8..=0xcff).contains(&port) {
+            self.pci.write(port, size, val, &mut self.mem);
+            return;
+        }
         let now = self.now_ns;
         if let Some((d, off)) = self.port_device(port) {
             d.port_write(off, size, val, now);
@@ -177,6 +193,14 @@ impl CpuBus for PcBus {
 
     fn intr(&mut self) -> bool {
         self.pic.has_interrupt()
+    }
+
+    fn exit_requested(&mut self) -> bool {
+        !self.requests.is_empty() || self.debug_exit.requested().is_some()
+    }
+
+    fn take_map_change(&mut self) -> bool {
+        std::mem::take(&mut self.pci.map_changed)
     }
 
     fn inta(&mut self) -> Option<u8> {

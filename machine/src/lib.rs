@@ -10,6 +10,7 @@
 //! it in the platform issue.
 
 mod bus;
+pub mod pci;
 
 use std::io::Write;
 
@@ -38,6 +39,8 @@ pub struct MachineConfig {
     pub bios: Vec<u8>,
     /// Where the port 0xE9 debug console writes, if anywhere.
     pub debugcon: Option<Box<dyn Write + Send>>,
+    /// The debug console's port (0xE9 unless set).
+    pub debugcon_port: u16,
     /// Where COM1 transmits, if the machine has a serial port.
     pub serial: Option<Box<dyn Write + Send>>,
     /// What the RTC reads at power-on, in seconds since the Unix epoch.
@@ -50,6 +53,7 @@ impl std::fmt::Debug for MachineConfig {
             .field("ram_bytes", &self.ram_bytes)
             .field("bios_bytes", &self.bios.len())
             .field("debugcon", &self.debugcon.is_some())
+            .field("debugcon_port", &self.debugcon_port)
             .field("serial", &self.serial.is_some())
             .field("rtc_start", &self.rtc_start)
             .finish()
@@ -99,7 +103,8 @@ impl Machine {
         rtc.set_memory_layout(layout.below_4g, layout.above_4g);
         let debugcon = config.debugcon.map(DebugCon::new);
         let com1 = config.serial.map(Uart::new);
-        let bus = PcBus::new(mem, rtc, com1, debugcon);
+        let mut bus = PcBus::new(mem, rtc, com1, debugcon);
+        bus.debugcon_port = config.debugcon_port;
         Ok(Machine {
             cpu: CpuState::new(),
             bus,

@@ -100,6 +100,7 @@ fn timer_interrupts_wake_hlt_and_virtual_time_follows_the_pit() -> Result<(), Ic
         ram_bytes: 16 << 20,
         bios: timer_rom()?,
         debugcon: None,
+        debugcon_port: 0xe9,
         serial: Some(Box::new(serial.clone())),
         rtc_start: 0,
     };

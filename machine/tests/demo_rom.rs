@@ -26,6 +26,7 @@ fn demo_firmware_boots_from_the_reset_vector_and_prints() {
         ram_bytes: 16 << 20,
         bios: bios::demo::hello_rom(),
         debugcon: Some(Box::new(out.clone())),
+        debugcon_port: 0xe9,
         serial: None,
         rtc_start: 0,
     };
@@ -36,6 +37,13 @@ fn demo_firmware_boots_from_the_reset_vector_and_prints() {
 
 #[test]
 fn firmware_of_a_size_a_pc_cannot_map_is_refused() {
-    let config = MachineConfig { ram_bytes: 16 << 20, bios: vec![0; 1000], debugcon: None, serial: None, rtc_start: 0 };
+    let config = MachineConfig {
+        ram_bytes: 16 << 20,
+        bios: vec![0; 1000],
+        debugcon: None,
+        debugcon_port: 0xe9,
+        serial: None,
+        rtc_start: 0,
+    };
     assert!(Machine::new(config).is_err());
 }

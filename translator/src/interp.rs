@@ -99,6 +99,15 @@ impl Interpreter {
                 break;
             }
             if poll || cpu.halted {
+                if bus.exit_requested() {
+                    break;
+                }
+                if bus.take_map_change() {
+                    // Shadow RAM or a region moved under cached code and translations.
+                    self.cache.clear();
+                    cpu.code.clear();
+                    cpu.tlb.0.flush_all();
+                }
                 if interrupt::take_pending(cpu, bus) {
                     self.stats.interrupts += 1;
                 }

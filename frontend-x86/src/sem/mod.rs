@@ -79,6 +79,8 @@ pub fn is_sensitive(m: Mnemonic) -> bool {
             | Invlpg
             | Stac
             | Clac
+            | Wbinvd
+            | Invd
             | Invpcid
             | Swapgs
             | Lar
@@ -289,6 +291,8 @@ pub fn resolve(i: &Insn) -> Op {
         Rdtsc => Op::Helper(privileged::rdtsc),
         Invlpg => Op::Helper(privileged::invlpg),
         Stac | Clac => Op::Helper(privileged::stac_clac),
+        Wbinvd | Invd => Op::Helper(privileged::wbinvd),
+        Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 | Prefetchw => Op::Nop,
         Invpcid => Op::Helper(privileged::invpcid),
         Syscall => Op::Helper(privileged::syscall),
         Sysret | Sysretq => Op::Helper(privileged::sysret),

@@ -509,6 +509,11 @@ pub fn invpcid(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     Ok(())
 }
 
+/// WBINVD and INVD: there are no caches to write back or drop; the privilege check stands.
+pub fn wbinvd(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
+    require_cpl0(c.cpu)
+}
+
 /// STAC and CLAC: set or clear EFLAGS.AC (the SMAP override) at CPL 0.
 pub fn stac_clac(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     if c.cpu.protected() && (c.cpu.cpl != 0 || c.cpu.v86()) {
