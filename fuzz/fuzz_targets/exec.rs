@@ -56,6 +56,8 @@ fuzz_target!(|data: &[u8]| {
     for (k, g) in [Gpr::Rax, Gpr::Rbx, Gpr::Rcx, Gpr::Rdx, Gpr::Rsp, Gpr::Rbp, Gpr::Rsi, Gpr::Rdi].into_iter().enumerate() {
         cpu.set_reg(g, Width::W32, word(k));
     }
+    // Short REP counts: a run is then many instructions rather than a few huge string loops.
+    cpu.set_reg(Gpr::Rcx, Width::W32, word(2) & 0xff);
     // Flat code and data descriptors (and a 64-bit code one) for the protected modes.
     bus.put(0x500 + 8, &0x00cf_9a00_0000_ffffu64.to_le_bytes());
     bus.put(0x500 + 16, &0x00cf_9200_0000_ffffu64.to_le_bytes());
