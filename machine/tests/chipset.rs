@@ -2,25 +2,12 @@
 //! timer interrupts while halted, writes to COM1, and exits through isa-debug-exit. Virtual
 //! time advances by the timer's period per tick.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
+mod common;
+
+use common::Capture;
 use machine::{Machine, MachineConfig, Outcome};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const TICKS: u32 = 5;
 const COUNTER: u64 = 0x500;
@@ -107,7 +94,7 @@ fn timer_interrupts_wake_hlt_and_virtual_time_follows_the_pit() -> Result<(), Ic
     let mut m = Machine::new(config).expect("machine");
     let outcome = m.run(10_000_000);
     assert_eq!(outcome, Outcome::DebugExit { status: (TICKS * 2 + 1) as i32 });
-    assert_eq!(String::from_utf8_lossy(&serial.0.lock().expect("lock")), "ok\n");
+    assert_eq!(serial.text(), "ok\n");
     // Five ticks of a 100 Hz timer: about 50 ms of virtual time, almost all of it halted.
     let ms = m.now_ns() / 1_000_000;
     assert!((45..=60).contains(&ms), "{ms} ms of virtual time");

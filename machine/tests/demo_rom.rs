@@ -1,23 +1,10 @@
 //! The whole path from reset to guest output: the demo firmware runs from the reset vector,
 //! prints through the debug console and halts.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use common::Capture;
 use machine::{Machine, MachineConfig, Outcome};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn demo_firmware_boots_from_the_reset_vector_and_prints() {
@@ -32,7 +19,7 @@ fn demo_firmware_boots_from_the_reset_vector_and_prints() {
     };
     let mut m = Machine::new(config).expect("machine");
     assert_eq!(m.run(1_000_000), Outcome::HaltedForever);
-    assert_eq!(String::from_utf8_lossy(&out.0.lock().expect("lock")), "Hello from cranebox!\n");
+    assert_eq!(out.text(), "Hello from cranebox!\n");
 }
 
 #[test]

@@ -7,24 +7,12 @@
 //! (which `.ci/run` fills with `apt-get download seabios`), or `/usr/share/seabios/bios.bin`;
 //! without one the test says so and skips.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
+mod common;
+
+use common::Capture;
 use machine::{Machine, MachineConfig};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn seabios() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -56,7 +44,7 @@ fn debian_seabios_runs_to_its_boot_messages() {
     };
     let mut m = Machine::new(config).expect("machine");
     let _ = m.run(30_000_000);
-    let text = String::from_utf8_lossy(&log.0.lock().expect("lock")).into_owned();
+    let text = log.text();
     for want in [
         "SeaBIOS (version",
         "RamSize: 0x08000000 [cmos]",

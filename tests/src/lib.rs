@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use frontend_x86::CpuBus;
+use frontend_x86::state::{attr, cr0, efer};
+use frontend_x86::{CpuBus, CpuState, SegReg, Segment};
 use softmmu::PhysBus;
 
 /// Where the shared conformance data lives: `$CRANEBOX_CONFORMANCE`, else `shared/conformance`
@@ -120,4 +121,46 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+}
+
+/// A flat 4 GiB segment cache for test fixtures: 32-bit code (or 64-bit when `long`), or
+/// writable data, with the DPL from the selector's RPL.
+pub fn flat_segment(selector: u16, code: bool, long: bool) -> Segment {
+    let dpl = (selector & 3) << attr::DPL_SHIFT;
+    let a = if code && long {
+        attr::P | attr::S | attr::CODE | attr::RW | attr::ACCESSED | attr::L | attr::G
+    } else if code {
+        attr::P | attr::S | attr::CODE | attr::RW | attr::ACCESSED | attr::DB | attr::G
+    } else {
+        attr::P | attr::S | attr::RW | attr::ACCESSED | attr::DB | attr::G
+    };
+    Segment { selector, base: 0, limit: 0xffff_ffff, attr: a | dpl }
+}
+
+/// A CPU in 32-bit protected mode at CPL 0: flat code 0x08 in CS, flat data 0x10 in the
+/// others, the GDT at `gdt` with `gdt_limit`, the IDT at `idt` (limit 0x7ff).
+pub fn protected_mode_cpu(gdt: u64, gdt_limit: u16, idt: u64) -> CpuState {
+    let mut cpu = CpuState::new();
+    cpu.cr0 |= cr0::PE;
+    cpu.gdtr.base = gdt;
+    cpu.gdtr.limit = gdt_limit;
+    cpu.idtr.base = idt;
+    cpu.idtr.limit = 0x7ff;
+    let data = flat_segment(0x10, false, false);
+    cpu.seg = [data; 6];
+    cpu.seg[SegReg::Cs as usize] = flat_segment(0x08, true, false);
+    cpu
+}
+
+/// A CPU in 64-bit mode at CPL 0 with paging on (4-level tables at `cr3`), flat 64-bit code
+/// 0x08 and data 0x10, no GDT or IDT.
+pub fn long_mode_cpu(cr3: u64) -> CpuState {
+    let mut cpu = CpuState::new();
+    cpu.cr0 |= cr0::PE | cr0::PG;
+    cpu.cr3 = cr3;
+    cpu.cr4 |= frontend_x86::state::cr4::PAE;
+    cpu.efer |= efer::LME | efer::LMA;
+    cpu.seg = [flat_segment(0x10, false, false); 6];
+    cpu.seg[SegReg::Cs as usize] = flat_segment(0x08, true, true);
+    cpu
 }

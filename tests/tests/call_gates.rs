@@ -2,9 +2,9 @@
 //! TSS, the parameters copied across, RETF with an immediate back to ring 3; then port I/O at
 //! CPL 3 with IOPL 0 decided by the TSS I/O permission bitmap.
 
-use cranebox_tests::SparseBus;
-use frontend_x86::state::{attr, cr0};
-use frontend_x86::{CpuState, Gpr, Segment, Width};
+use cranebox_tests::{flat_segment, protected_mode_cpu, SparseBus};
+use frontend_x86::state::attr;
+use frontend_x86::{Gpr, SegReg, Segment, Width};
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
 
@@ -83,15 +83,10 @@ fn call_gate_with_parameters_and_the_io_permission_bitmap() -> Result<(), IcedEr
     bus.put(TSS + 0x66, &0x68u16.to_le_bytes());
     bus.put(TSS + 0x68 + 0x10, &[0x02]); // ports 0x80-0x87: only 0x81 denied
 
-    let mut cpu = CpuState::new();
-    cpu.cr0 |= cr0::PE;
-    cpu.gdtr.base = GDT;
-    cpu.gdtr.limit = (gdt.len() * 8 - 1) as u16;
-    cpu.idtr.base = IDT;
-    cpu.idtr.limit = 0x7ff;
-    let ucode = Segment { selector: 0x1b, base: 0, limit: 0xffff_ffff, attr: 0xc0fb };
-    let udata = Segment { selector: 0x23, base: 0, limit: 0xffff_ffff, attr: 0xc0f3 };
-    cpu.seg = [udata, ucode, udata, udata, udata, udata];
+    let mut cpu = protected_mode_cpu(GDT, (gdt.len() * 8 - 1) as u16, IDT);
+    // Start in ring 3.
+    cpu.seg = [flat_segment(0x23, false, false); 6];
+    cpu.seg[SegReg::Cs as usize] = flat_segment(0x1b, true, false);
     cpu.cpl = 3;
     cpu.tr = Segment { selector: 0x28, base: TSS, limit: 0x89, attr: attr::P | 0xb };
     cpu.rip = USER;

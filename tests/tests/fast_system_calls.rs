@@ -1,9 +1,8 @@
 //! SYSRET into 64-bit user code, SYSCALL back into the kernel, and SYSENTER/SYSEXIT in 32-bit
 //! protected mode: the selectors, CPL, RCX/R11 and RFLAGS masking the SDM specifies.
 
-use cranebox_tests::SparseBus;
-use frontend_x86::state::{attr, cr0, efer};
-use frontend_x86::{CpuState, Gpr, SegReg, Segment, Width};
+use cranebox_tests::{long_mode_cpu, protected_mode_cpu, SparseBus};
+use frontend_x86::{CpuState, Gpr, SegReg, Width};
 use iced_x86::code_asm::*;
 
 const KERNEL: u64 = 0x8000;
@@ -16,19 +15,7 @@ fn long_mode() -> (CpuState, SparseBus) {
     bus.put(0x20000, &0x21007u64.to_le_bytes());
     bus.put(0x21000, &0x22007u64.to_le_bytes());
     bus.put(0x22000, &0x87u64.to_le_bytes());
-    let mut cpu = CpuState::new();
-    cpu.cr0 |= cr0::PE | cr0::PG;
-    cpu.cr3 = 0x20000;
-    cpu.cr4 |= 1 << 5;
-    cpu.efer |= efer::LME | efer::LMA;
-    let data = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc093 };
-    let code = Segment {
-        selector: 0x08,
-        base: 0,
-        limit: 0xffff_ffff,
-        attr: attr::P | attr::S | attr::CODE | attr::RW | attr::L,
-    };
-    cpu.seg = [data, code, data, data, data, data];
+    let mut cpu = long_mode_cpu(0x20000);
     cpu.rip = KERNEL;
     (cpu, bus)
 }
@@ -106,11 +93,7 @@ fn syscall_outside_64_bit_mode_or_without_sce_is_ud() {
 #[test]
 fn sysenter_and_sysexit_in_32_bit_protected_mode() -> Result<(), IcedError> {
     let mut bus = SparseBus::new(32);
-    let mut cpu = CpuState::new();
-    cpu.cr0 |= cr0::PE;
-    let data = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc093 };
-    let code = Segment { selector: 0x08, base: 0, limit: 0xffff_ffff, attr: 0xc09b };
-    cpu.seg = [data, code, data, data, data, data];
+    let mut cpu = protected_mode_cpu(0, 0, 0);
     cpu.rip = KERNEL;
     let mut k = CodeAssembler::new(32)?;
     let mut entry = k.create_label();

@@ -3,9 +3,9 @@
 //! mapping of the code's physical page. The cached interpreter must end exactly where the
 //! uncached single-step path does; both must match what the program computes.
 
-use cranebox_tests::SparseBus;
-use frontend_x86::state::{attr, cr0};
-use frontend_x86::{CpuState, Gpr, Segment, Width};
+use cranebox_tests::{long_mode_cpu, protected_mode_cpu, SparseBus};
+use frontend_x86::state::cr0;
+use frontend_x86::{CpuState, Gpr, Width};
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
 
@@ -101,15 +101,7 @@ fn machine() -> Result<(CpuState, SparseBus), IcedError> {
     for k in 0..256u64 {
         bus.put(PT_LOW + 4 * k, &((k << 12 | 3) as u32).to_le_bytes());
     }
-    let mut cpu = CpuState::new();
-    cpu.cr0 |= cr0::PE;
-    cpu.gdtr.base = GDT;
-    cpu.gdtr.limit = 23;
-    cpu.idtr.base = IDT;
-    cpu.idtr.limit = 0x7ff;
-    let code_seg = Segment { selector: 0x08, base: 0, limit: 0xffff_ffff, attr: 0xc09b };
-    let data = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc093 | attr::ACCESSED };
-    cpu.seg = [data, code_seg, data, data, data, data];
+    let mut cpu = protected_mode_cpu(GDT, 23, IDT);
     cpu.rip = CODE;
     cpu.set_reg(Gpr::Rsp, Width::W32, 0x8000);
     Ok((cpu, bus))
@@ -190,19 +182,8 @@ fn invpcid_drops_a_stale_translation() -> Result<(), IcedError> {
     a.mov(edx, dword_ptr(X))?;
     a.hlt()?;
     bus.put(0x8000, &a.assemble(0x8000)?);
-    let mut cpu = CpuState::new();
-    cpu.cr0 |= cr0::PE | cr0::PG;
-    cpu.cr3 = 0x20000;
-    cpu.cr4 |= (1 << 5) | (1 << 17);
-    cpu.efer |= frontend_x86::state::efer::LME | frontend_x86::state::efer::LMA;
-    let data = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc093 };
-    let code = Segment {
-        selector: 0x08,
-        base: 0,
-        limit: 0xffff_ffff,
-        attr: attr::P | attr::S | attr::CODE | attr::RW | attr::L,
-    };
-    cpu.seg = [data, code, data, data, data, data];
+    let mut cpu = long_mode_cpu(0x20000);
+    cpu.cr4 |= frontend_x86::state::cr4::PCIDE;
     cpu.rip = 0x8000;
     let (_, exit) = translator::run(&mut cpu, &mut bus, 100);
     assert_eq!(exit, translator::Exit::Halted, "at {:x}", cpu.rip);

@@ -2,7 +2,7 @@
 //! gate, and IRET with NT back to the caller. Checked against the SDM (vol. 3, 7.3): the old
 //! state saved in its TSS, the back link, NT, busy bits, CR0.TS.
 
-use cranebox_tests::SparseBus;
+use cranebox_tests::{protected_mode_cpu, SparseBus};
 use frontend_x86::state::{attr, cr0};
 use frontend_x86::{CpuState, Gpr, SegReg, Segment, Width};
 
@@ -49,15 +49,7 @@ fn setup(code_a: &[u8]) -> (CpuState, SparseBus) {
     bus.put(CODE_B, &[0x89, 0xc3, 0x9c, 0x59, 0xcf, 0xf4]);
     bus.put(CODE_A, code_a);
 
-    let mut cpu = CpuState::new();
-    cpu.cr0 |= cr0::PE;
-    cpu.gdtr.base = GDT;
-    cpu.gdtr.limit = (gdt.len() * 8 - 1) as u16;
-    cpu.idtr.base = IDT;
-    cpu.idtr.limit = 0x7ff;
-    let code = Segment { selector: 0x08, base: 0, limit: 0xffff_ffff, attr: 0xc09b };
-    let data = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc093 };
-    cpu.seg = [data, code, data, data, data, data];
+    let mut cpu = protected_mode_cpu(GDT, (gdt.len() * 8 - 1) as u16, IDT);
     cpu.tr = Segment { selector: 0x28, base: TSS_A, limit: 0x67, attr: attr::P | 0xb };
     cpu.rip = CODE_A;
     cpu.set_reg(Gpr::Rsp, Width::W32, 0xa000);

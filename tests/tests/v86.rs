@@ -2,9 +2,9 @@
 //! it, INT n through the protected-mode IDT with the V86 frame (segment registers pushed,
 //! then nulled), IRET back into V86, and a privileged instruction there raising #GP(0).
 
-use cranebox_tests::SparseBus;
-use frontend_x86::state::{attr, cr0};
-use frontend_x86::{CpuState, Gpr, SegReg, Segment, Width};
+use cranebox_tests::{protected_mode_cpu, SparseBus};
+use frontend_x86::state::attr;
+use frontend_x86::{Gpr, SegReg, Segment, Width};
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
 
@@ -74,15 +74,7 @@ fn v86_task_int_through_the_idt_and_gp_on_hlt() -> Result<(), IcedError> {
     bus.put(TSS + 8, &0x10u16.to_le_bytes());
     bus.put(TSS + 0x66, &0x68u16.to_le_bytes());
 
-    let mut cpu = CpuState::new();
-    cpu.cr0 |= cr0::PE;
-    cpu.gdtr.base = GDT;
-    cpu.gdtr.limit = 23;
-    cpu.idtr.base = IDT;
-    cpu.idtr.limit = 0x7ff;
-    let code = Segment { selector: 0x08, base: 0, limit: 0xffff_ffff, attr: 0xc09b };
-    let data = Segment { selector: 0x10, base: 0, limit: 0xffff_ffff, attr: 0xc093 };
-    cpu.seg = [data, code, data, data, data, data];
+    let mut cpu = protected_mode_cpu(GDT, 23, IDT);
     cpu.tr = Segment { selector: 0x28, base: TSS, limit: 0x67, attr: attr::P | 0xb };
     cpu.rip = KERNEL;
     cpu.set_reg(Gpr::Rsp, Width::W32, 0x9000);
