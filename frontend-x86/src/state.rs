@@ -208,7 +208,11 @@ pub mod cr4 {
     pub const TSD: u64 = 1 << 2;
     /// Debugging extensions: DR4/DR5 are #UD.
     pub const DE: u64 = 1 << 3;
-    /// Every bit this CPU accepts.
+    /// FXSAVE/FXRSTOR and SSE enabled by the OS.
+    pub const OSFXSR: u64 = 1 << 9;
+    /// Unmasked SIMD exceptions as #XM.
+    pub const OSXMMEXCPT: u64 = 1 << 10;
+    /// Every bit this CPU accepts. (OSFXSR and OSXMMEXCPT join when CPUID reports FXSR/SSE.)
     pub const SUPPORTED: u64 = TSD | DE | PSE | PAE | PGE | PCIDE | SMEP | SMAP;
 }
 
@@ -295,6 +299,42 @@ pub struct CpuState {
     pub tlb: TlbCache,
     /// The PAE page-directory-pointer entries, loaded with CR3 in PAE (not long) mode.
     pub pdptes: [u64; 4],
+    /// XMM0-XMM15.
+    pub xmm: [u128; 16],
+    /// MXCSR.
+    pub mxcsr: u32,
+    /// The x87 state as FXSAVE stores it (the x87 instructions are issue 5).
+    pub fpu: FpuState,
+}
+
+/// The x87 registers, in the form FXSAVE/FXRSTOR move them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FpuState {
+    /// Control word.
+    pub fcw: u16,
+    /// Status word.
+    pub fsw: u16,
+    /// Abridged tag word: bit i set when ST(i)'s physical register i is valid.
+    pub ftw: u8,
+    /// Last opcode.
+    pub fop: u16,
+    /// Last instruction pointer and its selector.
+    pub fip: u64,
+    /// Last instruction's CS.
+    pub fcs: u16,
+    /// Last data pointer.
+    pub fdp: u64,
+    /// Last data pointer's selector.
+    pub fds: u16,
+    /// R0-R7, 80 bits each (also MM0-MM7 in their low 64 bits).
+    pub st: [[u8; 10]; 8],
+}
+
+impl Default for FpuState {
+    /// The state FNINIT leaves.
+    fn default() -> Self {
+        FpuState { fcw: 0x037f, fsw: 0, ftw: 0, fop: 0, fip: 0, fcs: 0, fdp: 0, fds: 0, st: [[0; 10]; 8] }
+    }
 }
 
 /// The CPU's TLB. Cloning a CPU state gives it an empty TLB: a TLB is a cache.
@@ -348,6 +388,9 @@ impl CpuState {
             code: crate::codemap::CodePages::default(),
             tlb: TlbCache::default(),
             pdptes: [0; 4],
+            xmm: [0; 16],
+            mxcsr: 0x1f80,
+            fpu: FpuState::default(),
         }
     }
 

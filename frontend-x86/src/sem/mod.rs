@@ -8,6 +8,7 @@ pub mod far;
 pub mod muldiv;
 pub mod privileged;
 pub mod shift;
+pub mod sse;
 pub mod string;
 pub mod system;
 pub mod task;
@@ -292,6 +293,17 @@ pub fn resolve(i: &Insn) -> Op {
         Invlpg => Op::Helper(privileged::invlpg),
         Stac | Clac => Op::Helper(privileged::stac_clac),
         Wbinvd | Invd => Op::Helper(privileged::wbinvd),
+        Movaps | Movups | Movapd | Movupd | Movdqa | Movdqu => Op::Helper(sse::mov128),
+        Movd | Movq if !i.op_register(0).is_mm() && !i.op_register(1).is_mm() => Op::Helper(sse::movd_movq),
+        Pxor | Xorps | Xorpd | Pand | Andps | Andpd | Por | Orps | Orpd | Pandn | Andnps | Andnpd | Paddb | Paddw
+        | Paddd | Paddq | Psubb | Psubw | Psubd | Psubq | Pcmpeqb | Pcmpeqw | Pcmpeqd
+            if !i.op_register(0).is_mm() =>
+        {
+            Op::Helper(sse::packed)
+        }
+        Pmovmskb if i.op_register(1).is_xmm() => Op::Helper(sse::pmovmskb),
+        Ldmxcsr | Stmxcsr => Op::Helper(sse::mxcsr),
+        Fxsave | Fxsave64 | Fxrstor | Fxrstor64 => Op::Helper(sse::fxsave_fxrstor),
         Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 | Prefetchw => Op::Nop,
         Invpcid => Op::Helper(privileged::invpcid),
         Syscall => Op::Helper(privileged::syscall),

@@ -1,0 +1,270 @@
+//! The SSE/SSE2 register file, MXCSR, FXSAVE/FXRSTOR, and the first SSE2 instructions: the
+//! 128-bit moves, MOVD/MOVQ, the bitwise logic, packed integer add/subtract/compare-equal and
+//! PMOVMSKB. Helpers on concrete values for now (issue 5 continues this; CPUID does not report
+//! SSE until the whole set is there, so only tests reach these yet).
+
+use iced_x86::{Mnemonic, OpKind, Register};
+
+use crate::concrete::Concrete;
+use crate::emit::Emit;
+use crate::exception::{Exception, Result};
+use crate::insn::Insn;
+use crate::mem;
+use crate::operand as op;
+use crate::state::{cr0, cr4, SegReg, Width};
+
+/// MXCSR bits this CPU accepts (no DAZ yet): a write of any other bit is #GP(0).
+pub const MXCSR_MASK: u32 = 0xffbf;
+
+/// #UD without CR4.OSFXSR or with CR0.EM, #NM with CR0.TS (SDM vol. 3, 13.1).
+pub fn check(c: &Concrete<'_>) -> Result<()> {
+    if c.cpu.cr0 & cr0::EM != 0 || c.cpu.cr4 & cr4::OSFXSR == 0 {
+        return Err(Exception::UD);
+    }
+    if c.cpu.cr0 & cr0::TS != 0 {
+        return Err(Exception::NM);
+    }
+    Ok(())
+}
+
+fn xmm_index(r: Register) -> Option<usize> {
+    r.is_xmm().then(|| r.number())
+}
+
+/// The memory operand's segment and offset, with the 16-byte alignment check when `aligned`.
+fn mem_at(c: &mut Concrete<'_>, i: &Insn, aligned: bool) -> Result<(SegReg, u64, Width)> {
+    let seg = op::mem_seg(i);
+    let ea = op::ea(c, i);
+    if aligned && ea & 15 != 0 {
+        return Err(Exception::gp(0));
+    }
+    Ok((seg, ea, op::addr_width(i, c.mode64())))
+}
+
+fn load128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width) -> Result<u128> {
+    // Both halves are checked before either is used: a fault leaves nothing changed.
+    let lo = mem::read(c.cpu, c.bus, seg, ea, Width::W64)?;
+    let hi = mem::read(c.cpu, c.bus, seg, ea.wrapping_add(8) & aw.mask(), Width::W64)?;
+    Ok(u128::from(lo) | (u128::from(hi) << 64))
+}
+
+fn store128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width, v: u128) -> Result<()> {
+    let hi_ea = ea.wrapping_add(8) & aw.mask();
+    let lin = mem::seg_linear(c.cpu, seg, hi_ea, 8, mem::AccessKind::Write)?;
+    mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
+    mem::write(c.cpu, c.bus, seg, ea, Width::W64, v as u64)?;
+    mem::write(c.cpu, c.bus, seg, hi_ea, Width::W64, (v >> 64) as u64)
+}
+
+/// Reads operand `n` as 128 bits (an XMM register or 16 bytes of memory).
+fn read_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool) -> Result<u128> {
+    match i.op_kind(n) {
+        OpKind::Register => xmm_index(i.op_register(n)).map(|x| c.cpu.xmm[x]).ok_or(Exception::UD),
+        OpKind::Memory => {
+            let (seg, ea, aw) = mem_at(c, i, aligned)?;
+            load128(c, seg, ea, aw)
+        }
+        _ => Err(Exception::UD),
+    }
+}
+
+fn write_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool, v: u128) -> Result<()> {
+    match i.op_kind(n) {
+        OpKind::Register => {
+            let x = xmm_index(i.op_register(n)).ok_or(Exception::UD)?;
+            c.cpu.xmm[x] = v;
+            Ok(())
+        }
+        OpKind::Memory => {
+            let (seg, ea, aw) = mem_at(c, i, aligned)?;
+            store128(c, seg, ea, aw, v)
+        }
+        _ => Err(Exception::UD),
+    }
+}
+
+/// MOVAPS/MOVAPD/MOVDQA (aligned) and MOVUPS/MOVUPD/MOVDQU.
+pub fn mov128(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c)?;
+    let aligned = matches!(i.mnemonic(), Mnemonic::Movaps | Mnemonic::Movapd | Mnemonic::Movdqa);
+    let v = read_x(c, i, 1, aligned)?;
+    write_x(c, i, 0, aligned, v)
+}
+
+/// MOVD/MOVQ between XMM registers, general registers and memory. Into an XMM register the
+/// upper bits are zeroed.
+pub fn movd_movq(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c)?;
+    let to_xmm = i.op_kind(0) == OpKind::Register && i.op_register(0).is_xmm();
+    if to_xmm {
+        let v = match i.op_kind(1) {
+            OpKind::Register if i.op_register(1).is_xmm() => c.cpu.xmm[i.op_register(1).number()] as u64,
+            _ => {
+                let w = if i.mnemonic() == Mnemonic::Movd { Width::W32 } else { Width::W64 };
+                op::read(c, i, 1, w)?
+            }
+        };
+        c.cpu.xmm[i.op_register(0).number()] = u128::from(v);
+        Ok(())
+    } else {
+        let src = xmm_index(i.op_register(1)).ok_or(Exception::UD)?;
+        let w = if i.mnemonic() == Mnemonic::Movd { Width::W32 } else { Width::W64 };
+        let v = c.cpu.xmm[src] as u64 & w.mask();
+        op::write(c, i, 0, w, v)
+    }
+}
+
+/// Applies `f` lane by lane to `a` and `b` split into `bits`-bit lanes.
+fn lanes(a: u128, b: u128, bits: u32, f: impl Fn(u64, u64) -> u64) -> u128 {
+    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    (0..128 / bits).fold(0u128, |acc, k| {
+        let sh = k * bits;
+        let x = (a >> sh) as u64 & mask;
+        let y = (b >> sh) as u64 & mask;
+        acc | (u128::from(f(x, y) & mask) << sh)
+    })
+}
+
+/// Two-operand packed integer and bitwise instructions: dst = dst op src.
+pub fn packed(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    check(c)?;
+    let b = read_x(c, i, 1, true)?;
+    let a = read_x(c, i, 0, true)?;
+    let eq = |x: u64, y: u64| if x == y { u64::MAX } else { 0 };
+    let r = match i.mnemonic() {
+        Pxor | Xorps | Xorpd => a ^ b,
+        Pand | Andps | Andpd => a & b,
+        Por | Orps | Orpd => a | b,
+        Pandn | Andnps | Andnpd => !a & b,
+        Paddb => lanes(a, b, 8, u64::wrapping_add),
+        Paddw => lanes(a, b, 16, u64::wrapping_add),
+        Paddd => lanes(a, b, 32, u64::wrapping_add),
+        Paddq => lanes(a, b, 64, u64::wrapping_add),
+        Psubb => lanes(a, b, 8, u64::wrapping_sub),
+        Psubw => lanes(a, b, 16, u64::wrapping_sub),
+        Psubd => lanes(a, b, 32, u64::wrapping_sub),
+        Psubq => lanes(a, b, 64, u64::wrapping_sub),
+        Pcmpeqb => lanes(a, b, 8, eq),
+        Pcmpeqw => lanes(a, b, 16, eq),
+        Pcmpeqd => lanes(a, b, 32, eq),
+        _ => return Err(Exception::UD),
+    };
+    write_x(c, i, 0, true, r)
+}
+
+/// PMOVMSKB r32/r64, xmm: the sign bit of each byte.
+pub fn pmovmskb(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c)?;
+    let v = read_x(c, i, 1, true)?;
+    let m = (0..16).fold(0u64, |acc, k| acc | (((v >> (8 * k + 7)) & 1) as u64) << k);
+    let w = op::op_width(i, 0);
+    op::write(c, i, 0, w, m)
+}
+
+/// LDMXCSR and STMXCSR.
+pub fn mxcsr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c)?;
+    if i.mnemonic() == Mnemonic::Ldmxcsr {
+        let v = op::read(c, i, 0, Width::W32)? as u32;
+        if v & !MXCSR_MASK != 0 {
+            return Err(Exception::gp(0));
+        }
+        c.cpu.mxcsr = v;
+        Ok(())
+    } else {
+        let v = u64::from(c.cpu.mxcsr);
+        op::write(c, i, 0, Width::W32, v)
+    }
+}
+
+/// FXSAVE and FXRSTOR (and their REX.W forms with 64-bit FIP/FDP): the 512-byte image of
+/// SDM vol. 1, table 10-2. XMM8-15 only in 64-bit mode.
+pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    if c.cpu.cr0 & cr0::EM != 0 {
+        return Err(Exception::UD);
+    }
+    if c.cpu.cr0 & cr0::TS != 0 {
+        return Err(Exception::NM);
+    }
+    let (seg, ea, aw) = mem_at(c, i, true)?;
+    let wide = matches!(i.mnemonic(), Mnemonic::Fxsave64 | Mnemonic::Fxrstor64);
+    let nxmm = if c.mode64() { 16 } else { 8 };
+    let at = |off: u64| ea.wrapping_add(off) & aw.mask();
+    if matches!(i.mnemonic(), Mnemonic::Fxsave | Mnemonic::Fxsave64) {
+        // Check the whole area is writable first, so a fault writes nothing.
+        for off in (0..512).step_by(4096.min(512)) {
+            let lin = mem::seg_linear(c.cpu, seg, at(off), 1, mem::AccessKind::Write)?;
+            mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
+        }
+        let lin = mem::seg_linear(c.cpu, seg, at(511), 1, mem::AccessKind::Write)?;
+        mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
+        let f = c.cpu.fpu;
+        let mut img = [0u8; 512];
+        img[0..2].copy_from_slice(&f.fcw.to_le_bytes());
+        img[2..4].copy_from_slice(&f.fsw.to_le_bytes());
+        img[4] = f.ftw;
+        img[6..8].copy_from_slice(&f.fop.to_le_bytes());
+        if wide {
+            img[8..16].copy_from_slice(&f.fip.to_le_bytes());
+            img[16..24].copy_from_slice(&f.fdp.to_le_bytes());
+        } else {
+            img[8..12].copy_from_slice(&(f.fip as u32).to_le_bytes());
+            img[12..14].copy_from_slice(&f.fcs.to_le_bytes());
+            img[16..20].copy_from_slice(&(f.fdp as u32).to_le_bytes());
+            img[20..22].copy_from_slice(&f.fds.to_le_bytes());
+        }
+        img[24..28].copy_from_slice(&c.cpu.mxcsr.to_le_bytes());
+        img[28..32].copy_from_slice(&MXCSR_MASK.to_le_bytes());
+        for (k, st) in f.st.iter().enumerate() {
+            img[32 + 16 * k..42 + 16 * k].copy_from_slice(st);
+        }
+        for k in 0..nxmm {
+            img[160 + 16 * k..176 + 16 * k].copy_from_slice(&c.cpu.xmm[k].to_le_bytes());
+        }
+        // Bytes 416-511 are not written by the CPU, but this image is stored whole: the
+        // reserved area keeps what memory held. Only the defined part is written.
+        let defined = 160 + 16 * nxmm;
+        for (k, chunk) in img[..defined].chunks(8).enumerate() {
+            let v = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            mem::write(c.cpu, c.bus, seg, at(8 * k as u64), Width::W64, v)?;
+        }
+        Ok(())
+    } else {
+        let mut img = [0u8; 512];
+        for k in 0..64u64 {
+            let v = mem::read(c.cpu, c.bus, seg, at(8 * k), Width::W64)?;
+            img[8 * k as usize..8 * k as usize + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        let word = |o: usize| u16::from_le_bytes([img[o], img[o + 1]]);
+        let dword = |o: usize| u32::from_le_bytes([img[o], img[o + 1], img[o + 2], img[o + 3]]);
+        let mx = dword(24);
+        if mx & !MXCSR_MASK != 0 {
+            return Err(Exception::gp(0));
+        }
+        let mut f = c.cpu.fpu;
+        f.fcw = word(0);
+        f.fsw = word(2);
+        f.ftw = img[4];
+        f.fop = word(6) & 0x7ff;
+        if wide {
+            f.fip = u64::from(dword(8)) | u64::from(dword(12)) << 32;
+            f.fdp = u64::from(dword(16)) | u64::from(dword(20)) << 32;
+        } else {
+            f.fip = u64::from(dword(8));
+            f.fcs = word(12);
+            f.fdp = u64::from(dword(16));
+            f.fds = word(20);
+        }
+        for (k, st) in f.st.iter_mut().enumerate() {
+            st.copy_from_slice(&img[32 + 16 * k..42 + 16 * k]);
+        }
+        c.cpu.fpu = f;
+        c.cpu.mxcsr = mx;
+        for k in 0..nxmm {
+            let b: [u8; 16] = img[160 + 16 * k..176 + 16 * k].try_into().unwrap_or([0; 16]);
+            c.cpu.xmm[k] = u128::from_le_bytes(b);
+        }
+        Ok(())
+    }
+}
