@@ -192,13 +192,12 @@ pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let nxmm = if c.mode64() { 16 } else { 8 };
     let at = |off: u64| ea.wrapping_add(off) & aw.mask();
     if matches!(i.mnemonic(), Mnemonic::Fxsave | Mnemonic::Fxsave64) {
-        // Check the whole area is writable first, so a fault writes nothing.
-        for off in (0..512).step_by(4096.min(512)) {
+        // The 512 bytes span at most two pages: check both ends first, so a fault writes
+        // nothing.
+        for off in [0, 511] {
             let lin = mem::seg_linear(c.cpu, seg, at(off), 1, mem::AccessKind::Write)?;
             mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
         }
-        let lin = mem::seg_linear(c.cpu, seg, at(511), 1, mem::AccessKind::Write)?;
-        mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
         let f = c.cpu.fpu;
         let mut img = [0u8; 512];
         img[0..2].copy_from_slice(&f.fcw.to_le_bytes());
