@@ -69,7 +69,7 @@ fn assemble(f: Emu) -> Result<Vec<u8>, IcedError> {
 fn random128(rng: &mut Rng) -> u128 {
     let v = u128::from(rng.next_u64()) | u128::from(rng.next_u64()) << 64;
     // Equal lanes now and then, so the compares see both outcomes.
-    if rng.next_u64() % 4 == 0 {
+    if rng.next_u64().is_multiple_of(4) {
         v & 0x00ff_00ff_0000_ffff_0000_0000_ffff_00ff
     } else {
         v
