@@ -295,8 +295,18 @@ pub fn resolve(i: &Insn) -> Op {
         Wbinvd | Invd => Op::Helper(privileged::wbinvd),
         Movaps | Movups | Movapd | Movupd | Movdqa | Movdqu => Op::Helper(sse::mov128),
         Movd | Movq if !i.op_register(0).is_mm() && !i.op_register(1).is_mm() => Op::Helper(sse::movd_movq),
+        Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad | Pshufd | Pshuflw | Pshufhw | Pslldq
+        | Psrldq
+            if !i.op_register(0).is_mm() && i.op_kind(i.op_count() - 1) == OpKind::Immediate8 =>
+        {
+            Op::Helper(sse::packed_imm)
+        }
         Pxor | Xorps | Xorpd | Pand | Andps | Andpd | Por | Orps | Orpd | Pandn | Andnps | Andnpd | Paddb | Paddw
-        | Paddd | Paddq | Psubb | Psubw | Psubd | Psubq | Pcmpeqb | Pcmpeqw | Pcmpeqd
+        | Paddd | Paddq | Psubb | Psubw | Psubd | Psubq | Pcmpeqb | Pcmpeqw | Pcmpeqd | Pcmpgtb | Pcmpgtw | Pcmpgtd
+        | Paddsb | Paddsw | Psubsb | Psubsw | Paddusb | Paddusw | Psubusb | Psubusw | Pmullw | Pmulhw | Pmulhuw
+        | Pmuludq | Pmaddwd | Pavgb | Pavgw | Pminub | Pmaxub | Pminsw | Pmaxsw | Psadbw | Punpcklbw | Punpckhbw
+        | Punpcklwd | Punpckhwd | Punpckldq | Punpckhdq | Punpcklqdq | Punpckhqdq | Packsswb | Packssdw | Packuswb
+        | Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad
             if !i.op_register(0).is_mm() =>
         {
             Op::Helper(sse::packed)

@@ -148,7 +148,163 @@ pub fn packed(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         Pcmpeqb => lanes(a, b, 8, eq),
         Pcmpeqw => lanes(a, b, 16, eq),
         Pcmpeqd => lanes(a, b, 32, eq),
+        Pcmpgtb => lanes(a, b, 8, |x, y| gt(x, y, 8)),
+        Pcmpgtw => lanes(a, b, 16, |x, y| gt(x, y, 16)),
+        Pcmpgtd => lanes(a, b, 32, |x, y| gt(x, y, 32)),
+        Paddsb => lanes(a, b, 8, |x, y| sat_s(sx(x, 8) + sx(y, 8), 8)),
+        Paddsw => lanes(a, b, 16, |x, y| sat_s(sx(x, 16) + sx(y, 16), 16)),
+        Psubsb => lanes(a, b, 8, |x, y| sat_s(sx(x, 8) - sx(y, 8), 8)),
+        Psubsw => lanes(a, b, 16, |x, y| sat_s(sx(x, 16) - sx(y, 16), 16)),
+        Paddusb => lanes(a, b, 8, |x, y| (x + y).min(0xff)),
+        Paddusw => lanes(a, b, 16, |x, y| (x + y).min(0xffff)),
+        Psubusb | Psubusw => lanes(a, b, if i.mnemonic() == Psubusb { 8 } else { 16 }, u64::saturating_sub),
+        Pmullw => lanes(a, b, 16, |x, y| (sx(x, 16) * sx(y, 16)) as u64),
+        Pmulhw => lanes(a, b, 16, |x, y| ((sx(x, 16) * sx(y, 16)) >> 16) as u64),
+        Pmulhuw => lanes(a, b, 16, |x, y| (x * y) >> 16),
+        Pmuludq => lanes(a, b, 64, |x, y| (x & 0xffff_ffff) * (y & 0xffff_ffff)),
+        Pmaddwd => lanes(a, b, 32, |x, y| {
+            let lo = sx(x & 0xffff, 16) * sx(y & 0xffff, 16);
+            let hi = sx(x >> 16, 16) * sx(y >> 16, 16);
+            lo.wrapping_add(hi) as u64
+        }),
+        Pavgb => lanes(a, b, 8, |x, y| (x + y + 1) >> 1),
+        Pavgw => lanes(a, b, 16, |x, y| (x + y + 1) >> 1),
+        Pminub => lanes(a, b, 8, u64::min),
+        Pmaxub => lanes(a, b, 8, u64::max),
+        Pminsw => lanes(a, b, 16, |x, y| if sx(x, 16) < sx(y, 16) { x } else { y }),
+        Pmaxsw => lanes(a, b, 16, |x, y| if sx(x, 16) > sx(y, 16) { x } else { y }),
+        Psadbw => {
+            let sad = |half: u32| {
+                (0..8)
+                    .map(|k| ((a >> (64 * half + 8 * k)) as u8).abs_diff((b >> (64 * half + 8 * k)) as u8) as u128)
+                    .sum::<u128>()
+            };
+            sad(0) | (sad(1) << 64)
+        }
+        Punpcklbw => interleave(a, b, 8, false),
+        Punpckhbw => interleave(a, b, 8, true),
+        Punpcklwd => interleave(a, b, 16, false),
+        Punpckhwd => interleave(a, b, 16, true),
+        Punpckldq => interleave(a, b, 32, false),
+        Punpckhdq => interleave(a, b, 32, true),
+        Punpcklqdq => interleave(a, b, 64, false),
+        Punpckhqdq => interleave(a, b, 64, true),
+        Packsswb => pack(a, b, 16, |v| sat_s(sx(v, 16), 8)),
+        Packssdw => pack(a, b, 32, |v| sat_s(sx(v, 32), 16)),
+        Packuswb => pack(a, b, 16, |v| sx(v, 16).clamp(0, 0xff) as u64),
+        Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad => shift_by(i.mnemonic(), a, b as u64),
         _ => return Err(Exception::UD),
+    };
+    write_x(c, i, 0, true, r)
+}
+
+/// Sign-extends the low `bits` of `v`.
+fn sx(v: u64, bits: u32) -> i64 {
+    ((v << (64 - bits)) as i64) >> (64 - bits)
+}
+
+/// Signed saturation of `v` to `bits`.
+fn sat_s(v: i64, bits: u32) -> u64 {
+    let max = (1i64 << (bits - 1)) - 1;
+    v.clamp(-max - 1, max) as u64
+}
+
+/// All ones when `x` > `y` as signed `bits`-bit values.
+fn gt(x: u64, y: u64, bits: u32) -> u64 {
+    if sx(x, bits) > sx(y, bits) {
+        u64::MAX
+    } else {
+        0
+    }
+}
+
+/// PUNPCKL/H: the low (or high) halves' lanes of `a` and `b`, interleaved a, b, a, b...
+fn interleave(a: u128, b: u128, bits: u32, high: bool) -> u128 {
+    let n = 64 / bits;
+    let mask = if bits == 64 { u128::from(u64::MAX) } else { (1u128 << bits) - 1 };
+    let base = if high { 64 } else { 0 };
+    (0..n).fold(0u128, |acc, k| {
+        let x = (a >> (base + k * bits)) & mask;
+        let y = (b >> (base + k * bits)) & mask;
+        acc | (x << (2 * k * bits)) | (y << ((2 * k + 1) * bits))
+    })
+}
+
+/// PACKSS/PACKUS: `a`'s then `b`'s `from`-bit lanes, each narrowed by `f` to half the width.
+fn pack(a: u128, b: u128, from: u32, f: impl Fn(u64) -> u64) -> u128 {
+    let to = from / 2;
+    let n = 128 / from;
+    let mask = (1u64 << from) - 1;
+    let out_mask = (1u128 << to) - 1;
+    (0..2 * n).fold(0u128, |acc, k| {
+        let src = if k < n { a } else { b };
+        let v = (src >> ((k % n) * from)) as u64 & mask;
+        acc | ((u128::from(f(v)) & out_mask) << (k * to))
+    })
+}
+
+/// PSLL/PSRL/PSRA by a count (from an XMM register, memory or an immediate): counts past the
+/// lane width give zero (or all sign bits for PSRA).
+fn shift_by(m: Mnemonic, a: u128, count: u64) -> u128 {
+    use Mnemonic::*;
+    let bits = match m {
+        Psllw | Psrlw | Psraw => 16,
+        Pslld | Psrld | Psrad => 32,
+        _ => 64,
+    };
+    lanes(a, 0, bits, |x, _| match m {
+        Psllw | Pslld | Psllq => {
+            if count >= u64::from(bits) {
+                0
+            } else {
+                x << count
+            }
+        }
+        Psrlw | Psrld | Psrlq => {
+            if count >= u64::from(bits) {
+                0
+            } else {
+                x >> count
+            }
+        }
+        _ => (sx(x, bits) >> count.min(u64::from(bits) - 1)) as u64,
+    })
+}
+
+/// PSHUFD/PSHUFLW/PSHUFHW, the immediate shifts (PSLL/PSRL/PSRA by imm8, PSLLDQ/PSRLDQ).
+pub fn packed_imm(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    check(c)?;
+    let m = i.mnemonic();
+    let imm = u64::from(i.immediate8());
+    let src_n = if matches!(m, Pshufd | Pshuflw | Pshufhw) { 1 } else { 0 };
+    let a = read_x(c, i, src_n, true)?;
+    let pick = |v: u128, lane_bits: u32, base: u32, sel: u64, k: u32| -> u128 {
+        let mask = (1u128 << lane_bits) - 1;
+        let idx = (sel >> (2 * k)) & 3;
+        (v >> (base + idx as u32 * lane_bits)) & mask
+    };
+    let r = match m {
+        Pshufd => (0..4).fold(0u128, |acc, k| acc | (pick(a, 32, 0, imm, k) << (32 * k))),
+        Pshuflw => (0..4).fold(a & !0xffff_ffff_ffff_ffffu128, |acc, k| acc | (pick(a, 16, 0, imm, k) << (16 * k))),
+        Pshufhw => {
+            (0..4).fold(a & 0xffff_ffff_ffff_ffffu128, |acc, k| acc | (pick(a, 16, 64, imm, k) << (64 + 16 * k)))
+        }
+        Pslldq => {
+            if imm > 15 {
+                0
+            } else {
+                a << (8 * imm)
+            }
+        }
+        Psrldq => {
+            if imm > 15 {
+                0
+            } else {
+                a >> (8 * imm)
+            }
+        }
+        _ => shift_by(m, a, imm),
     };
     write_x(c, i, 0, true, r)
 }
