@@ -159,6 +159,22 @@ impl PhysBus for PcBus {
     fn page_backing(&self, paddr: u64) -> PageBacking {
         self.mem.page_backing(paddr)
     }
+
+    fn read_bytes(&mut self, addr: u64, buf: &mut [u8]) {
+        self.mem.read_bytes(addr, buf);
+    }
+
+    fn write_bytes(&mut self, addr: u64, data: &[u8]) {
+        self.mem.write_bytes(addr, data);
+    }
+
+    fn set_code_page(&mut self, paddr: u64, code: bool) -> bool {
+        self.mem.set_code_page(paddr, code)
+    }
+
+    fn take_code_write(&mut self) -> Option<u64> {
+        self.mem.take_code_write()
+    }
 }
 
 impl CpuBus for PcBus {

@@ -82,6 +82,8 @@ impl Interpreter {
         }
         for p in &block.pages {
             cpu.code.mark(*p);
+            // Also on the bus, which reports writes by DMA (and by anything else) to it.
+            bus.set_code_page(*p << 12, true);
         }
         Ok(block)
     }
@@ -101,6 +103,11 @@ impl Interpreter {
             if poll || cpu.halted {
                 if bus.exit_requested() {
                     break;
+                }
+                // Code pages the bus saw written by someone other than this CPU's stores (DMA
+                // between runs or during an I/O helper).
+                while let Some(pa) = bus.take_code_write() {
+                    self.invalidate_page(cpu, pa >> 12);
                 }
                 if bus.take_map_change() {
                     // Shadow RAM or a region moved under cached code and translations.
