@@ -373,7 +373,12 @@ fn main() -> ExitCode {
     }
     let total = passed + failed;
     let share_excluded = skipped as f64 / (total + skipped).max(1) as f64;
-    println!("{SUITE}: excluded {skipped} tests ({:.2}%) in {} forms", share_excluded * 100.0, excluded.len());
+    let rules = excluded.keys().filter(|k| k.starts_with("rule:")).count();
+    println!(
+        "{SUITE}: excluded {skipped} tests ({:.2}%) by {} forms and {rules} rules",
+        share_excluded * 100.0,
+        excluded.len() - rules
+    );
     println!("{SUITE}: {passed} passed, {failed} failed");
     let rate = passed as f64 / total.max(1) as f64;
     if only.is_none() && (rate < 0.995 || share_excluded >= 0.03) {
