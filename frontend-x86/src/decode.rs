@@ -76,6 +76,8 @@ pub struct Block {
     pub insns: Vec<Insn>,
     /// What each instruction does, resolved at decode time.
     pub ops: Vec<crate::sem::Op>,
+    /// The same as functions on concrete values, for the interpreter.
+    pub fns: Vec<crate::emit::Helper>,
     /// The offset of the instruction after each one, wrapped to the code size.
     pub next_ips: Vec<u64>,
     /// The physical pages the block's bytes came from (one or two).
@@ -133,5 +135,6 @@ pub fn decode_block(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Result<Block> {
     let ops: Vec<crate::sem::Op> = insns.iter().map(crate::sem::resolve).collect();
     let next_ips = insns.iter().map(|i| next_ip(cpu, i)).collect();
     let ends_in_helper = matches!(ops.last(), Some(crate::sem::Op::Helper(_)));
-    Ok(Block { insns, ops, next_ips, pages, ends_in_helper })
+    let fns = ops.iter().map(|op| crate::sem::concrete_fn(*op)).collect();
+    Ok(Block { insns, ops, fns, next_ips, pages, ends_in_helper })
 }

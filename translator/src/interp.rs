@@ -138,14 +138,14 @@ impl Interpreter {
             // TF only changes in helpers, which end blocks: it holds for the whole block.
             let single_step = cpu.flags.raw_bits() & TF != 0;
             cpu.interrupt_shadow = false;
-            for (k, ((insn, op), next)) in block.insns.iter().zip(&block.ops).zip(&block.next_ips).enumerate() {
+            for (k, ((insn, f), next)) in block.insns.iter().zip(&block.fns).zip(&block.next_ips).enumerate() {
                 let r = if single_step {
-                    execute(cpu, bus, insn, *op, *next)
+                    execute(cpu, bus, insn, *f, *next)
                 } else {
                     cpu.next_rip = *next;
                     let r = {
                         let mut c = Concrete::new(cpu, bus);
-                        sem::execute_op(&mut c, *op, insn)
+                        f(&mut c, insn)
                     };
                     match r {
                         Ok(()) => {
@@ -208,7 +208,7 @@ fn execute(
     cpu: &mut CpuState,
     bus: &mut dyn CpuBus,
     insn: &frontend_x86::insn::Insn,
-    op: sem::Op,
+    f: frontend_x86::emit::Helper,
     next_ip: u64,
 ) -> Result<(), Exception> {
     cpu.interrupt_shadow = false;
@@ -216,7 +216,7 @@ fn execute(
     cpu.next_rip = next_ip;
     let r = {
         let mut c = Concrete::new(cpu, bus);
-        sem::execute_op(&mut c, op, insn)
+        f(&mut c, insn)
     };
     match r {
         Ok(()) => {
@@ -244,7 +244,7 @@ pub fn step(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Option<Exception> {
         Ok(raw) => {
             let insn = frontend_x86::insn::Insn::new(raw, cpu.code_bits());
             let next = decode::next_ip(cpu, &insn);
-            execute(cpu, bus, &insn, sem::resolve(&insn), next).err()
+            execute(cpu, bus, &insn, sem::concrete_fn(sem::resolve(&insn)), next).err()
         }
         Err(e) => {
             interrupt::raise(cpu, bus, e);
