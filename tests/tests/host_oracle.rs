@@ -6,6 +6,8 @@
 
 use std::arch::asm;
 
+use iced_x86::code_asm::*;
+
 use cranebox_tests::{Rng, SparseBus};
 use frontend_x86::flags::{AF, ARITH, CF, OF, PF, SF, ZF};
 use frontend_x86::state::{attr, cr0, efer};
@@ -34,6 +36,10 @@ enum Defined {
     Shift,
     /// Rotates: only CF and OF may change; OF only for a count of one.
     Rotate,
+    /// A shift by an immediate count (not CL).
+    ShiftImm(u64),
+    /// A rotate by an immediate count (not CL).
+    RotateImm(u64),
     /// Only CF (bit tests).
     Cf,
     /// Only ZF (bit scans).
@@ -52,6 +58,8 @@ impl Defined {
             Defined::Shift => ARITH & !(AF | OF),
             Defined::Rotate if c == 1 => ARITH,
             Defined::Rotate => ARITH & !OF,
+            Defined::ShiftImm(n) => Defined::Shift.mask(width, n),
+            Defined::RotateImm(n) => Defined::Rotate.mask(width, n),
             Defined::Cf => CF,
             Defined::Zf => ZF,
         }
@@ -88,15 +96,28 @@ macro_rules! host {
 struct Case {
     name: &'static str,
     width: Width,
-    bytes: &'static [u8],
+    bytes: Vec<u8>,
     host: HostFn,
     defined: Defined,
 }
 
 macro_rules! case {
     ($name:literal, $w:ident, [$($b:expr),*], $def:ident) => {
-        Case { name: $name, width: Width::$w, bytes: &[$($b),*], host: host!($name), defined: Defined::$def }
+        Case { name: $name, width: Width::$w, bytes: vec![$($b),*], host: host!($name), defined: Defined::$def }
     };
+}
+
+/// A case whose encoding comes from iced-x86's assembler rather than by hand.
+macro_rules! casm {
+    ($name:literal, $w:ident, |$a:ident| $emit:expr, $def:expr) => {
+        Case { name: $name, width: Width::$w, bytes: assemble(|$a| $emit), host: host!($name), defined: $def }
+    };
+}
+
+fn assemble(f: impl FnOnce(&mut iced_x86::code_asm::CodeAssembler) -> Result<(), iced_x86::IcedError>) -> Vec<u8> {
+    let mut a = iced_x86::code_asm::CodeAssembler::new(64).expect("assembler");
+    f(&mut a).expect("encodable");
+    a.assemble(0x1000).expect("assembles")
 }
 
 /// The encoding of each case is written out by hand: operand register RAX (r/m) and RDX (reg).
@@ -156,6 +177,53 @@ fn cases() -> Vec<Case> {
         case!("xadd eax, edx", W32, [0x0f, 0xc1, 0xd0], All),
         case!("cmpxchg edx, ecx", W32, [0x0f, 0xb1, 0xca], All),
         case!("cmpxchg dl, cl", W8, [0x0f, 0xb0, 0xca], All),
+        casm!("adc ax, dx", W16, |a| a.adc(ax, dx), Defined::All),
+        casm!("sbb eax, edx", W32, |a| a.sbb(eax, edx), Defined::All),
+        casm!("cmp al, dl", W8, |a| a.cmp(al, dl), Defined::All),
+        casm!("test rax, rdx", W64, |a| a.test(rax, rdx), Defined::NoAf),
+        casm!("or dx, ax", W16, |a| a.or(dx, ax), Defined::NoAf),
+        casm!("and al, 0x5a", W8, |a| a.and(al, 0x5a), Defined::NoAf),
+        casm!("sub rax, -3", W64, |a| a.sub(rax, -3), Defined::All),
+        casm!("add edx, 0x7fffffff", W32, |a| a.add(edx, 0x7fff_ffff), Defined::All),
+        casm!("neg dl", W8, |a| a.neg(dl), Defined::All),
+        casm!("not dx", W16, |a| a.not(dx), Defined::All),
+        casm!("inc rdx", W64, |a| a.inc(rdx), Defined::All),
+        casm!("dec dl", W8, |a| a.dec(dl), Defined::All),
+        casm!("rol dl, cl", W8, |a| a.rol(dl, cl), Defined::Rotate),
+        casm!("ror edx, cl", W32, |a| a.ror(edx, cl), Defined::Rotate),
+        casm!("rcl rdx, cl", W64, |a| a.rcl(rdx, cl), Defined::Rotate),
+        casm!("rcr dx, cl", W16, |a| a.rcr(dx, cl), Defined::Rotate),
+        casm!("sar dx, cl", W16, |a| a.sar(dx, cl), Defined::Shift),
+        casm!("shl rdx, cl", W64, |a| a.shl(rdx, cl), Defined::Shift),
+        casm!("shr dl, cl", W8, |a| a.shr(dl, cl), Defined::Shift),
+        casm!("shl eax, 1", W32, |a| a.shl(eax, 1), Defined::ShiftImm(1)),
+        casm!("rcr al, 1", W8, |a| a.rcr(al, 1), Defined::RotateImm(1)),
+        casm!("shrd edx, eax, cl", W32, |a| a.shrd(edx, eax, cl), Defined::Shift),
+        casm!("shld rax, rdx, 7", W64, |a| a.shld(rax, rdx, 7), Defined::ShiftImm(7)),
+        casm!("imul ax, dx, 0x1234", W16, |a| a.imul_3(ax, dx, 0x1234), Defined::CfOf),
+        casm!("imul rdx, rax, -7", W64, |a| a.imul_3(rdx, rax, -7), Defined::CfOf),
+        casm!("mul ax", W16, |a| a.mul(ax), Defined::CfOf),
+        casm!("bt eax, 5", W32, |a| a.bt(eax, 5), Defined::Cf),
+        casm!("bts dx, ax", W16, |a| a.bts(dx, ax), Defined::Cf),
+        casm!("btc rdx, rax", W64, |a| a.btc(rdx, rax), Defined::Cf),
+        casm!("bsf dx, ax", W16, |a| a.bsf(dx, ax), Defined::Zf),
+        casm!("bsr edx, eax", W32, |a| a.bsr(edx, eax), Defined::Zf),
+        casm!("xadd dl, al", W8, |a| a.xadd(dl, al), Defined::All),
+        casm!("cmpxchg rdx, rcx", W64, |a| a.cmpxchg(rdx, rcx), Defined::All),
+        casm!("movsx rax, dl", W64, |a| a.movsx(rax, dl), Defined::All),
+        casm!("movzx edx, al", W32, |a| a.movzx(edx, al), Defined::All),
+        casm!("movsxd rdx, eax", W64, |a| a.movsxd(rdx, eax), Defined::All),
+        casm!("cmovbe dx, ax", W16, |a| a.cmovbe(dx, ax), Defined::All),
+        casm!("setl dl", W8, |a| a.setl(dl), Defined::All),
+        casm!("lea rax, [rdx + rcx*8 - 5]", W64, |a| a.lea(rax, qword_ptr(rdx + rcx * 8 - 5)), Defined::All),
+        casm!("bswap rdx", W64, |a| a.bswap(rdx), Defined::All),
+        casm!("xchg dl, al", W8, |a| a.xchg(dl, al), Defined::All),
+        casm!("cbw", W16, |a| a.cbw(), Defined::All),
+        casm!("cwd", W16, |a| a.cwd(), Defined::All),
+        casm!("cdq", W32, |a| a.cdq(), Defined::All),
+        casm!("lahf", W8, |a| a.lahf(), Defined::All),
+        casm!("sahf", W8, |a| a.sahf(), Defined::All),
+        casm!("cmc", W8, |a| a.cmc(), Defined::All),
         case!("movsx eax, dl", W32, [0x0f, 0xbe, 0xc2], All),
         case!("movzx rax, dx", W64, [0x48, 0x0f, 0xb7, 0xc2], All),
         case!("cmovl rax, rdx", W64, [0x48, 0x0f, 0x4c, 0xc2], All),
@@ -174,10 +242,10 @@ fn long_mode_cpu(r: Regs) -> CpuState {
     let mut cpu = CpuState::new();
     cpu.cr0 |= cr0::PE;
     cpu.efer |= efer::LME | efer::LMA;
-    let cs = &mut cpu.seg[SegReg::Cs as usize];
-    cs.selector = 8;
-    cs.base = 0;
-    cs.attr = attr::P | attr::S | attr::CODE | attr::RW | attr::L;
+    let code = &mut cpu.seg[SegReg::Cs as usize];
+    code.selector = 8;
+    code.base = 0;
+    code.attr = attr::P | attr::S | attr::CODE | attr::RW | attr::L;
     cpu.rip = 0x1000;
     cpu.set_reg(Gpr::Rax, Width::W64, r.rax);
     cpu.set_reg(Gpr::Rdx, Width::W64, r.rdx);
