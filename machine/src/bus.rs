@@ -104,6 +104,22 @@ impl PcBus {
         d
     }
 
+    /// A machine reset (the CPU's RESET line): the chipset back to its power-on state; RAM,
+    /// the RTC's clock and CMOS keep their contents.
+    pub fn reset(&mut self) {
+        self.pic.reset();
+        self.pit.reset();
+        self.rtc.reset();
+        self.kbc.reset();
+        self.port92.reset();
+        if let Some(u) = &mut self.com1 {
+            u.reset();
+        }
+        self.pci.reset(&mut self.mem);
+        self.mem.set_a20(true);
+        self.requests.clear();
+    }
+
     /// Hands the devices' interrupt outputs to the PIC: IRQ0 from the PIT's rising edges, the
     /// others as levels (edge-triggered inputs latch the rise).
     fn sync_irqs(&mut self) {
@@ -192,6 +208,14 @@ impl CpuBus for PcBus {
     }
 
     fn io_write(&mut self, port: u16, size: u8, val: u32) {
+        // The PIIX3 reset control register: setting bit 2 (with bit 1 for a hard reset)
+        // resets the machine.
+        if port == 0xcf9 && size == 1 {
+            if val & 0x04 != 0 {
+                self.requests.push(SystemRequest::Reset);
+            }
+            return;
+        }
         if (0xcf8..=0xcff).contains(&port) {
             self.pci.write(port, size, val, &mut self.mem);
             return;

@@ -91,6 +91,8 @@ pub struct Machine {
     pub interp: translator::Interpreter,
     /// Virtual nanoseconds spent halted (skipped to the next timer deadline).
     pub skipped_ns: u64,
+    /// Resets the guest asked for (keyboard controller, port 0x92, 0xCF9).
+    pub resets: u64,
 }
 
 impl Machine {
@@ -111,7 +113,19 @@ impl Machine {
             instructions: 0,
             interp: translator::Interpreter::new(),
             skipped_ns: 0,
+            resets: 0,
         })
+    }
+
+    /// A warm reset, as the reset line does it: the CPU starts again at the reset vector, the
+    /// chipset returns to its power-on state, RAM keeps its contents.
+    pub fn reset(&mut self) {
+        self.cpu = CpuState::new();
+        let stats = self.interp.stats;
+        self.interp = translator::Interpreter::new();
+        self.interp.stats = stats;
+        self.bus.reset();
+        self.resets += 1;
     }
 
     /// Virtual time: one nanosecond per guest instruction.
@@ -139,15 +153,14 @@ impl Machine {
             }
             for r in std::mem::take(&mut self.bus.requests) {
                 match r {
-                    SystemRequest::Reset => {
-                        self.cpu = CpuState::new();
-                        self.interp = translator::Interpreter::new();
-                    }
+                    SystemRequest::Reset => self.reset(),
                     SystemRequest::A20(on) => {
                         self.bus.mem.set_a20(on);
                         // Cached translations and decoded blocks assumed the old gate.
                         self.cpu.tlb.0.flush_all();
+                        let stats = self.interp.stats;
                         self.interp = translator::Interpreter::new();
+                        self.interp.stats = stats;
                         self.cpu.code.clear();
                     }
                 }

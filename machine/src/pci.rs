@@ -60,6 +60,19 @@ impl PciHost {
         PciHost { address: 0, host, isa, shadow: vec![None; pam_segments().len()], map_changed: false }
     }
 
+    /// A machine reset: configuration registers back to their power-on values and the shadow
+    /// RAM overlays removed (the BIOS area reads the ROM again).
+    pub fn reset(&mut self, mem: &mut PhysMap) {
+        for (id, _) in self.shadow.iter_mut().filter_map(Option::take) {
+            let _ = mem.remove_region(id);
+        }
+        let fresh = PciHost::new();
+        self.address = fresh.address;
+        self.host = fresh.host;
+        self.isa = fresh.isa;
+        self.map_changed = true;
+    }
+
     fn space(&mut self) -> Option<&mut [u8; 256]> {
         let a = self.address;
         if a & 0x8000_0000 == 0 || (a >> 16) & 0xff != 0 {

@@ -1,6 +1,7 @@
 //! Debian's SeaBIOS (the seabios package's bios.bin) runs on cranebox to its boot messages:
 //! POST, PCI enumeration through the i440FX/PIIX3, shadow RAM through the PAM registers, the
-//! e820 map, the boot menu prompt, and the boot attempt that finds no disk. Its log goes to
+//! e820 map, the boot menu prompt, the boot attempt that finds no disk, and the reboot through
+//! the reset control register. Its log goes to
 //! port 0x402 as under QEMU.
 //!
 //! The image comes from `$CRANEBOX_SEABIOS`, `guests/cache/seabios/usr/share/seabios/bios.bin`
@@ -55,4 +56,8 @@ fn debian_seabios_runs_to_its_boot_messages() {
     ] {
         assert!(text.contains(want), "SeaBIOS log lacks {want:?}:\n{text}");
     }
+    // With nothing to boot it reboots through the reset control register and starts again
+    // (it prints its banner twice per boot).
+    assert!(m.resets >= 1, "no reset after 'Attempting a hard reboot'");
+    assert!(text.matches("SeaBIOS (version").count() >= 3, "{text}");
 }
