@@ -144,8 +144,15 @@ impl Emit for Concrete<'_> {
     }
 
     #[inline]
-    fn jump(&mut self, target: u64) {
+    fn jump(&mut self, target: u64) -> Result<()> {
+        if target != self.cpu.next_rip && !self.cpu.mode64() {
+            let cs = &self.cpu.seg[crate::state::SegReg::Cs as usize];
+            if target > u64::from(cs.limit) {
+                return Err(crate::exception::Exception::gp(0));
+            }
+        }
         self.cpu.next_rip = target;
+        Ok(())
     }
 
     #[inline]

@@ -22,7 +22,9 @@ fn fetch(
 ) -> (usize, Option<Exception>) {
     let bits = cpu.code_bits();
     for (k, slot) in buf.iter_mut().enumerate() {
-        let off = if bits == 16 { (ip + k as u64) & 0xffff } else { ip.wrapping_add(k as u64) };
+        // 16-bit code wraps IP at 64 KiB; an EIP already above that (set by a 32-bit branch
+        // into a segment with a larger limit) does not wrap.
+        let off = if bits == 16 && ip <= 0xffff { (ip + k as u64) & 0xffff } else { ip.wrapping_add(k as u64) };
         let off = if bits == 32 { off & 0xffff_ffff } else { off };
         let byte = mem::seg_linear(cpu, SegReg::Cs, off, 1, AccessKind::Exec)
             .and_then(|lin| mem::read_linear(cpu, bus, lin, Width::W8, AccessKind::Exec));
@@ -100,7 +102,7 @@ pub fn decode_block(cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Result<Block> {
     let mut pages = vec![first_page];
     let mut insns = vec![first.clone()];
     let mut off = first.len() as u64;
-    let wrap_limit = if bits == 16 { 0x1_0000 - start } else { u64::MAX };
+    let wrap_limit = if bits == 16 { 0x1_0000u64.saturating_sub(start).max(1) } else { u64::MAX };
     // Bytes of the rest of the page (and one instruction's worth past it), fetched in chunks.
     let mut buf: Vec<u8> = Vec::new();
     let want_total = (page_left + MAX_INSN_LEN as u64).min(wrap_limit);

@@ -106,8 +106,10 @@ pub trait Emit {
 
     /// The offset of the next instruction.
     fn next_ip(&mut self) -> Self::V;
-    /// Continues at offset `target` in CS instead of the next instruction.
-    fn jump(&mut self, target: Self::V);
+    /// Continues at offset `target` in CS instead of the next instruction. Outside 64-bit mode
+    /// a target past the CS limit is #GP(0) at the branch (a fall-through to the next
+    /// instruction is not checked here: its fetch faults).
+    fn jump(&mut self, target: Self::V) -> Result<()>;
     /// Runs `then` when `c` is non-zero.
     fn if_then(&mut self, c: Self::V, then: impl FnOnce(&mut Self) -> Result<()>) -> Result<()>;
     /// Runs a helper: directly in the interpreter, out of line in the JIT.

@@ -111,3 +111,23 @@ fn the_interpreters_function_table_dispatches_like_the_generic_semantics() {
         assert_eq!(bus.mem, bus2.mem);
     }
 }
+
+/// Found by `cargo fuzz`: a 32-bit-operand LOOPNE in real mode jumped past the 64 KiB CS
+/// limit, and decoding at EIP > 0xFFFF in 16-bit code underflowed. The branch must raise
+/// #GP(0) at itself, and decoding there must not panic.
+#[test]
+fn a_branch_past_the_cs_limit_is_gp_and_decoding_above_64k_does_not_panic() {
+    let mut cpu = CpuState::new();
+    cpu.seg[SegReg::Cs as usize] = Segment::real_mode_code(0x1000);
+    cpu.rip = 0;
+    cpu.set_reg(Gpr::Rcx, Width::W32, 5);
+    let mut bus = SparseBus::new(21);
+    bus.put(0x10000, &[0x66, 0xe9, 0x00, 0x00, 0x01, 0x00]); // jmp dword +0x10000
+    let e = translator::interp::step(&mut cpu, &mut bus);
+    assert_eq!(e, Some(frontend_x86::Exception::gp(0)));
+    let mut fresh = CpuState::new();
+    fresh.seg[SegReg::Cs as usize] = Segment::real_mode_code(0x1000);
+    fresh.seg[SegReg::Cs as usize].limit = 0xf_ffff;
+    fresh.rip = 0x1_0005;
+    let _ = frontend_x86::decode::decode_block(&mut fresh, &mut bus);
+}

@@ -85,8 +85,7 @@ pub fn pop_insn<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
 /// JMP near (direct or indirect).
 pub fn jmp<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let t = near_target(e, i)?;
-    e.jump(t);
-    Ok(())
+    e.jump(t)
 }
 
 fn near_target<E: Emit>(e: &mut E, i: &Insn) -> Result<E::V> {
@@ -105,8 +104,7 @@ pub fn call<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let t = near_target(e, i)?;
     let ret = e.next_ip();
     push(e, ret, w)?;
-    e.jump(t);
-    Ok(())
+    e.jump(t)
 }
 
 /// RET near, with an optional immediate to release parameters.
@@ -131,8 +129,7 @@ pub fn ret<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
         let nsp = e.alu(Alu::Add, sp, n, sw);
         e.set_reg(reg(Gpr::Rsp, sw), nsp);
     }
-    e.jump(t);
-    Ok(())
+    e.jump(t)
 }
 
 /// Jcc.
@@ -141,8 +138,7 @@ pub fn jcc<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let t = near_target(e, i)?;
     let n = e.next_ip();
     let to = e.select(c, t, n);
-    e.jump(to);
-    Ok(())
+    e.jump(to)
 }
 
 /// The counter width of LOOPcc/JCXZ (the address size).
@@ -179,8 +175,7 @@ pub fn loop_insn<E: Emit>(e: &mut E, i: &Insn, zf_cond: Option<bool>) -> Result<
     let t = near_target(e, i)?;
     let n = e.next_ip();
     let to = e.select(c, t, n);
-    e.jump(to);
-    Ok(())
+    e.jump(to)
 }
 
 /// JCXZ/JECXZ/JRCXZ.
@@ -192,8 +187,7 @@ pub fn jcxz<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let t = near_target(e, i)?;
     let n = e.next_ip();
     let to = e.select(c, t, n);
-    e.jump(to);
-    Ok(())
+    e.jump(to)
 }
 
 /// LEAVE: the stack pointer from the frame pointer, then pop the frame pointer.
