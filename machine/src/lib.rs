@@ -47,6 +47,14 @@ pub struct MachineConfig {
     pub rtc_start: i64,
 }
 
+impl MachineConfig {
+    /// `ram_bytes` of RAM and the firmware `bios`; no debug console or serial port, the debug
+    /// console's port at 0xE9 if one is added, the RTC at the Unix epoch.
+    pub fn new(ram_bytes: u64, bios: Vec<u8>) -> Self {
+        MachineConfig { ram_bytes, bios, debugcon: None, debugcon_port: 0xe9, serial: None, rtc_start: 0 }
+    }
+}
+
 impl std::fmt::Debug for MachineConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MachineConfig")

@@ -83,14 +83,7 @@ fn timer_rom() -> Result<Vec<u8>, IcedError> {
 #[test]
 fn timer_interrupts_wake_hlt_and_virtual_time_follows_the_pit() -> Result<(), IcedError> {
     let serial = Capture::default();
-    let config = MachineConfig {
-        ram_bytes: 16 << 20,
-        bios: timer_rom()?,
-        debugcon: None,
-        debugcon_port: 0xe9,
-        serial: Some(Box::new(serial.clone())),
-        rtc_start: 0,
-    };
+    let config = MachineConfig { serial: Some(Box::new(serial.clone())), ..MachineConfig::new(16 << 20, timer_rom()?) };
     let mut m = Machine::new(config).expect("machine");
     let outcome = m.run(10_000_000);
     assert_eq!(outcome, Outcome::DebugExit { status: (TICKS * 2 + 1) as i32 });

@@ -10,12 +10,8 @@ use machine::{Machine, MachineConfig, Outcome};
 fn demo_firmware_boots_from_the_reset_vector_and_prints() {
     let out = Capture::default();
     let config = MachineConfig {
-        ram_bytes: 16 << 20,
-        bios: bios::demo::hello_rom(),
         debugcon: Some(Box::new(out.clone())),
-        debugcon_port: 0xe9,
-        serial: None,
-        rtc_start: 0,
+        ..MachineConfig::new(16 << 20, bios::demo::hello_rom())
     };
     let mut m = Machine::new(config).expect("machine");
     assert_eq!(m.run(1_000_000), Outcome::HaltedForever);
@@ -24,13 +20,6 @@ fn demo_firmware_boots_from_the_reset_vector_and_prints() {
 
 #[test]
 fn firmware_of_a_size_a_pc_cannot_map_is_refused() {
-    let config = MachineConfig {
-        ram_bytes: 16 << 20,
-        bios: vec![0; 1000],
-        debugcon: None,
-        debugcon_port: 0xe9,
-        serial: None,
-        rtc_start: 0,
-    };
+    let config = MachineConfig::new(16 << 20, vec![0; 1000]);
     assert!(Machine::new(config).is_err());
 }

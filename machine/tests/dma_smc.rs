@@ -12,12 +12,8 @@ use softmmu::PhysBus;
 fn dma_into_a_code_page_invalidates_its_decoded_blocks() {
     let out = Capture::default();
     let config = MachineConfig {
-        ram_bytes: 16 << 20,
-        bios: bios::demo::hello_rom(),
         debugcon: Some(Box::new(out.clone())),
-        debugcon_port: 0xe9,
-        serial: None,
-        rtc_start: 0,
+        ..MachineConfig::new(16 << 20, bios::demo::hello_rom())
     };
     let mut m = Machine::new(config).expect("machine");
     // A loop in RAM at 0000:7000: mov al, 'A'; out 0xe9, al; jmp back.

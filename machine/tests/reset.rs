@@ -44,14 +44,8 @@ fn counting_rom() -> Result<Vec<u8>, IcedError> {
 #[test]
 fn reset_through_0xcf9_restarts_the_firmware_and_keeps_cmos() -> Result<(), IcedError> {
     let out = Capture::default();
-    let config = MachineConfig {
-        ram_bytes: 16 << 20,
-        bios: counting_rom()?,
-        debugcon: Some(Box::new(out.clone())),
-        debugcon_port: 0xe9,
-        serial: None,
-        rtc_start: 0,
-    };
+    let config =
+        MachineConfig { debugcon: Some(Box::new(out.clone())), ..MachineConfig::new(16 << 20, counting_rom()?) };
     let mut m = Machine::new(config).expect("machine");
     assert_eq!(m.run(100_000), Outcome::DebugExit { status: 7 });
     assert_eq!(m.resets, 2);

@@ -36,12 +36,9 @@ fn debian_seabios_runs_to_its_boot_messages() {
     let bios = std::fs::read(&path).expect("read the SeaBIOS image");
     let log = Capture::default();
     let config = MachineConfig {
-        ram_bytes: 128 << 20,
-        bios,
         debugcon: Some(Box::new(log.clone())),
         debugcon_port: 0x402,
-        serial: None,
-        rtc_start: 0,
+        ..MachineConfig::new(128 << 20, bios)
     };
     let mut m = Machine::new(config).expect("machine");
     let _ = m.run(30_000_000);
