@@ -168,6 +168,18 @@ fn packed_integer_and_logic_instructions_match_the_host() -> Result<(), IcedErro
         case_imm0!("pslldq xmm0, 3", pslldq, 3),
         case_imm0!("psrldq xmm0, 9", psrldq, 9),
         case_imm0!("psrldq xmm0, 16", psrldq, 16),
+        case!("unpcklps xmm0, xmm1", unpcklps),
+        case!("unpckhps xmm0, xmm1", unpckhps),
+        case!("unpcklpd xmm0, xmm1", unpcklpd),
+        case!("unpckhpd xmm0, xmm1", unpckhpd),
+        case!("movss xmm0, xmm1", movss),
+        case!("movsd xmm0, xmm1", movsd_2),
+        case!("movlhps xmm0, xmm1", movlhps),
+        case!("movhlps xmm0, xmm1", movhlps),
+        case_imm!("shufps xmm0, xmm1, 0x1b", shufps, 0x1b),
+        case_imm!("shufps xmm0, xmm1, 0xd8", shufps, 0xd8),
+        case_imm!("shufpd xmm0, xmm1, 2", shufpd, 2),
+        case_imm!("shufpd xmm0, xmm1, 1", shufpd, 1),
     ];
     let mut rng = Rng(0x5eed_5eed_5eed_5eed);
     for (name, host, emu) in cases {
@@ -274,5 +286,69 @@ fn fxrstor_then_fxsave_round_trips_and_reserved_mxcsr_bits_fault() -> Result<(),
     bus.put(0x4000, &img);
     assert_eq!(translator::interp::step(&mut cpu, &mut bus).map(|e| e.error_code), Some(Some(0)));
     assert_eq!(cpu.mxcsr, 0x1f80);
+    Ok(())
+}
+
+#[test]
+fn scalar_and_half_moves_through_memory_and_movmsk_match_the_host() -> Result<(), IcedError> {
+    let mut rng = Rng(99);
+    for _ in 0..300 {
+        let (a, m) = (random128(&mut rng), random128(&mut rng));
+        let (ab, mb) = (a.to_le_bytes(), m.to_le_bytes());
+        let mut out = [[0u8; 16]; 4];
+        let (mut mskps, mut mskpd): (u64, u64);
+        // SAFETY: reads 16-byte local arrays, writes four 16-byte local arrays; XMM0-XMM3 are
+        // declared clobbered.
+        unsafe {
+            asm!(
+                "movdqu xmm0, [{a}]",
+                "movdqu xmm1, xmm0",
+                "movss xmm1, dword ptr [{m}]",
+                "movdqu [{o0}], xmm1",
+                "movdqu xmm2, xmm0",
+                "movhps xmm2, qword ptr [{m}]",
+                "movdqu [{o1}], xmm2",
+                "movdqu xmm3, xmm0",
+                "movlpd xmm3, qword ptr [{m}]",
+                "movdqu [{o2}], xmm3",
+                "movsd xmm3, qword ptr [{m}]",
+                "movdqu [{o3}], xmm3",
+                "movmskps {p:e}, xmm0",
+                "movmskpd {d:e}, xmm0",
+                a = in(reg) ab.as_ptr(),
+                m = in(reg) mb.as_ptr(),
+                o0 = in(reg) out[0].as_mut_ptr(),
+                o1 = in(reg) out[1].as_mut_ptr(),
+                o2 = in(reg) out[2].as_mut_ptr(),
+                o3 = in(reg) out[3].as_mut_ptr(),
+                p = out(reg) mskps,
+                d = out(reg) mskpd,
+                out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+            );
+        }
+        let mut asm = CodeAssembler::new(64)?;
+        asm.movdqa(xmm1, xmm0)?;
+        asm.movss(xmm1, dword_ptr(0x3000u64))?;
+        asm.movdqa(xmm2, xmm0)?;
+        asm.movhps(xmm2, qword_ptr(0x3000u64))?;
+        asm.movdqa(xmm3, xmm0)?;
+        asm.movlpd(xmm3, qword_ptr(0x3000u64))?;
+        asm.movdqa(xmm4, xmm3)?;
+        asm.movsd_2(xmm4, qword_ptr(0x3000u64))?;
+        asm.movmskps(eax, xmm0)?;
+        asm.movmskpd(edx, xmm0)?;
+        asm.hlt()?;
+        let (mut cpu, mut bus) = machine(&asm.assemble(0x8000)?);
+        bus.put(0x3000, &mb);
+        cpu.xmm[0] = a;
+        let (_, exit) = translator::run(&mut cpu, &mut bus, 20);
+        assert_eq!(exit, translator::Exit::Halted);
+        assert_eq!(cpu.xmm[1], u128::from_le_bytes(out[0]), "movss xmm, m32");
+        assert_eq!(cpu.xmm[2], u128::from_le_bytes(out[1]), "movhps xmm, m64");
+        assert_eq!(cpu.xmm[3], u128::from_le_bytes(out[2]), "movlpd xmm, m64");
+        assert_eq!(cpu.xmm[4], u128::from_le_bytes(out[3]), "movsd xmm, m64");
+        assert_eq!(cpu.reg(Gpr::Rax, Width::W64), mskps);
+        assert_eq!(cpu.reg(Gpr::Rdx, Width::W64), mskpd);
+    }
     Ok(())
 }

@@ -262,6 +262,10 @@ pub fn resolve(i: &Insn) -> Op {
             Op::Helper(string_helper)
         }
         Movsd | Cmpsd if is_string_form(i) => Op::Helper(string_helper),
+        Movss | Movsd => Op::Helper(sse::scalar_move),
+        Movlps | Movlpd | Movhps | Movhpd | Movlhps | Movhlps => Op::Helper(sse::half_move),
+        Shufps | Shufpd => Op::Helper(sse::shuf),
+        Movmskps | Movmskpd => Op::Helper(sse::movmsk),
 
         Pushf | Pushfd | Pushfq => Op::Helper(system::pushf),
         Popf | Popfd | Popfq => Op::Helper(system::popf),
@@ -306,7 +310,7 @@ pub fn resolve(i: &Insn) -> Op {
         | Paddsb | Paddsw | Psubsb | Psubsw | Paddusb | Paddusw | Psubusb | Psubusw | Pmullw | Pmulhw | Pmulhuw
         | Pmuludq | Pmaddwd | Pavgb | Pavgw | Pminub | Pmaxub | Pminsw | Pmaxsw | Psadbw | Punpcklbw | Punpckhbw
         | Punpcklwd | Punpckhwd | Punpckldq | Punpckhdq | Punpcklqdq | Punpckhqdq | Packsswb | Packssdw | Packuswb
-        | Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad
+        | Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad | Unpcklps | Unpckhps | Unpcklpd | Unpckhpd
             if !i.op_register(0).is_mm() =>
         {
             Op::Helper(sse::packed)

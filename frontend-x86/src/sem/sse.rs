@@ -188,7 +188,10 @@ pub fn packed(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         Punpckldq => interleave(a, b, 32, false),
         Punpckhdq => interleave(a, b, 32, true),
         Punpcklqdq => interleave(a, b, 64, false),
-        Punpckhqdq => interleave(a, b, 64, true),
+        Punpckhqdq | Unpckhpd => interleave(a, b, 64, true),
+        Unpcklps => interleave(a, b, 32, false),
+        Unpckhps => interleave(a, b, 32, true),
+        Unpcklpd => interleave(a, b, 64, false),
         Packsswb => pack(a, b, 16, |v| sat_s(sx(v, 16), 8)),
         Packssdw => pack(a, b, 32, |v| sat_s(sx(v, 32), 16)),
         Packuswb => pack(a, b, 16, |v| sx(v, 16).clamp(0, 0xff) as u64),
@@ -422,4 +425,90 @@ pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         }
         Ok(())
     }
+}
+
+/// Reads the low `w` bits of operand `n`: an XMM register's low lane or memory of that size.
+fn read_low(c: &mut Concrete<'_>, i: &Insn, n: u32, w: Width) -> Result<(u64, bool)> {
+    match i.op_kind(n) {
+        OpKind::Register => {
+            let x = xmm_index(i.op_register(n)).ok_or(Exception::UD)?;
+            Ok((c.cpu.xmm[x] as u64 & w.mask(), false))
+        }
+        OpKind::Memory => Ok((op::read(c, i, n, w)?, true)),
+        _ => Err(Exception::UD),
+    }
+}
+
+/// MOVSS and MOVSD (the SSE2 scalar move): register to register replaces the low lane,
+/// memory to register zeroes the rest, register to memory stores the low lane.
+pub fn scalar_move(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c)?;
+    let w = if i.mnemonic() == Mnemonic::Movss { Width::W32 } else { Width::W64 };
+    if i.op_kind(0) == OpKind::Memory {
+        let (v, _) = read_low(c, i, 1, w)?;
+        return op::write(c, i, 0, w, v);
+    }
+    let d = xmm_index(i.op_register(0)).ok_or(Exception::UD)?;
+    let (v, from_mem) = read_low(c, i, 1, w)?;
+    let keep = if from_mem { 0 } else { c.cpu.xmm[d] & !u128::from(w.mask()) };
+    c.cpu.xmm[d] = keep | u128::from(v);
+    Ok(())
+}
+
+/// MOVLPS/MOVLPD, MOVHPS/MOVHPD (64-bit halves to and from memory), MOVLHPS and MOVHLPS.
+pub fn half_move(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    check(c)?;
+    let m = i.mnemonic();
+    let high = matches!(m, Movhps | Movhpd);
+    const LO: u128 = u64::MAX as u128;
+    if i.op_kind(0) == OpKind::Memory {
+        let s = xmm_index(i.op_register(1)).ok_or(Exception::UD)?;
+        let v = if high { (c.cpu.xmm[s] >> 64) as u64 } else { c.cpu.xmm[s] as u64 };
+        return op::write(c, i, 0, Width::W64, v);
+    }
+    let d = xmm_index(i.op_register(0)).ok_or(Exception::UD)?;
+    let src = match m {
+        Movlhps | Movhlps => {
+            let s = xmm_index(i.op_register(1)).ok_or(Exception::UD)?;
+            let v = c.cpu.xmm[s];
+            if m == Movlhps {
+                v as u64
+            } else {
+                (v >> 64) as u64
+            }
+        }
+        _ => op::read(c, i, 1, Width::W64)?,
+    };
+    let cur = c.cpu.xmm[d];
+    c.cpu.xmm[d] =
+        if high || m == Movlhps { (cur & LO) | (u128::from(src) << 64) } else { (cur & !LO) | u128::from(src) };
+    Ok(())
+}
+
+/// SHUFPS and SHUFPD: the low result lanes from the destination, the high ones from the
+/// source, each picked by the immediate.
+pub fn shuf(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c)?;
+    let imm = u64::from(i.immediate8());
+    let b = read_x(c, i, 1, true)?;
+    let a = read_x(c, i, 0, true)?;
+    let r = if i.mnemonic() == Mnemonic::Shufps {
+        let lane = |v: u128, k: u64| (v >> (32 * k)) & 0xffff_ffff;
+        lane(a, imm & 3) | lane(a, (imm >> 2) & 3) << 32 | lane(b, (imm >> 4) & 3) << 64 | lane(b, (imm >> 6) & 3) << 96
+    } else {
+        let lane = |v: u128, k: u64| (v >> (64 * k)) & u128::from(u64::MAX);
+        lane(a, imm & 1) | lane(b, (imm >> 1) & 1) << 64
+    };
+    write_x(c, i, 0, true, r)
+}
+
+/// MOVMSKPS and MOVMSKPD: the sign bits of the lanes into a general register.
+pub fn movmsk(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c)?;
+    let v = read_x(c, i, 1, true)?;
+    let (n, bits) = if i.mnemonic() == Mnemonic::Movmskps { (4, 32) } else { (2, 64) };
+    let m = (0..n).fold(0u64, |acc, k| acc | (((v >> (bits * k + bits - 1)) & 1) as u64) << k);
+    let w = op::op_width(i, 0);
+    op::write(c, i, 0, w, m)
 }
