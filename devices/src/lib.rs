@@ -44,6 +44,8 @@ pub mod pit;
 pub mod port92;
 pub mod post;
 pub mod rtc;
+#[cfg(test)]
+mod test_sink;
 pub mod uart;
 
 /// A device reached through x86 I/O ports.

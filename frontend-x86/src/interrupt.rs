@@ -157,14 +157,17 @@ pub fn push_frame(
     r.map(|_| at)
 }
 
-/// Reads and checks the IDT gate for `vec` and the code segment it leads to.
-fn read_gate(
-    cpu: &mut CpuState,
-    bus: &mut dyn CpuBus,
-    vec: u8,
-    kind: EventKind,
-    long: bool,
-) -> Result<(Descriptor, Descriptor, u32)> {
+/// What an IDT entry leads to.
+enum Gate {
+    /// An interrupt or trap gate, its code segment, and the EXT bit for error codes.
+    Handler(Descriptor, Descriptor, u32),
+    /// A task gate (legacy protected mode only).
+    Task(Descriptor),
+}
+
+/// Reads and checks the IDT gate for `vec` (once) and, for interrupt and trap gates, the code
+/// segment it leads to.
+fn read_gate(cpu: &mut CpuState, bus: &mut dyn CpuBus, vec: u8, kind: EventKind, long: bool) -> Result<Gate> {
     let ext = u32::from(kind != EventKind::Software);
     let idt_err = u32::from(vec) * 8 + 2 + ext;
     let size = if long { 16 } else { 8 };
@@ -179,7 +182,14 @@ fn read_gate(
     let ok_type = if long {
         matches!(gate.typ(), sys_type::INT_GATE | sys_type::TRAP_GATE)
     } else {
-        matches!(gate.typ(), sys_type::INT_GATE | sys_type::TRAP_GATE | sys_type::INT_GATE16 | sys_type::TRAP_GATE16)
+        matches!(
+            gate.typ(),
+            sys_type::INT_GATE
+                | sys_type::TRAP_GATE
+                | sys_type::INT_GATE16
+                | sys_type::TRAP_GATE16
+                | sys_type::TASK_GATE
+        )
     };
     if gate.is_code_data() || !ok_type {
         return Err(Exception::gp(idt_err));
@@ -189,6 +199,9 @@ fn read_gate(
     }
     if !gate.present() {
         return Err(Exception::np(idt_err));
+    }
+    if gate.typ() == sys_type::TASK_GATE {
+        return Ok(Gate::Task(gate));
     }
     let sel = gate.gate_selector();
     if sel & 0xfffc == 0 {
@@ -204,7 +217,7 @@ fn read_gate(
     if !cs.present() {
         return Err(Exception::np(sel_code(sel) | ext));
     }
-    Ok((gate, cs, ext))
+    Ok(Gate::Handler(gate, cs, ext))
 }
 
 fn deliver_protected(
@@ -215,10 +228,22 @@ fn deliver_protected(
     return_rip: u64,
     kind: EventKind,
 ) -> Result<()> {
-    if let Some(r) = through_task_gate(cpu, bus, vec, error_code, return_rip, kind) {
-        return r;
-    }
-    let (gate, mut cs_desc, ext) = read_gate(cpu, bus, vec, kind, false)?;
+    let (gate, mut cs_desc, ext) = match read_gate(cpu, bus, vec, kind, false)? {
+        Gate::Handler(gate, cs, ext) => (gate, cs, ext),
+        Gate::Task(gate) => {
+            let sel = gate.gate_selector();
+            let tss = desc::fetch(cpu, bus, sel)?;
+            return crate::sem::task::switch(
+                cpu,
+                bus,
+                sel,
+                tss,
+                crate::sem::task::Reason::Call,
+                return_rip,
+                error_code,
+            );
+        }
+    };
     let sel = gate.gate_selector();
     let gate32 = gate.typ() >= sys_type::INT_GATE;
     let w = if gate32 { Width::W32 } else { Width::W16 };
@@ -283,42 +308,6 @@ fn deliver_protected(
     Ok(())
 }
 
-/// An IDT entry that is a task gate switches tasks (`None` when the entry is not one).
-fn through_task_gate(
-    cpu: &mut CpuState,
-    bus: &mut dyn CpuBus,
-    vec: u8,
-    error_code: Option<u32>,
-    return_rip: u64,
-    kind: EventKind,
-) -> Option<Result<()>> {
-    let ext = u32::from(kind != EventKind::Software);
-    let idt_err = u32::from(vec) * 8 + 2 + ext;
-    let off = u64::from(vec) * 8;
-    if off + 7 > u64::from(cpu.idtr.limit) {
-        return None;
-    }
-    let lo = match mem::sys_read(cpu, bus, cpu.idtr.base.wrapping_add(off), Width::W64) {
-        Ok(v) => v,
-        Err(e) => return Some(Err(e)),
-    };
-    let gate = Descriptor { lo, hi: 0 };
-    if gate.is_code_data() || gate.typ() != sys_type::TASK_GATE {
-        return None;
-    }
-    Some((|| {
-        if kind == EventKind::Software && gate.dpl() < cpu.cpl {
-            return Err(Exception::gp(idt_err));
-        }
-        if !gate.present() {
-            return Err(Exception::np(idt_err));
-        }
-        let sel = gate.gate_selector();
-        let tss = desc::fetch(cpu, bus, sel)?;
-        crate::sem::task::switch(cpu, bus, sel, tss, crate::sem::task::Reason::Call, return_rip, error_code)
-    })())
-}
-
 fn deliver_long(
     cpu: &mut CpuState,
     bus: &mut dyn CpuBus,
@@ -327,7 +316,10 @@ fn deliver_long(
     return_rip: u64,
     kind: EventKind,
 ) -> Result<()> {
-    let (gate, mut cs_desc, _ext) = read_gate(cpu, bus, vec, kind, true)?;
+    let Gate::Handler(gate, mut cs_desc, _ext) = read_gate(cpu, bus, vec, kind, true)? else {
+        // Long mode has no task gates: read_gate refused the type.
+        return Err(Exception::gp(u32::from(vec) * 16 + 2));
+    };
     let sel = gate.gate_selector();
     let old_cpl = cpu.cpl;
     let new_cpl = if cs_desc.attr() & attr::DC != 0 { old_cpl } else { cs_desc.dpl() };

@@ -129,9 +129,7 @@ impl Machine {
     /// chipset returns to its power-on state, RAM keeps its contents.
     pub fn reset(&mut self) {
         self.cpu = CpuState::new();
-        let stats = self.interp.stats;
-        self.interp = translator::Interpreter::new();
-        self.interp.stats = stats;
+        self.interp.flush(&mut self.cpu);
         self.bus.reset();
         self.resets += 1;
     }
@@ -165,11 +163,7 @@ impl Machine {
                     SystemRequest::A20(on) => {
                         self.bus.mem.set_a20(on);
                         // Cached translations and decoded blocks assumed the old gate.
-                        self.cpu.tlb.0.flush_all();
-                        let stats = self.interp.stats;
-                        self.interp = translator::Interpreter::new();
-                        self.interp.stats = stats;
-                        self.cpu.code.clear();
+                        self.interp.flush(&mut self.cpu);
                     }
                 }
             }

@@ -60,6 +60,14 @@ impl Interpreter {
         self.drain_code_writes(cpu);
     }
 
+    /// Drops every decoded block and cached translation (the address map or the A20 gate
+    /// changed under them). The statistics stay.
+    pub fn flush(&mut self, cpu: &mut CpuState) {
+        self.cache.clear();
+        cpu.code.clear();
+        cpu.tlb.0.flush_all();
+    }
+
     fn drain_code_writes(&mut self, cpu: &mut CpuState) {
         for p in cpu.code.take_written() {
             let before = self.cache.len();
@@ -111,9 +119,7 @@ impl Interpreter {
                 }
                 if bus.take_map_change() {
                     // Shadow RAM or a region moved under cached code and translations.
-                    self.cache.clear();
-                    cpu.code.clear();
-                    cpu.tlb.0.flush_all();
+                    self.flush(cpu);
                 }
                 if interrupt::take_pending(cpu, bus) {
                     self.stats.interrupts += 1;
