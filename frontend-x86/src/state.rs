@@ -337,6 +337,29 @@ impl Default for FpuState {
     }
 }
 
+impl FpuState {
+    /// Every MMX instruction but EMMS enters MMX state: TOS = 0 and all eight tags valid
+    /// (SDM vol. 1, 9.5.1).
+    pub fn enter_mmx(&mut self) {
+        self.fsw &= !0x3800;
+        self.ftw = 0xff;
+    }
+
+    /// MMn: the low 64 bits of physical register n (n < 8).
+    pub fn mm(&self, n: usize) -> u64 {
+        let r = &self.st[n & 7];
+        u64::from_le_bytes([r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]])
+    }
+
+    /// Writes MMn; the register's exponent and sign (bits 64-79) become all ones.
+    pub fn set_mm(&mut self, n: usize, v: u64) {
+        let r = &mut self.st[n & 7];
+        r[..8].copy_from_slice(&v.to_le_bytes());
+        r[8] = 0xff;
+        r[9] = 0xff;
+    }
+}
+
 /// The CPU's TLB. Cloning a CPU state gives it an empty TLB: a TLB is a cache.
 #[derive(Debug, Default)]
 pub struct TlbCache(pub softmmu::Tlb);

@@ -5,6 +5,7 @@ pub mod bcd;
 pub mod bits;
 pub mod control;
 pub mod far;
+pub mod mmx;
 pub mod muldiv;
 pub mod privileged;
 pub mod shift;
@@ -12,6 +13,7 @@ pub mod sse;
 pub mod string;
 pub mod system;
 pub mod task;
+pub mod x87;
 
 use crate::insn::Insn;
 use iced_x86::{Mnemonic, OpKind, Register};
@@ -262,10 +264,6 @@ pub fn resolve(i: &Insn) -> Op {
             Op::Helper(string_helper)
         }
         Movsd | Cmpsd if is_string_form(i) => Op::Helper(string_helper),
-        Movss | Movsd => Op::Helper(sse::scalar_move),
-        Movlps | Movlpd | Movhps | Movhpd | Movlhps | Movhlps => Op::Helper(sse::half_move),
-        Shufps | Shufpd => Op::Helper(sse::shuf),
-        Movmskps | Movmskpd => Op::Helper(sse::movmsk),
 
         Pushf | Pushfd | Pushfq => Op::Helper(system::pushf),
         Popf | Popfd | Popfq => Op::Helper(system::popf),
@@ -297,27 +295,6 @@ pub fn resolve(i: &Insn) -> Op {
         Invlpg => Op::Helper(privileged::invlpg),
         Stac | Clac => Op::Helper(privileged::stac_clac),
         Wbinvd | Invd => Op::Helper(privileged::wbinvd),
-        Movaps | Movups | Movapd | Movupd | Movdqa | Movdqu => Op::Helper(sse::mov128),
-        Movd | Movq if !i.op_register(0).is_mm() && !i.op_register(1).is_mm() => Op::Helper(sse::movd_movq),
-        Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad | Pshufd | Pshuflw | Pshufhw | Pslldq
-        | Psrldq
-            if !i.op_register(0).is_mm() && i.op_kind(i.op_count() - 1) == OpKind::Immediate8 =>
-        {
-            Op::Helper(sse::packed_imm)
-        }
-        Pxor | Xorps | Xorpd | Pand | Andps | Andpd | Por | Orps | Orpd | Pandn | Andnps | Andnpd | Paddb | Paddw
-        | Paddd | Paddq | Psubb | Psubw | Psubd | Psubq | Pcmpeqb | Pcmpeqw | Pcmpeqd | Pcmpgtb | Pcmpgtw | Pcmpgtd
-        | Paddsb | Paddsw | Psubsb | Psubsw | Paddusb | Paddusw | Psubusb | Psubusw | Pmullw | Pmulhw | Pmulhuw
-        | Pmuludq | Pmaddwd | Pavgb | Pavgw | Pminub | Pmaxub | Pminsw | Pmaxsw | Psadbw | Punpcklbw | Punpckhbw
-        | Punpcklwd | Punpckhwd | Punpckldq | Punpckhdq | Punpcklqdq | Punpckhqdq | Packsswb | Packssdw | Packuswb
-        | Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad | Unpcklps | Unpckhps | Unpcklpd | Unpckhpd
-            if !i.op_register(0).is_mm() =>
-        {
-            Op::Helper(sse::packed)
-        }
-        Pmovmskb if i.op_register(1).is_xmm() => Op::Helper(sse::pmovmskb),
-        Ldmxcsr | Stmxcsr => Op::Helper(sse::mxcsr),
-        Fxsave | Fxsave64 | Fxrstor | Fxrstor64 => Op::Helper(sse::fxsave_fxrstor),
         Prefetchnta | Prefetcht0 | Prefetcht1 | Prefetcht2 | Prefetchw => Op::Nop,
         Invpcid => Op::Helper(privileged::invpcid),
         Syscall => Op::Helper(privileged::syscall),
@@ -328,7 +305,8 @@ pub fn resolve(i: &Insn) -> Op {
         Lar | Lsl | Verr | Verw => Op::Helper(privileged::lar_lsl_verr_verw),
         Arpl => Op::Helper(privileged::arpl),
         Ud0 | Ud1 | Ud2 => Op::Ud,
-        _ => Op::Ud,
+        // The x87, MMX and SSE families each resolve their own mnemonics.
+        _ => sse::resolve(i).or_else(|| x87::resolve(i)).or_else(|| mmx::resolve(i)).unwrap_or(Op::Ud),
     }
 }
 

@@ -11,10 +11,44 @@ use crate::exception::{Exception, Result};
 use crate::insn::Insn;
 use crate::mem;
 use crate::operand as op;
+use crate::sem::Op;
 use crate::state::{cr0, cr4, SegReg, Width};
 
 /// MXCSR bits this CPU accepts (no DAZ yet): a write of any other bit is #GP(0).
 pub const MXCSR_MASK: u32 = 0xffbf;
+
+/// The SSE-family instruction `i` resolves to, or None when it is not one (or is an MMX form).
+pub fn resolve(i: &Insn) -> Option<Op> {
+    use Mnemonic::*;
+    Some(match i.mnemonic() {
+        Movss | Movsd => Op::Helper(scalar_move),
+        Movlps | Movlpd | Movhps | Movhpd | Movlhps | Movhlps => Op::Helper(half_move),
+        Shufps | Shufpd => Op::Helper(shuf),
+        Movmskps | Movmskpd => Op::Helper(movmsk),
+        Movaps | Movups | Movapd | Movupd | Movdqa | Movdqu => Op::Helper(mov128),
+        Movd | Movq if !i.op_register(0).is_mm() && !i.op_register(1).is_mm() => Op::Helper(movd_movq),
+        Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad | Pshufd | Pshuflw | Pshufhw | Pslldq
+        | Psrldq
+            if !i.op_register(0).is_mm() && i.op_kind(i.op_count() - 1) == OpKind::Immediate8 =>
+        {
+            Op::Helper(packed_imm)
+        }
+        Pxor | Xorps | Xorpd | Pand | Andps | Andpd | Por | Orps | Orpd | Pandn | Andnps | Andnpd | Paddb | Paddw
+        | Paddd | Paddq | Psubb | Psubw | Psubd | Psubq | Pcmpeqb | Pcmpeqw | Pcmpeqd | Pcmpgtb | Pcmpgtw | Pcmpgtd
+        | Paddsb | Paddsw | Psubsb | Psubsw | Paddusb | Paddusw | Psubusb | Psubusw | Pmullw | Pmulhw | Pmulhuw
+        | Pmuludq | Pmaddwd | Pavgb | Pavgw | Pminub | Pmaxub | Pminsw | Pmaxsw | Psadbw | Punpcklbw | Punpckhbw
+        | Punpcklwd | Punpckhwd | Punpckldq | Punpckhdq | Punpcklqdq | Punpckhqdq | Packsswb | Packssdw | Packuswb
+        | Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad | Unpcklps | Unpckhps | Unpcklpd | Unpckhpd
+            if !i.op_register(0).is_mm() =>
+        {
+            Op::Helper(packed)
+        }
+        Pmovmskb if i.op_register(1).is_xmm() => Op::Helper(pmovmskb),
+        Ldmxcsr | Stmxcsr => Op::Helper(mxcsr),
+        Fxsave | Fxsave64 | Fxrstor | Fxrstor64 => Op::Helper(fxsave_fxrstor),
+        _ => return None,
+    })
+}
 
 /// #UD without CR4.OSFXSR or with CR0.EM, #NM with CR0.TS (SDM vol. 3, 13.1).
 pub fn check(c: &Concrete<'_>) -> Result<()> {
