@@ -38,9 +38,15 @@ struct Cli {
     #[arg(long, value_name = "DEST", default_value = "none")]
     serial: String,
 
-    /// Execution engine (QEMU: -accel). Only the interpreter exists so far.
+    /// Execution engine (QEMU: -accel): interp, or jit (the interpreter for cold code,
+    /// Cranelift for hot blocks).
     #[arg(long, value_enum, default_value_t = Accel::Interp)]
     accel: Accel,
+
+    /// With --accel jit: times a block runs interpreted before it is compiled (0 compiles
+    /// every block before its first run).
+    #[arg(long, value_name = "N", default_value_t = translator::interp::DEFAULT_THRESHOLD)]
+    jit_threshold: u32,
 
     /// Stop after this many guest instructions (0: no limit).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -55,7 +61,7 @@ struct Cli {
 enum Accel {
     /// The interpreter tier.
     Interp,
-    /// The Cranelift JIT tier (not built yet).
+    /// The Cranelift JIT tier over the interpreter.
     Jit,
     /// KVM (not built yet).
     Kvm,
@@ -86,9 +92,9 @@ fn sink(option: &str, spec: &str) -> Result<Option<Box<dyn Write + Send>>> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    if cli.accel != Accel::Interp {
+    if matches!(cli.accel, Accel::Kvm | Accel::Auto) {
         let name = cli.accel.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
-        bail!("--accel {name}: only the interpreter (--accel interp) is implemented so far");
+        bail!("--accel {name}: KVM is not implemented yet; use --accel interp or --accel jit");
     }
     let ram_bytes = softmmu::parse_mem_size(&cli.memory).with_context(|| format!("-m {}", cli.memory))?;
     let bios = std::fs::read(&cli.bios).with_context(|| format!("cannot read firmware {}", cli.bios.display()))?;
@@ -103,6 +109,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         rtc_start,
     };
     let mut m = Machine::new(config).context("cannot build the machine")?;
+    if cli.accel == Accel::Jit {
+        m.interp = translator::Interpreter::with_jit(cli.jit_threshold).context("--accel jit")?;
+    }
     let limit = if cli.max_instructions == 0 { u64::MAX } else { cli.max_instructions };
     let t = std::time::Instant::now();
     let outcome = m.run(limit);
@@ -110,14 +119,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if cli.stats {
         let secs = t.elapsed().as_secs_f64();
         let st = m.interp.stats;
+        let compiled = 100.0 * st.compiled_instructions as f64 / (st.instructions.max(1)) as f64;
         eprintln!(
-            "cranebox: {} guest instructions in {:.3} s ({:.1} MIPS), 100% interpreted; {} blocks decoded, {} invalidated by writes to code",
+            "cranebox: {} guest instructions in {:.3} s ({:.1} MIPS), {:.1}% run compiled; {} blocks decoded, {} invalidated by writes to code",
             m.instructions,
             secs,
             m.instructions as f64 / secs.max(1e-9) / 1e6,
+            compiled,
             st.blocks_decoded,
             st.blocks_invalidated
         );
+        if let Some(j) = m.interp.jit_stats() {
+            eprintln!(
+                "cranebox: jit: {} blocks compiled ({} instructions), compile time {:.1} ms total, {:.1} us median per block, {} failed, {} code generations dropped",
+                j.units,
+                j.insns_compiled,
+                j.total_compile_ns() as f64 / 1e6,
+                j.median_compile_ns() as f64 / 1e3,
+                j.failures,
+                j.generations_dropped
+            );
+        }
     }
     Ok(match outcome {
         Outcome::DebugExit { status } => ExitCode::from((status & 0xff) as u8),

@@ -47,8 +47,10 @@ pub const ARITH: u64 = CF | PF | AF | ZF | SF | OF;
 /// Every flag a program can ever set on this CPU.
 pub const ALL: u64 = ARITH | TF | IF | DF | IOPL | NT | RF | VM | AC | VIF | VIP | ID;
 
-/// The operation whose result defines the lazy arithmetic flags.
+/// The operation whose result defines the lazy arithmetic flags. `repr(u8)`: the JIT stores
+/// the discriminant into [`LazyFlags`] directly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum FlagOp {
     /// Flags are not lazy: the stored bits are authoritative.
     None,
@@ -68,8 +70,11 @@ pub enum FlagOp {
     Dec,
 }
 
-/// RFLAGS: the stored bits plus an optional pending arithmetic operation.
+/// RFLAGS: the stored bits plus an optional pending arithmetic operation. `repr(C)` with its
+/// field offsets public ([`LazyFlags::OFFSETS`]): compiled code keeps a pending operation in
+/// host registers and stores it here when it leaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct LazyFlags {
     bits: u64,
     op: FlagOp,
@@ -100,7 +105,31 @@ pub fn szp(r: u64, w: Width) -> u64 {
     f
 }
 
+/// Where [`LazyFlags`]' fields are, for code that writes a pending operation directly.
+#[derive(Clone, Copy, Debug)]
+pub struct LazyOffsets {
+    /// `FlagOp` discriminant (u8).
+    pub op: usize,
+    /// `Width` discriminant (u8).
+    pub w: usize,
+    /// First operand (u64, masked to the width).
+    pub a: usize,
+    /// Second operand (u64, masked to the width).
+    pub b: usize,
+    /// Result (u64, masked to the width).
+    pub r: usize,
+}
+
 impl LazyFlags {
+    /// The field offsets.
+    pub const OFFSETS: LazyOffsets = LazyOffsets {
+        op: std::mem::offset_of!(LazyFlags, op),
+        w: std::mem::offset_of!(LazyFlags, w),
+        a: std::mem::offset_of!(LazyFlags, a),
+        b: std::mem::offset_of!(LazyFlags, b),
+        r: std::mem::offset_of!(LazyFlags, r),
+    };
+
     /// Flags with the given value and nothing lazy.
     pub const fn new(bits: u64) -> Self {
         LazyFlags { bits: bits | FIXED1, op: FlagOp::None, w: Width::W8, a: 0, b: 0, r: 0 }

@@ -84,11 +84,14 @@ pub fn seg_linear(cpu: &CpuState, seg: SegReg, off: u64, size: u8, kind: AccessK
 /// Translates a linear address to a physical one for an access of `kind`: the identity with
 /// paging off, else through the TLB and, on a miss, the page walk (which sets A/D bits). A
 /// page fault sets CR2 and becomes #PF with the walk's error code.
+/// The TLB table explicit (non-system) accesses use in `cpu`'s current state: the JIT
+/// compiles its inline lookups for it.
+pub fn mmu_mode(cpu: &CpuState) -> softmmu::MmuMode {
+    Access::new(AccessOp::Read, cpu.cpl, cpu.flags.raw_bits() & flags::AC != 0).mmu_mode(cpu.cr4)
+}
+
 #[inline]
 pub fn translate(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, kind: AccessKind) -> Result<u64> {
-    if cpu.cr0 & cr0::PG == 0 {
-        return Ok(lin);
-    }
     let op = match kind {
         AccessKind::Read | AccessKind::SysRead => AccessOp::Read,
         AccessKind::Write | AccessKind::SysWrite => AccessOp::Write,
@@ -99,6 +102,10 @@ pub fn translate(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, kind: Acces
     } else {
         Access::new(op, cpu.cpl, cpu.flags.raw_bits() & flags::AC != 0)
     };
+    if cpu.cr0 & cr0::PG == 0 {
+        // Identity, but cached like a translation so compiled code finds the host page.
+        return Ok(cpu.tlb.0.translate_flat(bus, access.mmu_mode(cpu.cr4), op, lin).phys);
+    }
     let ctl = cpu.paging_control();
     match cpu.tlb.0.translate(bus, &ctl, lin, access) {
         Ok(t) => Ok(t.phys),
@@ -186,6 +193,29 @@ pub fn read(cpu: &mut CpuState, bus: &mut dyn CpuBus, seg: SegReg, off: u64, w: 
 }
 
 /// Writes `seg:off` with segmentation and paging checks.
+/// As [`write`], but when the bytes lie on a page holding decoded code nothing is written and
+/// the result is `Ok(false)` (after every check, so a fault still comes first). Compiled code
+/// uses it to hand such stores to the interpreter.
+pub fn write_unless_code(
+    cpu: &mut CpuState,
+    bus: &mut dyn CpuBus,
+    seg: SegReg,
+    off: u64,
+    w: Width,
+    v: u64,
+) -> Result<bool> {
+    let lin = seg_linear(cpu, seg, off, w.bytes(), AccessKind::Write)?;
+    let n = u64::from(w.bytes());
+    let pa0 = translate(cpu, bus, lin, AccessKind::Write)?;
+    let last = wrap_lin(cpu, lin.wrapping_add(n - 1));
+    let pa1 = if last >> 12 != lin >> 12 { translate(cpu, bus, last & !0xfff, AccessKind::Write)? } else { pa0 };
+    if cpu.code.contains(pa0 >> 12) || cpu.code.contains(pa1 >> 12) {
+        return Ok(false);
+    }
+    write_linear(cpu, bus, lin, w, v)?;
+    Ok(true)
+}
+
 #[inline]
 pub fn write(cpu: &mut CpuState, bus: &mut dyn CpuBus, seg: SegReg, off: u64, w: Width, v: u64) -> Result<()> {
     let lin = seg_linear(cpu, seg, off, w.bytes(), AccessKind::Write)?;

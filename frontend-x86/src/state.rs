@@ -2,8 +2,9 @@
 
 use crate::flags::LazyFlags;
 
-/// Register or operand width.
+/// Register or operand width (`repr(u8)`: compiled code stores it into lazy flags).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Width {
     /// 8 bits.
     W8,

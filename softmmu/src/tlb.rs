@@ -303,6 +303,39 @@ impl Tlb {
         }
     }
 
+    /// With paging off (linear = physical): the target of `op` at `lin`, from the TLB or by
+    /// caching the identity translation of its page with every access allowed. Such entries
+    /// are non-global and go at the next flush; turning paging on flushes everything.
+    pub fn translate_flat<B: PhysBus + ?Sized>(
+        &mut self,
+        bus: &mut B,
+        mode: MmuMode,
+        op: AccessOp,
+        lin: u64,
+    ) -> Target {
+        if let Some(t) = self.probe(mode, op, lin) {
+            return t;
+        }
+        let page = lin & PAGE_MASK;
+        let backing = bus.page_backing(page);
+        let direct =
+            |op: AccessOp| backing.host.is_some() && !(op == AccessOp::Write && (!backing.writable || backing.code));
+        let tags = OPS.map(|op| page | if direct(op) { 0 } else { TAG_SLOW });
+        let addend = backing.host.map_or(0, |h| (h.as_ptr().expose_provenance() as u64).wrapping_sub(page));
+        let i = slot(mode, lin);
+        self.fast[i] = FastEntry { read: tags[0], write: tags[1], fetch: tags[2], addend };
+        self.side[i] = SideEntry {
+            valid: true,
+            lin_page: page,
+            tags,
+            phys: backing.phys,
+            page_mask: PAGE_MASK,
+            pcid: self.pcid,
+            global: false,
+        };
+        self.probe(mode, op, lin).unwrap_or(Target { phys: backing.phys | (lin & !PAGE_MASK), host: None })
+    }
+
     /// Caches translation `t` of `lin` for `mode`, backed by `backing` (from the bus's
     /// `page_backing(t.paddr)`). Each access kind gets a tag only if `t`'s rights allow it in
     /// this mode under `ctl`; writes also need the Dirty flag already set.

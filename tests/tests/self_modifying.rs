@@ -33,6 +33,14 @@ fn run_both(code: &[u8]) -> (CpuState, translator::Stats) {
     }
     assert_eq!(cpu.gpr, reference.gpr, "cached and uncached runs differ");
     assert_eq!(bus.mem, rbus.mem);
+    // The JIT tier, compiling every block before it runs, ends the same way.
+    let (mut jcpu, mut jbus) = machine(code);
+    let mut jit = translator::Interpreter::with_jit(0).expect("the JIT starts on this host");
+    let (_, exit) = jit.run(&mut jcpu, &mut jbus, 10_000);
+    assert_eq!(exit, translator::Exit::Halted);
+    assert_eq!(jcpu.gpr, cpu.gpr, "interpreter and JIT differ");
+    assert_eq!(jbus.mem, bus.mem);
+    assert!(jit.stats.compiled_instructions > 0);
     (cpu, interp.stats)
 }
 

@@ -1,11 +1,35 @@
 //! The decoded-block cache: blocks keyed by where they start (linear and physical address)
 //! and the code size they were decoded for, dropped when their pages are written.
 
+use std::cell::{Cell, OnceCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use frontend_x86::decode::Block;
+
+use crate::jit::Unit;
+
+/// A cached block: the decoded instructions, how often it ran, and its compiled code once it
+/// turned hot.
+#[derive(Debug)]
+pub struct Entry {
+    /// The decoded block.
+    pub block: Rc<Block>,
+    /// Times it was entered while interpreted.
+    pub hits: Cell<u32>,
+    /// Its compiled unit.
+    pub unit: OnceCell<Unit>,
+    /// Compiling it failed: it stays interpreted.
+    pub failed: Cell<bool>,
+}
+
+impl Entry {
+    /// An entry for a freshly decoded block.
+    pub fn new(block: Block) -> Self {
+        Entry { block: Rc::new(block), hits: Cell::new(0), unit: OnceCell::new(), failed: Cell::new(false) }
+    }
+}
 
 /// What a cached block is found by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -14,7 +38,9 @@ pub struct BlockKey {
     pub linear: u64,
     /// Physical page of the first instruction.
     pub page: u64,
-    /// Code size: 16, 32 or 64.
+    /// Code size (16, 32 or 64), plus 128 when the stack is 32-bit (SS.B, outside 64-bit
+    /// mode), plus the TLB table (`MmuMode` index, 0-2) data accesses use: compiled code
+    /// depends on all three.
     pub bits: u8,
 }
 
@@ -54,10 +80,10 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 /// Decoded blocks and, per physical page, the blocks decoded from it.
 #[derive(Debug, Default)]
 pub struct BlockCache {
-    blocks: FastMap<BlockKey, Rc<Block>>,
+    blocks: FastMap<BlockKey, Rc<Entry>>,
     by_page: FastMap<u64, Vec<BlockKey>>,
     /// A direct-mapped copy of recently used entries, indexed by the linear address.
-    fast: Vec<Option<(BlockKey, Rc<Block>)>>,
+    fast: Vec<Option<(BlockKey, Rc<Entry>)>>,
 }
 
 #[inline]
@@ -68,7 +94,7 @@ fn slot(key: &BlockKey) -> usize {
 impl BlockCache {
     /// The block at `key`, if cached.
     #[inline]
-    pub fn get(&mut self, key: &BlockKey) -> Option<Rc<Block>> {
+    pub fn get(&mut self, key: &BlockKey) -> Option<Rc<Entry>> {
         if self.fast.is_empty() {
             self.fast = vec![None; FAST_ENTRIES];
         }
@@ -85,12 +111,12 @@ impl BlockCache {
 
     /// Caches `block`; returns false when the cache was full and had to be emptied first
     /// (the caller must then forget its code-page marks too).
-    pub fn insert(&mut self, key: BlockKey, block: Rc<Block>) -> bool {
+    pub fn insert(&mut self, key: BlockKey, block: Rc<Entry>) -> bool {
         let fresh = self.blocks.len() < MAX_BLOCKS;
         if !fresh {
             self.clear();
         }
-        for p in &block.pages {
+        for p in &block.block.pages {
             self.by_page.entry(*p).or_default().push(key);
         }
         self.blocks.insert(key, block);

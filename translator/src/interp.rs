@@ -9,7 +9,9 @@ use frontend_x86::interrupt::{self, EventKind};
 use frontend_x86::mem::{self, AccessKind};
 use frontend_x86::{exception::vector, sem, Concrete, CpuBus, CpuState, Exception, SegReg};
 
-use crate::cache::{BlockCache, BlockKey};
+use crate::cache::{BlockCache, BlockKey, Entry};
+use crate::jit::runtime::{Runtime, FAULT, REDO};
+use crate::jit::{Jit, JitError, JitStats};
 
 /// Why the exec loop returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,20 +37,41 @@ pub struct Stats {
     pub exceptions: u64,
     /// External interrupts and NMIs delivered.
     pub interrupts: u64,
+    /// Of `instructions`, those run by compiled code.
+    pub compiled_instructions: u64,
 }
 
-/// The interpreter tier with its decoded-block cache.
+/// The exec loop: decoded blocks from a cache, run by the interpreter tier until they turn
+/// hot and then, when the JIT tier is on, as compiled code.
 #[derive(Debug, Default)]
 pub struct Interpreter {
+    // The cache owns the compiled units: it must be dropped before the JIT frees their code.
     cache: BlockCache,
+    jit: Option<Jit>,
+    /// Interpreted entries after which a block is compiled.
+    threshold: u32,
     /// What it has done so far.
     pub stats: Stats,
 }
 
+/// Interpreted entries of a block before it is compiled, by default.
+pub const DEFAULT_THRESHOLD: u32 = 50;
+
 impl Interpreter {
-    /// An interpreter with an empty cache.
+    /// An interpreter with an empty cache and no JIT tier.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An exec loop with the Cranelift tier: a block is compiled once it has been entered
+    /// `threshold` times (0 compiles every block before its first run).
+    pub fn with_jit(threshold: u32) -> Result<Self, JitError> {
+        Ok(Interpreter { jit: Some(Jit::new()?), threshold, ..Self::default() })
+    }
+
+    /// The JIT tier's statistics, when it is on.
+    pub fn jit_stats(&self) -> Option<&JitStats> {
+        self.jit.as_ref().map(|j| &j.stats)
     }
 
     /// Drops what was decoded from physical page `page`: the machine calls this when a
@@ -76,24 +99,70 @@ impl Interpreter {
         }
     }
 
-    fn block_at(&mut self, cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Result<Rc<decode::Block>, Exception> {
+    fn block_at(&mut self, cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Result<Rc<Entry>, Exception> {
         let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
         let page = mem::translate(cpu, bus, linear & !0xfff, AccessKind::Exec)? >> 12;
-        let key = BlockKey { linear, page, bits: cpu.code_bits() as u8 };
+        let stack32 = if cpu.stack_width() == frontend_x86::Width::W32 { 128 } else { 0 };
+        let tlb = mem::mmu_mode(cpu).index() as u8;
+        let key = BlockKey { linear, page, bits: cpu.code_bits() as u8 | stack32 | tlb };
         if let Some(b) = self.cache.get(&key) {
             return Ok(b);
         }
-        let block = Rc::new(decode::decode_block(cpu, bus)?);
+        let entry = Rc::new(Entry::new(decode::decode_block(cpu, bus)?));
         self.stats.blocks_decoded += 1;
-        if !self.cache.insert(key, block.clone()) {
+        if !self.cache.insert(key, entry.clone()) {
             cpu.code.clear();
         }
-        for p in &block.pages {
+        for p in &entry.block.pages {
             cpu.code.mark(*p);
             // Also on the bus, which reports writes by DMA (and by anything else) to it.
             bus.set_code_page(*p << 12, true);
         }
-        Ok(block)
+        Ok(entry)
+    }
+
+    /// The compiled unit for `entry`, compiling it now if it has turned hot. None when the
+    /// JIT is off, the block is still cold, or it cannot be compiled.
+    fn unit_for(&mut self, entry: &Entry, cpu: &mut CpuState) -> Option<crate::jit::UnitFn> {
+        let jit = self.jit.as_mut()?;
+        if let Some(u) = entry.unit.get() {
+            return Some(u.entry);
+        }
+        if entry.failed.get() {
+            return None;
+        }
+        let hits = entry.hits.get().saturating_add(1);
+        entry.hits.set(hits);
+        if hits <= self.threshold {
+            return None;
+        }
+        if jit.full() {
+            // Bounded code memory: drop every unit (with the blocks that own them) and start
+            // a new generation. This entry is gone from the cache too; it runs interpreted
+            // once more and is found afresh next time.
+            self.cache.clear();
+            cpu.code.clear();
+            if let Err(e) = jit.new_generation() {
+                log::error!("JIT disabled: {e}");
+                self.jit = None;
+            }
+            return None;
+        }
+        match jit.compile(&entry.block, cpu) {
+            Ok(u) => {
+                let f = u.entry;
+                // The cell was empty: checked above.
+                let _ = entry.unit.set(u);
+                Some(f)
+            }
+            Err(e) => {
+                let at = entry.block.insns.first().map_or(0, |i| i.ip());
+                log::warn!("block at {at:#x} stays interpreted: {e}");
+                jit.stats.failures += 1;
+                entry.failed.set(true);
+                None
+            }
+        }
     }
 
     /// Runs `cpu` for at most `budget` instructions. Returns how many ran and why it stopped.
@@ -130,7 +199,7 @@ impl Interpreter {
                 self.stats.instructions += done;
                 return (done, Exit::Halted);
             }
-            let block = match self.block_at(cpu, bus) {
+            let entry = match self.block_at(cpu, bus) {
                 Ok(b) => b,
                 Err(e) => {
                     interrupt::raise(cpu, bus, e);
@@ -140,10 +209,49 @@ impl Interpreter {
                     continue;
                 }
             };
+            let block = &entry.block;
             poll |= block.ends_in_helper;
             // TF only changes in helpers, which end blocks: it holds for the whole block.
             let single_step = cpu.flags.raw_bits() & TF != 0;
             cpu.interrupt_shadow = false;
+            // A unit runs whole (up to its first exit): only when the budget has room for all
+            // of it, so both tiers stop at exactly the same instruction.
+            if !single_step && budget - done >= block.insns.len() as u64 {
+                if let Some(f) = self.unit_for(&entry, cpu) {
+                    let mut rt = Runtime::new(cpu, &mut *bus);
+                    // SAFETY: `f` is a unit of the current generation (older ones were dropped
+                    // with the cache); it gets exclusive pointers to the CPU and the runtime
+                    // for the duration of the call, as its entry points require.
+                    let status = unsafe { f(cpu as *mut CpuState, &mut rt) };
+                    let (n, exception) = (rt.icount, rt.exception);
+                    done += n;
+                    self.stats.compiled_instructions += n;
+                    if status == FAULT {
+                        if let Some(e) = exception {
+                            interrupt::raise(cpu, bus, e);
+                        }
+                        self.stats.exceptions += 1;
+                        poll = true;
+                    } else if status == REDO {
+                        // Its store would write decoded code: the interpreter runs it, then
+                        // the blocks it overwrote are dropped.
+                        let k = n as usize;
+                        if let (Some(insn), Some(f), Some(next)) =
+                            (block.insns.get(k), block.fns.get(k), block.next_ips.get(k))
+                        {
+                            done += 1;
+                            if execute(cpu, bus, insn, *f, *next).is_err() {
+                                self.stats.exceptions += 1;
+                                poll = true;
+                            }
+                        }
+                    }
+                    if cpu.code.has_writes() {
+                        self.drain_code_writes(cpu);
+                    }
+                    continue;
+                }
+            }
             for (k, ((insn, f), next)) in block.insns.iter().zip(&block.fns).zip(&block.next_ips).enumerate() {
                 let r = if single_step {
                     execute(cpu, bus, insn, *f, *next)

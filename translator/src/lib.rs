@@ -8,5 +8,6 @@
 
 pub mod cache;
 pub mod interp;
+pub mod jit;
 
 pub use interp::{run, Exit, Interpreter, Stats};

@@ -75,11 +75,17 @@ pub fn pop_insn<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     let n = e.imm(u64::from(w.bytes()));
     let nsp = e.alu(Alu::Add, sp, n, sw);
     e.set_reg(reg(Gpr::Rsp, sw), nsp);
-    if let Err(x) = op::write(e, i, 0, w, v) {
+    if i.op_kind(0) == OpKind::Memory {
+        // The address with the popped stack pointer, the store with the old one in place: a
+        // faulting store leaves RSP as it was (in both tiers: the JIT cannot undo a register
+        // write when the fault happens at run time).
+        let a = op::ea(e, i);
         e.set_reg(reg(Gpr::Rsp, sw), sp);
-        return Err(x);
+        e.store(op::mem_seg(i), a, v, w)?;
+        e.set_reg(reg(Gpr::Rsp, sw), nsp);
+        return Ok(());
     }
-    Ok(())
+    op::write(e, i, 0, w, v)
 }
 
 /// JMP near (direct or indirect).

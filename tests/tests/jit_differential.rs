@@ -1,0 +1,243 @@
+//! The JIT tier against the interpreter tier: random instruction streams in real, 32-bit
+//! protected and 64-bit long mode run under both (the JIT forced to compile every block before
+//! its first run) and must end in the same CPU state, memory, port accesses and instruction
+//! count. The streams are random bytes kept where iced-x86 decodes them to a valid instruction
+//! whose memory displacement is small and whose branch target stays in the program, so they
+//! cover the whole integer ISA, helpers, loops and faults (delivered to handlers that HLT).
+
+use cranebox_tests::{flat_segment, long_mode_cpu, protected_mode_cpu, Rng, SparseBus};
+use frontend_x86::{CpuState, Gpr, SegReg, Segment, Width};
+use iced_x86::{Decoder, DecoderOptions, OpKind};
+use translator::{Exit, Interpreter};
+
+const CODE: u64 = 0x10000;
+const HANDLER: u64 = 0x3000;
+const BUDGET: u64 = 1200;
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Real,
+    Protected,
+    Long,
+}
+
+impl Mode {
+    fn bits(self) -> u32 {
+        match self {
+            Mode::Real => 16,
+            Mode::Protected => 32,
+            Mode::Long => 64,
+        }
+    }
+}
+
+/// Random valid instructions filling about `len` bytes at offset `ip0`, then HLT.
+fn program(rng: &mut Rng, bits: u32, ip0: u64, len: u64) -> Vec<u8> {
+    let mut code = Vec::new();
+    let mut tries = 0;
+    while (code.len() as u64) < len && tries < 10_000 {
+        tries += 1;
+        let mut bytes = [0u8; 15];
+        for b in bytes.iter_mut() {
+            *b = rng.next_u64() as u8;
+        }
+        // Bias toward the common one-byte ALU/MOV/branch opcodes now and then.
+        if rng.next_u64().is_multiple_of(2) {
+            const COMMON: [u8; 16] =
+                [0x01, 0x03, 0x29, 0x2b, 0x31, 0x39, 0x3b, 0x85, 0x89, 0x8b, 0x8d, 0xff, 0x75, 0x74, 0x7c, 0xe2];
+            bytes[0] = COMMON[(rng.next_u64() % 16) as usize];
+        }
+        let ip = ip0 + code.len() as u64;
+        let mut d = Decoder::with_ip(bits, &bytes, ip, DecoderOptions::NONE);
+        let insn = d.decode();
+        if insn.is_invalid() {
+            continue;
+        }
+        let has_mem = (0..insn.op_count()).any(|n| insn.op_kind(n) == OpKind::Memory);
+        if has_mem && bits != 16 {
+            let disp = insn.memory_displacement64() as i64;
+            if insn.is_ip_rel_memory_operand() || !(-0x800..0x800).contains(&disp) {
+                continue;
+            }
+        }
+        if (0..insn.op_count())
+            .any(|n| matches!(insn.op_kind(n), OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64))
+        {
+            let t = insn.near_branch_target();
+            if t < ip0 || t >= ip0 + len {
+                continue;
+            }
+        }
+        code.extend_from_slice(&bytes[..insn.len()]);
+    }
+    code.push(0xf4);
+    code
+}
+
+fn machine(rng: &mut Rng, mode: Mode) -> (CpuState, SparseBus) {
+    let mut bus = SparseBus::new(32);
+    // HLT wherever a wild branch or return is likely to land (low memory, the stack page,
+    // the rest of the code page), so a program that runs away ends soon instead of running
+    // long blocks of zero bytes.
+    if !matches!(mode, Mode::Real) {
+        bus.put(0, &[0xf4; 0x400]);
+    }
+    bus.put(0x400, &[0xf4; 0xc00]);
+    bus.put(0x4000, &[0xf4; 0xc000]);
+    bus.put(CODE, &[0xf4; 0x1000]);
+    bus.put(0x30000, &[0xf4; 0x10000]);
+    bus.put(HANDLER, &[0xf4]);
+    let mut cpu = match mode {
+        Mode::Real => {
+            let mut cpu = CpuState::new();
+            // Every IVT entry points at the HLT handler (0000:3000).
+            for v in 0..256u64 {
+                bus.put(v * 4, &[0x00, 0x30, 0x00, 0x00]);
+            }
+            cpu.idtr.limit = 0x3ff;
+            cpu.seg = [Segment::real_mode(0x2000); 6];
+            cpu.seg[SegReg::Cs as usize] = Segment::real_mode_code((CODE >> 4) as u16);
+            cpu.rip = 0;
+            cpu
+        }
+        Mode::Protected | Mode::Long => {
+            let long = matches!(mode, Mode::Long);
+            let code_desc: u64 = if long { 0x00af_9a00_0000_ffff } else { 0x00cf_9a00_0000_ffff };
+            bus.put(0x1000, &[0; 8]);
+            bus.put(0x1008, &code_desc.to_le_bytes());
+            bus.put(0x1010, &0x00cf_9200_0000_ffffu64.to_le_bytes());
+            for v in 0..256u64 {
+                let lo: u64 = (HANDLER & 0xffff) | (0x08 << 16) | (0x8e00u64 << 32) | ((HANDLER >> 16) << 48);
+                if long {
+                    bus.put(0x2000 + v * 16, &lo.to_le_bytes());
+                    bus.put(0x2008 + v * 16, &0u64.to_le_bytes());
+                } else {
+                    bus.put(0x2000 + v * 8, &lo.to_le_bytes());
+                }
+            }
+            let mut cpu = if long {
+                // 0-2 MiB identity-mapped with one large page.
+                bus.put(0x40000, &0x41003u64.to_le_bytes());
+                bus.put(0x41000, &0x42003u64.to_le_bytes());
+                bus.put(0x42000, &0x83u64.to_le_bytes());
+                let mut cpu = long_mode_cpu(0x40000);
+                cpu.gdtr.base = 0x1000;
+                cpu.gdtr.limit = 0x17;
+                cpu.idtr.base = 0x2000;
+                cpu.idtr.limit = 0xfff;
+                cpu
+            } else {
+                protected_mode_cpu(0x1000, 0x17, 0x2000)
+            };
+            cpu.seg[SegReg::Ss as usize] = flat_segment(0x10, false, false);
+            cpu.rip = CODE;
+            cpu
+        }
+    };
+    for g in 0..16 {
+        let v = rng.next_u64();
+        let v = if rng.next_u64().is_multiple_of(4) { v } else { v & 0xf_ffff };
+        cpu.gpr[g] = v;
+    }
+    cpu.set_reg(Gpr::Rsp, Width::W64, 0x9000);
+    // Short REP counts and loops.
+    cpu.gpr[Gpr::Rcx as usize] &= 0x3f;
+    cpu.flags.set(rng.next_u64() & 0x0cd5);
+    // Data for the memory operands to read.
+    for k in 0..0x400u64 {
+        bus.mem.insert(0x20000 + k * 97 % 0x10000, rng.next_u64() as u8);
+    }
+    let code = program(rng, mode.bits(), cpu.rip, 96);
+    let at = cpu.seg[SegReg::Cs as usize].base + cpu.rip;
+    bus.put(at, &code);
+    (cpu, bus)
+}
+
+fn summary(cpu: &CpuState) -> String {
+    format!(
+        "gpr {:x?}\nrip {:#x} flags {:#x} halted {} shutdown {}\nseg {:x?}\ncr0 {:#x} cr2 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x}",
+        cpu.gpr,
+        cpu.rip,
+        cpu.flags.get(),
+        cpu.halted,
+        cpu.shutdown,
+        cpu.seg,
+        cpu.cr0,
+        cpu.cr2,
+        cpu.cr3,
+        cpu.cr4,
+        cpu.efer
+    )
+}
+
+/// Runs a program to HLT, shutdown or the budget with `tier`, which starts empty: its
+/// cache is flushed (the next program's code is at the same addresses).
+fn run(tier: &mut Interpreter, cpu: &mut CpuState, bus: &mut SparseBus) -> (u64, Exit) {
+    tier.flush(cpu);
+    let mut total = 0;
+    // In several slices, as the machine runs it, so units are re-entered with other state.
+    for _ in 0..4 {
+        let (n, exit) = tier.run(cpu, bus, BUDGET / 4);
+        total += n;
+        if exit != Exit::Budget {
+            return (total, exit);
+        }
+    }
+    (total, Exit::Budget)
+}
+
+fn differential(mode: Mode, seed: u64, programs: usize) {
+    let mut rng = Rng(seed);
+    let mut interp = Interpreter::new();
+    let mut jit = match Interpreter::with_jit(0) {
+        Ok(t) => t,
+        Err(e) => panic!("the JIT does not start on this host: {e}"),
+    };
+    let mut halted = 0;
+    let mut insns = 0;
+    for p in 0..programs {
+        let (cpu0, bus0) = machine(&mut rng, mode);
+        let (mut a, mut abus) = (cpu0.clone(), SparseBus { mem: bus0.mem.clone(), ..SparseBus::new(32) });
+        let (mut b, mut bbus) = (cpu0.clone(), SparseBus { mem: bus0.mem.clone(), ..SparseBus::new(32) });
+        let ra = run(&mut interp, &mut a, &mut abus);
+        let rb = run(&mut jit, &mut b, &mut bbus);
+        let code = {
+            let at = cpu0.seg[SegReg::Cs as usize].base + cpu0.rip;
+            (0..64).map(|k| format!("{:02x}", bus0.mem.get(&(at + k)).copied().unwrap_or(0))).collect::<String>()
+        };
+        let (sa, sb) = (summary(&a), summary(&b));
+        assert_eq!(sa, sb, "{mode:?} program {p} (code {code}): interpreter vs JIT state");
+        assert_eq!(ra, rb, "{mode:?} program {p} (code {code}): instruction count / exit");
+        assert!(abus.mem == bbus.mem, "{mode:?} program {p} (code {code}): memory differs");
+        assert_eq!(abus.io_log, bbus.io_log, "{mode:?} program {p} (code {code}): port accesses differ");
+        halted += usize::from(a.halted);
+        insns += ra.0;
+    }
+    if let Some(st) = jit.jit_stats() {
+        eprintln!(
+            "{mode:?}: {programs} programs, {insns} instructions, {} units compiled in {} ms (median {} us)",
+            st.units,
+            st.total_compile_ns() / 1_000_000,
+            st.median_compile_ns() / 1000
+        );
+    }
+    // The harness must actually run code: most programs end in a HLT (their own or a
+    // handler's) after some instructions.
+    assert!(halted > programs / 2, "{mode:?}: only {halted} of {programs} programs halted");
+    assert!(insns > programs as u64 * 5, "{mode:?}: only {insns} instructions in {programs} programs");
+}
+
+#[test]
+fn jit_matches_interpreter_in_real_mode() {
+    differential(Mode::Real, 0x1234_5678_9abc_def1, 1000);
+}
+
+#[test]
+fn jit_matches_interpreter_in_protected_mode() {
+    differential(Mode::Protected, 0x0fed_cba9_8765_4321, 1000);
+}
+
+#[test]
+fn jit_matches_interpreter_in_long_mode() {
+    differential(Mode::Long, 0x5555_aaaa_3333_cccc, 1000);
+}

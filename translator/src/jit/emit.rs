@@ -1,0 +1,801 @@
+//! The emitter on Cranelift values: the JIT tier's half of principle 1. The same generic
+//! semantics that `Concrete` runs append CLIF here.
+//!
+//! Guest registers the unit uses live in Cranelift variables, loaded at entry (and after a
+//! helper call) and written through to the CPU state, so leaving the unit never needs to store
+//! them. The pending flag operation of the unit (which operation, width,
+//! operands, result) is tracked at compile time, so a condition after CMP/SUB/ADD/TEST/INC/DEC
+//! becomes one compare that Cranelift fuses with the branch. Memory goes through
+//! [`super::runtime`] calls; a fault branches to an exit that writes the state back with RIP
+//! at the faulting instruction.
+
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, SigRef, Signature, Value};
+use cranelift_codegen::isa::CallConv;
+use cranelift_frontend::{FunctionBuilder, Variable};
+
+use frontend_x86::emit::{Alu, Cmp, Emit, Helper, RegRef};
+use frontend_x86::flags::{FlagOp, LazyFlags};
+use frontend_x86::insn::Insn;
+use frontend_x86::state::Segment;
+use frontend_x86::{CpuState, Exception, Gpr, SegReg, Width};
+
+use softmmu::tlb::{FAST_ADDEND_OFFSET, FAST_ENTRY_SHIFT, FAST_READ_OFFSET, FAST_WRITE_OFFSET, TLB_ENTRIES};
+
+use super::runtime::{self, CONTINUE, FAULT, REDO, RT_ICOUNT, RT_STATUS, RT_TLB};
+
+const I64: types::Type = types::I64;
+const I32: types::Type = types::I32;
+const I8: types::Type = types::I8;
+
+fn trusted() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+const OFF_GPR: i32 = std::mem::offset_of!(CpuState, gpr) as i32;
+const OFF_RIP: i32 = std::mem::offset_of!(CpuState, rip) as i32;
+const OFF_NEXT_RIP: i32 = std::mem::offset_of!(CpuState, next_rip) as i32;
+const OFF_FLAGS: i32 = std::mem::offset_of!(CpuState, flags) as i32;
+const OFF_SEG: i32 = std::mem::offset_of!(CpuState, seg) as i32;
+const SEG_SIZE: i32 = std::mem::size_of::<Segment>() as i32;
+const OFF_SEG_SELECTOR: i32 = std::mem::offset_of!(Segment, selector) as i32;
+const OFF_SEG_LIMIT: i32 = std::mem::offset_of!(Segment, limit) as i32;
+const OFF_SEG_BASE: i32 = std::mem::offset_of!(Segment, base) as i32;
+const OFF_SEG_ATTR: i32 = std::mem::offset_of!(Segment, attr) as i32;
+
+/// Guest memory through a host pointer: never traps (the TLB only holds mapped RAM),
+/// unaligned, little-endian like the guest.
+fn guest_mem() -> MemFlagsData {
+    MemFlagsData::new().with_notrap().with_endianness(cranelift_codegen::ir::Endianness::Little)
+}
+
+/// The runtime entry points' signatures, imported once per function.
+#[derive(Clone, Copy, Debug)]
+pub struct Sigs {
+    load: SigRef,
+    store: SigRef,
+    helper: SigRef,
+    raise: SigRef,
+    cond: SigRef,
+    carry: SigRef,
+    rflags: SigRef,
+    set_rflags: SigRef,
+}
+
+impl Sigs {
+    /// Imports the signatures into the function being built.
+    pub fn import(b: &mut FunctionBuilder<'_>, cc: CallConv) -> Self {
+        let mut sig = |params: &[types::Type], ret: Option<types::Type>| {
+            let mut s = Signature::new(cc);
+            s.params.extend(params.iter().map(|t| AbiParam::new(*t)));
+            s.returns.extend(ret.map(AbiParam::new));
+            b.import_signature(s)
+        };
+        Sigs {
+            load: sig(&[I64, I64, I32, I64], Some(I64)),
+            store: sig(&[I64, I64, I32, I64, I64], Some(I32)),
+            helper: sig(&[I64, I64, I64, I64, I64], Some(I32)),
+            raise: sig(&[I64, I32, I64], None),
+            cond: sig(&[I64, I32], Some(I64)),
+            carry: sig(&[I64], Some(I64)),
+            rflags: sig(&[I64], Some(I64)),
+            set_rflags: sig(&[I64, I64, I64], None),
+        }
+    }
+}
+
+/// The unit's knowledge of the pending flag operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flags {
+    /// The CPU state's lazy flags are authoritative.
+    InCpu,
+    /// The unit set them: the operation and width are known, the operands are in variables.
+    Pending(FlagOp, Width),
+}
+
+/// A Cranelift emitter for one compiled unit.
+#[allow(missing_debug_implementations)] // holds a FunctionBuilder, which has no Debug
+pub struct ClifEmit<'a, 'f> {
+    b: &'a mut FunctionBuilder<'f>,
+    cpu: Value,
+    rt: Value,
+    sigs: Sigs,
+    /// Variables of the registers the unit keeps in SSA form.
+    regs: [Option<Variable>; 16],
+    flags: Flags,
+    fa: Variable,
+    fb: Variable,
+    fr: Variable,
+    /// The exit every fault and early leave branches to, with (status, RIP, instruction
+    /// count), after storing the registers and flags.
+    exit_block: Option<Block>,
+    /// Where the current instruction continues.
+    next_rip: Variable,
+    /// The current instruction: index in the unit, offset, next offset.
+    k: usize,
+    ip: u64,
+    next: u64,
+    mode64: bool,
+    stack_width: Width,
+    /// The TLB table (`MmuMode` index) this unit's data accesses use.
+    tlb_mode: usize,
+}
+
+fn width_ty(w: Width) -> types::Type {
+    match w {
+        Width::W8 => types::I8,
+        Width::W16 => types::I16,
+        Width::W32 => types::I32,
+        Width::W64 => types::I64,
+    }
+}
+
+/// What a unit is compiled for: fixed for its whole life (part of its cache key).
+#[derive(Clone, Copy, Debug)]
+pub struct UnitMode {
+    /// The general registers it keeps in variables (bit per register).
+    pub used: u16,
+    /// 64-bit code.
+    pub mode64: bool,
+    /// The stack-pointer width.
+    pub stack_width: Width,
+    /// The TLB table (`MmuMode` index) its data accesses use.
+    pub tlb_mode: usize,
+}
+
+impl<'a, 'f> ClifEmit<'a, 'f> {
+    /// An emitter positioned in the entry block of a function `(cpu, rt) -> status`.
+    pub fn new(b: &'a mut FunctionBuilder<'f>, cpu: Value, rt: Value, sigs: Sigs, mode: UnitMode) -> Self {
+        let UnitMode { used, mode64, stack_width, tlb_mode } = mode;
+        let fa = b.declare_var(I64);
+        let fb = b.declare_var(I64);
+        let fr = b.declare_var(I64);
+        let next_rip = b.declare_var(I64);
+        let zero = b.ins().iconst(I64, 0);
+        for v in [fa, fb, fr, next_rip] {
+            b.def_var(v, zero);
+        }
+
+        let mut regs = [None; 16];
+        for (n, slot) in regs.iter_mut().enumerate() {
+            if used & (1 << n) != 0 {
+                let var = b.declare_var(I64);
+                let v = b.ins().load(I64, trusted(), cpu, OFF_GPR + 8 * n as i32);
+                b.def_var(var, v);
+                *slot = Some(var);
+            }
+        }
+        ClifEmit {
+            b,
+            cpu,
+            rt,
+            sigs,
+            regs,
+            flags: Flags::InCpu,
+            fa,
+            fb,
+            fr,
+            exit_block: None,
+            next_rip,
+            k: 0,
+            ip: 0,
+            next: 0,
+            mode64,
+            stack_width,
+            tlb_mode,
+        }
+    }
+
+    /// Starts instruction `k` at offset `ip`, followed by `next`.
+    pub fn begin(&mut self, k: usize, ip: u64, next: u64) {
+        self.k = k;
+        self.ip = ip;
+        self.next = next;
+        let n = self.b.ins().iconst(I64, next as i64);
+        self.b.def_var(self.next_rip, n);
+    }
+
+    /// Leaves the unit normally after `n` instructions, at the `next_rip` variable, storing
+    /// a pending flag operation.
+    pub fn finish(&mut self, n: u64) {
+        self.store_flags();
+        let rip = self.b.use_var(self.next_rip);
+        self.b.ins().store(trusted(), rip, self.cpu, OFF_RIP);
+        let n = self.b.ins().iconst(I64, n as i64);
+        self.b.ins().store(trusted(), n, self.rt, RT_ICOUNT as i32);
+        let s = self.b.ins().iconst(I32, i64::from(CONTINUE));
+        self.b.ins().return_(&[s]);
+    }
+
+    /// Leaves with exception `e` at the current instruction. Ends the current block.
+    pub fn raise_now(&mut self, e: Exception) {
+        self.sync_stores();
+        let f = self.fn_addr(runtime::jit_raise as *const () as usize);
+        let v = self.b.ins().iconst(I32, i64::from(e.vector));
+        let code = self.b.ins().iconst(I64, e.error_code.map_or(1 << 32, i64::from));
+        self.b.ins().call_indirect(self.sigs.raise, f, &[self.rt, v, code]);
+        let exit = self.exit_block();
+        let args = self.exit_args(i64::from(FAULT), None);
+        self.b.ins().jump(exit, &args);
+    }
+
+    fn exit_block(&mut self) -> Block {
+        if let Some(b) = self.exit_block {
+            return b;
+        }
+        let b = self.b.create_block();
+        self.b.append_block_param(b, I32);
+        self.b.append_block_param(b, I64);
+        self.b.append_block_param(b, I64);
+        self.exit_block = Some(b);
+        b
+    }
+
+    /// Arguments for the shared exit: `status`, RIP (the current instruction unless given),
+    /// and the count up to and including the current instruction.
+    fn exit_args(&mut self, status: i64, rip: Option<Value>) -> [BlockArg; 3] {
+        let s = self.b.ins().iconst(I32, status);
+        let rip = rip.unwrap_or_else(|| self.b.ins().iconst(I64, self.ip as i64));
+        let n = self.b.ins().iconst(I64, self.k as i64 + 1);
+        [BlockArg::Value(s), BlockArg::Value(rip), BlockArg::Value(n)]
+    }
+
+    /// Branches to the shared exit with `status` and `rip` when `cond` is non-zero.
+    fn exit_if(&mut self, cond: Value, status: Value, rip: Value) {
+        let exit = self.exit_block();
+        let n = self.b.ins().iconst(I64, self.k as i64 + 1);
+        let cont = self.b.create_block();
+        let args = [BlockArg::Value(status), BlockArg::Value(rip), BlockArg::Value(n)];
+        self.b.ins().brif(cond, exit, &args, cont, &[]);
+        self.b.seal_block(cont);
+        self.b.switch_to_block(cont);
+    }
+
+    /// Emits the shared exit, if anything branches to it: everything that branches there has
+    /// stored the registers and flags first ([`Self::sync_stores`]), so it only sets RIP and
+    /// the count. Call once, after the last instruction.
+    pub fn close(&mut self) {
+        let Some(exit) = self.exit_block else { return };
+        self.b.switch_to_block(exit);
+        let (status, rip, n) = {
+            let p = self.b.block_params(exit);
+            (p[0], p[1], p[2])
+        };
+        self.b.ins().store(trusted(), rip, self.cpu, OFF_RIP);
+        self.b.ins().store(trusted(), n, self.rt, RT_ICOUNT as i32);
+        self.b.ins().return_(&[status]);
+    }
+
+    fn fn_addr(&mut self, f: usize) -> Value {
+        self.b.ins().iconst(I64, f as i64)
+    }
+
+    fn store_flags(&mut self) {
+        if let Flags::Pending(op, w) = self.flags {
+            let o = LazyFlags::OFFSETS;
+            let opv = self.b.ins().iconst(I8, op as i64);
+            self.b.ins().store(trusted(), opv, self.cpu, OFF_FLAGS + o.op as i32);
+            let wv = self.b.ins().iconst(I8, w as i64);
+            self.b.ins().store(trusted(), wv, self.cpu, OFF_FLAGS + o.w as i32);
+            for (var, off) in [(self.fa, o.a), (self.fb, o.b), (self.fr, o.r)] {
+                let v = self.b.use_var(var);
+                self.b.ins().store(trusted(), v, self.cpu, OFF_FLAGS + off as i32);
+            }
+        }
+    }
+
+    /// Stores what the CPU state lacks (a pending flag operation; registers are written
+    /// through) without changing what the unit holds: before anything that may leave the
+    /// unit.
+    fn sync_stores(&mut self) {
+        self.store_flags();
+    }
+
+    /// Hands a pending flag operation to the CPU state, which is then authoritative.
+    fn flags_to_cpu(&mut self) {
+        if self.flags != Flags::InCpu {
+            self.store_flags();
+            self.flags = Flags::InCpu;
+        }
+    }
+
+    /// Hands everything to the CPU state (before a call that reads or changes it).
+    fn sync_out(&mut self) {
+        self.flags_to_cpu();
+    }
+
+    /// Takes the registers back from the CPU state (after a call that may have changed them).
+    fn sync_in(&mut self) {
+        for n in 0..16 {
+            if let Some(var) = self.regs[n] {
+                let v = self.b.ins().load(I64, trusted(), self.cpu, OFF_GPR + 8 * n as i32);
+                self.b.def_var(var, v);
+            }
+        }
+    }
+
+    fn mask(&mut self, v: Value, w: Width) -> Value {
+        match w {
+            Width::W64 => v,
+            _ => self.b.ins().band_imm_s(v, w.mask() as i64),
+        }
+    }
+
+    fn bool64(&mut self, c: Value) -> Value {
+        self.b.ins().uextend(I64, c)
+    }
+
+    /// Sign-extends a `w`-wide value held in 64 bits, as a 64-bit value.
+    fn sx(&mut self, v: Value, w: Width) -> Value {
+        match w {
+            Width::W64 => v,
+            _ => {
+                let t = self.b.ins().ireduce(width_ty(w), v);
+                self.b.ins().sextend(I64, t)
+            }
+        }
+    }
+
+    fn zf(&mut self, r: Value) -> Value {
+        self.b.ins().icmp_imm_s(IntCC::Equal, r, 0)
+    }
+
+    fn sf(&mut self, r: Value, sign: i64) -> Value {
+        let t = self.b.ins().band_imm_s(r, sign);
+        self.b.ins().icmp_imm_s(IntCC::NotEqual, t, 0)
+    }
+
+    /// OF of a pending operation, or None when only the CPU state knows it.
+    fn of(&mut self, op: FlagOp, a: Value, bv: Value, r: Value, sign: i64) -> Option<Value> {
+        Some(match op {
+            FlagOp::Add | FlagOp::Adc | FlagOp::Sub | FlagOp::Sbb => {
+                // Add: (a ^ r) & (b ^ r); subtract: (a ^ b) & (a ^ r); in the sign bit.
+                let add = matches!(op, FlagOp::Add | FlagOp::Adc);
+                let x = if add { self.b.ins().bxor(a, r) } else { self.b.ins().bxor(a, bv) };
+                let y = if add { self.b.ins().bxor(bv, r) } else { self.b.ins().bxor(a, r) };
+                let t = self.b.ins().band(x, y);
+                self.sf(t, sign)
+            }
+            FlagOp::Logic => self.b.ins().iconst(I8, 0),
+            FlagOp::Inc => self.b.ins().icmp_imm_s(IntCC::Equal, r, sign),
+            FlagOp::Dec => self.b.ins().icmp_imm_s(IntCC::Equal, a, sign),
+            FlagOp::None => return None,
+        })
+    }
+
+    /// CF of a pending operation, or None when only the CPU state knows it.
+    fn cf(&mut self, op: FlagOp, a: Value, bv: Value, r: Value) -> Option<Value> {
+        Some(match op {
+            FlagOp::Add => self.b.ins().icmp(IntCC::UnsignedLessThan, r, a),
+            FlagOp::Sub => self.b.ins().icmp(IntCC::UnsignedLessThan, a, bv),
+            FlagOp::Logic => self.b.ins().iconst(I8, 0),
+            FlagOp::Inc | FlagOp::Dec => self.b.ins().icmp_imm_s(IntCC::NotEqual, bv, 0),
+            FlagOp::Adc | FlagOp::Sbb | FlagOp::None => return None,
+        })
+    }
+
+    /// Condition `cc` of the pending operation as an I8 truth value, or None when the unit
+    /// does not know it inline (the CPU state's lazy flags must answer).
+    fn pending_cond(&mut self, cc: u8) -> Option<Value> {
+        let Flags::Pending(op, w) = self.flags else { return None };
+        let a = self.b.use_var(self.fa);
+        let bv = self.b.use_var(self.fb);
+        let r = self.b.use_var(self.fr);
+        let sign = w.sign() as i64;
+        let v = match (cc >> 1, op) {
+            (1, FlagOp::Sub) => self.b.ins().icmp(IntCC::UnsignedLessThan, a, bv),
+            (3, FlagOp::Sub) => self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, bv),
+            (6, FlagOp::Sub) => {
+                let (x, y) = (self.sx(a, w), self.sx(bv, w));
+                self.b.ins().icmp(IntCC::SignedLessThan, x, y)
+            }
+            (7, FlagOp::Sub) => {
+                let (x, y) = (self.sx(a, w), self.sx(bv, w));
+                self.b.ins().icmp(IntCC::SignedLessThanOrEqual, x, y)
+            }
+            (0, _) => self.of(op, a, bv, r, sign)?,
+            (1, _) => self.cf(op, a, bv, r)?,
+            (2, _) => self.zf(r),
+            (3, _) => {
+                let c = self.cf(op, a, bv, r)?;
+                let z = self.zf(r);
+                self.b.ins().bor(c, z)
+            }
+            (4, _) => self.sf(r, sign),
+            (5, _) => {
+                let lo = self.b.ins().band_imm_s(r, 0xff);
+                let p = self.b.ins().popcnt(lo);
+                let odd = self.b.ins().band_imm_s(p, 1);
+                self.b.ins().icmp_imm_s(IntCC::Equal, odd, 0)
+            }
+            (6, _) => {
+                let o = self.of(op, a, bv, r, sign)?;
+                let s = self.sf(r, sign);
+                self.b.ins().bxor(s, o)
+            }
+            _ => {
+                let o = self.of(op, a, bv, r, sign)?;
+                let s = self.sf(r, sign);
+                let l = self.b.ins().bxor(s, o);
+                let z = self.zf(r);
+                self.b.ins().bor(l, z)
+            }
+        };
+        Some(if cc & 1 != 0 { self.b.ins().bxor_imm_s(v, 1) } else { v })
+    }
+
+    /// The inline half of a data access of `size` bytes at `seg:ea`: whether the segment
+    /// allows it without further checks (a present, writable, expand-up data segment and the
+    /// access within its limit; always in 64-bit mode) and the TLB has a direct translation
+    /// for it (one page, RAM, writes not to code), and the host address.
+    fn fast_access(&mut self, seg: SegReg, ea: Value, size: u64, write: bool) -> (Value, Value) {
+        let seg_off = OFF_SEG + SEG_SIZE * seg as i32;
+        let (seg_ok, lin) = if self.mode64 {
+            let lin = if matches!(seg, SegReg::Fs | SegReg::Gs) {
+                let base = self.b.ins().load(I64, trusted(), self.cpu, seg_off + OFF_SEG_BASE);
+                self.b.ins().iadd(ea, base)
+            } else {
+                ea
+            };
+            // A non-canonical address never matches a TLB tag: it takes the slow path,
+            // which raises the fault.
+            (None, lin)
+        } else {
+            use frontend_x86::state::attr;
+            let attr_v = self.b.ins().load(types::I16, trusted(), self.cpu, seg_off + OFF_SEG_ATTR);
+            let mask = i64::from(attr::P | attr::S | attr::CODE | attr::RW | attr::DC);
+            let want = i64::from(attr::P | attr::S | attr::RW);
+            let a = self.b.ins().band_imm_s(attr_v, mask);
+            let a_ok = self.b.ins().icmp_imm_s(IntCC::Equal, a, want);
+            let limit = self.b.ins().load(I32, trusted(), self.cpu, seg_off + OFF_SEG_LIMIT);
+            let limit = self.b.ins().uextend(I64, limit);
+            let last = self.b.ins().iadd_imm_s(ea, size as i64 - 1);
+            let l_ok = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, last, limit);
+            let ok = self.b.ins().band(a_ok, l_ok);
+            let base = self.b.ins().load(I64, trusted(), self.cpu, seg_off + OFF_SEG_BASE);
+            let lin = self.b.ins().iadd(base, ea);
+            let lin = self.b.ins().band_imm_s(lin, 0xffff_ffff);
+            (Some(ok), lin)
+        };
+        let table = self.b.ins().load(I64, trusted(), self.rt, RT_TLB as i32 + 8 * self.tlb_mode as i32);
+        let idx = self.b.ins().ushr_imm_u(lin, 12);
+        let idx = self.b.ins().band_imm_s(idx, TLB_ENTRIES as i64 - 1);
+        let off = self.b.ins().ishl_imm_u(idx, i64::from(FAST_ENTRY_SHIFT));
+        let entry = self.b.ins().iadd(table, off);
+        let tag_off = if write { FAST_WRITE_OFFSET } else { FAST_READ_OFFSET };
+        let tag = self.b.ins().load(I64, trusted(), entry, tag_off as i32);
+        let last = self.b.ins().iadd_imm_s(lin, size as i64 - 1);
+        let want = self.b.ins().band_imm_s(last, !0xfff);
+        let hit = self.b.ins().icmp(IntCC::Equal, tag, want);
+        let addend = self.b.ins().load(I64, trusted(), entry, FAST_ADDEND_OFFSET as i32);
+        let host = self.b.ins().iadd(lin, addend);
+        let ok = match seg_ok {
+            Some(s) => self.b.ins().band(s, hit),
+            None => hit,
+        };
+        (ok, host)
+    }
+
+    /// A data read through the softmmu (every check); leaves the unit on a fault.
+    fn load_slow(&mut self, seg: SegReg, ea: Value, w: Width) -> Value {
+        self.sync_stores();
+        let segw = self.b.ins().iconst(I32, i64::from(runtime::pack_segw(seg, w)));
+        let (rt, cpu) = (self.rt, self.cpu);
+        let v = self.call1(self.sigs.load, runtime::jit_load as *const () as usize, &[rt, cpu, segw, ea]);
+        let status = self.b.ins().load(I32, trusted(), self.rt, RT_STATUS as i32);
+        let rip = self.b.ins().iconst(I64, self.ip as i64);
+        self.exit_if(status, status, rip);
+        v
+    }
+
+    /// A data write through the softmmu; leaves the unit on a fault, and before the
+    /// instruction (for the interpreter to run it) when it would write decoded code.
+    fn store_slow(&mut self, seg: SegReg, ea: Value, v: Value, w: Width) {
+        self.sync_stores();
+        let segw = self.b.ins().iconst(I32, i64::from(runtime::pack_segw(seg, w)));
+        let (rt, cpu) = (self.rt, self.cpu);
+        let status = self.call1(self.sigs.store, runtime::jit_store as *const () as usize, &[rt, cpu, segw, ea, v]);
+        // FAULT counts the instruction, REDO leaves it to the interpreter: RIP is here for both.
+        let exit = self.exit_block();
+        let cont = self.b.create_block();
+        let rip = self.b.ins().iconst(I64, self.ip as i64);
+        let is_redo = self.b.ins().icmp_imm_s(IntCC::Equal, status, i64::from(REDO));
+        let is_redo = self.b.ins().uextend(I64, is_redo);
+        let n = self.b.ins().iconst(I64, self.k as i64 + 1);
+        let n = self.b.ins().isub(n, is_redo);
+        let args = [BlockArg::Value(status), BlockArg::Value(rip), BlockArg::Value(n)];
+        self.b.ins().brif(status, exit, &args, cont, &[]);
+        self.b.seal_block(cont);
+        self.b.switch_to_block(cont);
+    }
+
+    fn call1(&mut self, sig: SigRef, f: usize, args: &[Value]) -> Value {
+        let f = self.fn_addr(f);
+        let call = self.b.ins().call_indirect(sig, f, args);
+        self.b.inst_results(call)[0]
+    }
+
+    fn reg_value(&mut self, gpr: Gpr) -> Value {
+        let n = gpr as usize;
+        match self.regs[n] {
+            Some(var) => self.b.use_var(var),
+            None => self.b.ins().load(I64, trusted(), self.cpu, OFF_GPR + 8 * n as i32),
+        }
+    }
+
+    fn set_reg_value(&mut self, gpr: Gpr, v: Value) {
+        let n = gpr as usize;
+        match self.regs[n] {
+            // Written through: the CPU state always has the registers, so no exit or helper
+            // call needs to store them (this keeps the units small; compile time is what the
+            // JIT is short of).
+            Some(var) => {
+                self.b.def_var(var, v);
+                self.b.ins().store(trusted(), v, self.cpu, OFF_GPR + 8 * n as i32);
+            }
+            None => {
+                self.b.ins().store(trusted(), v, self.cpu, OFF_GPR + 8 * n as i32);
+            }
+        }
+    }
+}
+
+impl Emit for ClifEmit<'_, '_> {
+    type V = Value;
+
+    fn imm(&mut self, x: u64) -> Value {
+        self.b.ins().iconst(I64, x as i64)
+    }
+
+    fn get_reg(&mut self, r: RegRef) -> Value {
+        let full = self.reg_value(r.gpr);
+        if r.high8 {
+            let s = self.b.ins().ushr_imm_u(full, 8);
+            self.b.ins().band_imm_s(s, 0xff)
+        } else {
+            self.mask(full, r.width)
+        }
+    }
+
+    fn set_reg(&mut self, r: RegRef, v: Value) {
+        let new = if r.high8 {
+            let old = self.reg_value(r.gpr);
+            let kept = self.b.ins().band_imm_s(old, !0xff00);
+            let lo = self.b.ins().band_imm_s(v, 0xff);
+            let sh = self.b.ins().ishl_imm_u(lo, 8);
+            self.b.ins().bor(kept, sh)
+        } else {
+            match r.width {
+                Width::W8 | Width::W16 => {
+                    let m = r.width.mask() as i64;
+                    let old = self.reg_value(r.gpr);
+                    let kept = self.b.ins().band_imm_s(old, !m);
+                    let lo = self.b.ins().band_imm_s(v, m);
+                    self.b.ins().bor(kept, lo)
+                }
+                Width::W32 => self.b.ins().band_imm_s(v, 0xffff_ffff),
+                Width::W64 => v,
+            }
+        };
+        self.set_reg_value(r.gpr, new);
+    }
+
+    fn get_sreg(&mut self, s: SegReg) -> Value {
+        let off = OFF_SEG + SEG_SIZE * s as i32 + OFF_SEG_SELECTOR;
+        let v = self.b.ins().load(types::I16, trusted(), self.cpu, off);
+        self.b.ins().uextend(I64, v)
+    }
+
+    fn alu(&mut self, op: Alu, a: Value, bv: Value, w: Width) -> Value {
+        let r = match op {
+            Alu::Add => self.b.ins().iadd(a, bv),
+            Alu::Sub => self.b.ins().isub(a, bv),
+            Alu::And => self.b.ins().band(a, bv),
+            Alu::Or => self.b.ins().bor(a, bv),
+            Alu::Xor => self.b.ins().bxor(a, bv),
+            // Cranelift takes shift amounts modulo 64, as the Rust wrapping shifts do.
+            Alu::Shl => self.b.ins().ishl(a, bv),
+            Alu::Shr => {
+                let am = self.mask(a, w);
+                self.b.ins().ushr(am, bv)
+            }
+            Alu::Sar => {
+                let s = self.sx(a, w);
+                self.b.ins().sshr(s, bv)
+            }
+            Alu::Mul => self.b.ins().imul(a, bv),
+        };
+        self.mask(r, w)
+    }
+
+    fn sext(&mut self, a: Value, from: Width) -> Value {
+        self.sx(a, from)
+    }
+
+    fn cmp(&mut self, c: Cmp, a: Value, bv: Value) -> Value {
+        let cc = match c {
+            Cmp::Eq => IntCC::Equal,
+            Cmp::Ne => IntCC::NotEqual,
+            Cmp::Ult => IntCC::UnsignedLessThan,
+            Cmp::Ugt => IntCC::UnsignedGreaterThan,
+        };
+        let t = self.b.ins().icmp(cc, a, bv);
+        self.bool64(t)
+    }
+
+    fn select(&mut self, c: Value, a: Value, bv: Value) -> Value {
+        self.b.ins().select(c, a, bv)
+    }
+
+    fn set_flags(&mut self, op: FlagOp, w: Width, a: Value, bv: Value, r: Value) {
+        let (a, bv, r) = (self.mask(a, w), self.mask(bv, w), self.mask(r, w));
+        self.b.def_var(self.fa, a);
+        self.b.def_var(self.fb, bv);
+        self.b.def_var(self.fr, r);
+        self.flags = Flags::Pending(op, w);
+    }
+
+    fn cond(&mut self, cc: u8) -> Value {
+        if let Some(c) = self.pending_cond(cc) {
+            return self.bool64(c);
+        }
+        self.flags_to_cpu();
+        let ccv = self.b.ins().iconst(I32, i64::from(cc));
+        let cpu = self.cpu;
+        self.call1(self.sigs.cond, runtime::jit_cond as *const () as usize, &[cpu, ccv])
+    }
+
+    fn carry(&mut self) -> Value {
+        if let Some(c) = self.pending_cond(2) {
+            return self.bool64(c);
+        }
+        self.flags_to_cpu();
+        let cpu = self.cpu;
+        self.call1(self.sigs.carry, runtime::jit_carry as *const () as usize, &[cpu])
+    }
+
+    fn get_rflags(&mut self) -> Value {
+        self.flags_to_cpu();
+        let cpu = self.cpu;
+        self.call1(self.sigs.rflags, runtime::jit_rflags as *const () as usize, &[cpu])
+    }
+
+    fn set_rflags(&mut self, mask: u64, v: Value) {
+        self.flags_to_cpu();
+        let f = self.fn_addr(runtime::jit_set_rflags as *const () as usize);
+        let m = self.b.ins().iconst(I64, mask as i64);
+        let cpu = self.cpu;
+        self.b.ins().call_indirect(self.sigs.set_rflags, f, &[cpu, m, v]);
+    }
+
+    fn load(&mut self, seg: SegReg, ea: Value, w: Width) -> frontend_x86::exception::Result<Value> {
+        let (ok, host) = self.fast_access(seg, ea, u64::from(w.bytes()), false);
+        let fast = self.b.create_block();
+        let slow = self.b.create_block();
+        let merge = self.b.create_block();
+        let result = self.b.append_block_param(merge, I64);
+        self.b.ins().brif(ok, fast, &[], slow, &[]);
+        self.b.seal_block(fast);
+        self.b.seal_block(slow);
+        self.b.switch_to_block(fast);
+        let v = self.b.ins().load(width_ty(w), guest_mem(), host, 0);
+        let v = if w == Width::W64 { v } else { self.b.ins().uextend(I64, v) };
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.b.switch_to_block(slow);
+        let v = self.load_slow(seg, ea, w);
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        Ok(result)
+    }
+
+    fn store(&mut self, seg: SegReg, ea: Value, v: Value, w: Width) -> frontend_x86::exception::Result<()> {
+        let (ok, host) = self.fast_access(seg, ea, u64::from(w.bytes()), true);
+        let fast = self.b.create_block();
+        let slow = self.b.create_block();
+        let merge = self.b.create_block();
+        self.b.ins().brif(ok, fast, &[], slow, &[]);
+        self.b.seal_block(fast);
+        self.b.seal_block(slow);
+        self.b.switch_to_block(fast);
+        let narrow = if w == Width::W64 { v } else { self.b.ins().ireduce(width_ty(w), v) };
+        self.b.ins().store(guest_mem(), narrow, host, 0);
+        self.b.ins().jump(merge, &[]);
+        self.b.switch_to_block(slow);
+        self.store_slow(seg, ea, v, w);
+        self.b.ins().jump(merge, &[]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        Ok(())
+    }
+    fn next_ip(&mut self) -> Value {
+        self.b.ins().iconst(I64, self.next as i64)
+    }
+
+    fn jump(&mut self, target: Value) -> frontend_x86::exception::Result<()> {
+        if !self.mode64 {
+            let off = OFF_SEG + SEG_SIZE * SegReg::Cs as i32 + OFF_SEG_LIMIT;
+            let limit = self.b.ins().load(I32, trusted(), self.cpu, off);
+            let limit = self.b.ins().uextend(I64, limit);
+            let past = self.b.ins().icmp(IntCC::UnsignedGreaterThan, target, limit);
+            let moved = self.b.ins().icmp_imm_s(IntCC::NotEqual, target, self.next as i64);
+            let bad = self.b.ins().band(past, moved);
+            let fault = self.b.create_block();
+            let cont = self.b.create_block();
+            self.b.ins().brif(bad, fault, &[], cont, &[]);
+            self.b.seal_block(fault);
+            self.b.switch_to_block(fault);
+            self.raise_now(Exception::gp(0));
+            self.b.seal_block(cont);
+            self.b.switch_to_block(cont);
+        }
+        self.b.def_var(self.next_rip, target);
+        Ok(())
+    }
+
+    fn if_then(
+        &mut self,
+        c: Value,
+        then: impl FnOnce(&mut Self) -> frontend_x86::exception::Result<()>,
+    ) -> frontend_x86::exception::Result<()> {
+        let then_b = self.b.create_block();
+        let else_b = self.b.create_block();
+        let merge = self.b.create_block();
+        self.b.ins().brif(c, then_b, &[], else_b, &[]);
+        self.b.seal_block(then_b);
+        self.b.seal_block(else_b);
+        let flags0 = self.flags;
+        self.b.switch_to_block(then_b);
+        let then_flags = match then(self) {
+            Ok(()) => {
+                if self.flags != flags0 {
+                    // The two paths disagree on the pending operation: both hand it to the
+                    // CPU state.
+                    self.flags_to_cpu();
+                }
+                self.b.ins().jump(merge, &[]);
+                Some(self.flags)
+            }
+            Err(e) => {
+                self.flags = flags0;
+                self.raise_now(e);
+                None
+            }
+        };
+        self.b.switch_to_block(else_b);
+        self.flags = flags0;
+        if then_flags == Some(Flags::InCpu) && flags0 != Flags::InCpu {
+            self.flags_to_cpu();
+        }
+        self.b.ins().jump(merge, &[]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        Ok(())
+    }
+
+    fn helper(&mut self, h: Helper, insn: &Insn) -> frontend_x86::exception::Result<()> {
+        self.sync_out();
+        let (rt, cpu) = (self.rt, self.cpu);
+        let ip = self.b.ins().iconst(I64, insn as *const Insn as i64);
+        let f = self.b.ins().iconst(I64, h as usize as i64);
+        let next = self.b.ins().iconst(I64, self.next as i64);
+        let status = self.call1(self.sigs.helper, runtime::jit_helper as *const () as usize, &[rt, cpu, ip, f, next]);
+        // The helper may have changed any register.
+        self.sync_in();
+        // FAULT leaves at this instruction, LEAVE where the helper sent control.
+        let is_fault = self.b.ins().icmp_imm_s(IntCC::Equal, status, i64::from(FAULT));
+        let here = self.b.ins().iconst(I64, self.ip as i64);
+        let there = self.b.ins().load(I64, trusted(), self.cpu, OFF_NEXT_RIP);
+        let rip = self.b.ins().select(is_fault, here, there);
+        self.exit_if(status, status, rip);
+        Ok(())
+    }
+
+    fn stack_width(&self) -> Width {
+        self.stack_width
+    }
+
+    fn mode64(&self) -> bool {
+        self.mode64
+    }
+}

@@ -1,0 +1,282 @@
+//! The Cranelift tier: hot decoded blocks compiled to host code over the same semantics the
+//! interpreter runs (design principles 1, 3, 5).
+//!
+//! A compiled unit is a function `(cpu, rt) -> status` built by running each instruction's
+//! generic semantics with [`emit::ClifEmit`]. Helpers (complex and sensitive instructions) are
+//! called out of line through [`runtime`]; memory goes through the softmmu with every check;
+//! a guest exception leaves the unit with the state written back and RIP at the instruction.
+//! Code memory is reclaimed a whole generation at a time: when it passes its bound, every
+//! unit is dropped and the module freed.
+
+pub mod emit;
+pub mod runtime;
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use cranelift_codegen::ir::{types, AbiParam, UserFuncName};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Module};
+use iced_x86::InstructionInfoFactory;
+
+use frontend_x86::decode::Block;
+use frontend_x86::{operand, sem, CpuState};
+
+use runtime::Runtime;
+
+/// A compiled unit's entry point.
+pub type UnitFn = unsafe extern "C" fn(*mut CpuState, *mut Runtime<'_>) -> u32;
+
+/// A compiled unit: its entry and the decoded block its code points into (helpers get
+/// pointers to the block's instructions, so the block lives as long as the code). Not `Clone`:
+/// the exec loop's cache is the only owner, and it is emptied before the code memory is freed.
+#[derive(Debug)]
+pub struct Unit {
+    /// The entry point; valid while the [`Jit`] that made it is alive and in the same
+    /// generation.
+    pub(crate) entry: UnitFn,
+    /// The generation of code memory it lives in.
+    pub generation: u64,
+    /// Guest instructions in it.
+    pub insns: usize,
+    _block: Rc<Block>,
+}
+
+/// Why a block could not be compiled. The block then stays interpreted.
+#[derive(Debug, thiserror::Error)]
+pub enum JitError {
+    /// The host has no Cranelift backend.
+    #[error("this host is not supported by Cranelift: {0}")]
+    Host(String),
+    /// Cranelift rejected a setting.
+    #[error("Cranelift setting: {0}")]
+    Setting(#[from] settings::SetError),
+    /// Cranelift failed to build the ISA.
+    #[error("Cranelift ISA: {0}")]
+    Isa(#[from] cranelift_codegen::CodegenError),
+    /// Cranelift failed to compile or link a unit.
+    #[error("Cranelift module: {0}")]
+    Module(Box<cranelift_module::ModuleError>),
+}
+
+impl From<cranelift_module::ModuleError> for JitError {
+    fn from(e: cranelift_module::ModuleError) -> Self {
+        JitError::Module(Box::new(e))
+    }
+}
+
+/// Compilation statistics.
+#[derive(Clone, Debug, Default)]
+pub struct JitStats {
+    /// Units compiled.
+    pub units: u64,
+    /// Guest instructions in them.
+    pub insns_compiled: u64,
+    /// Compile time of each unit, in nanoseconds (for the median).
+    pub compile_ns: Vec<u64>,
+    /// Units that failed to compile (they stay interpreted).
+    pub failures: u64,
+    /// Code generations discarded to bound code memory.
+    pub generations_dropped: u64,
+}
+
+impl JitStats {
+    /// Total compile time in nanoseconds.
+    pub fn total_compile_ns(&self) -> u64 {
+        self.compile_ns.iter().sum()
+    }
+
+    /// Median compile time per unit in nanoseconds (0 when nothing was compiled).
+    pub fn median_compile_ns(&self) -> u64 {
+        let mut v = self.compile_ns.clone();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    }
+}
+
+/// Code memory one generation may use before all of it is discarded.
+const GENERATION_BYTES: usize = 64 << 20;
+
+/// The compiler and its code memory.
+pub struct Jit {
+    module: Option<JITModule>,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+    info: InstructionInfoFactory,
+    generation: u64,
+    /// Code bytes in the current generation.
+    bytes: usize,
+    /// What it has done.
+    pub stats: JitStats,
+}
+
+impl std::fmt::Debug for Jit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jit").field("generation", &self.generation).field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+fn new_module() -> Result<JITModule, JitError> {
+    let mut flags = settings::builder();
+    flags.set("use_colocated_libcalls", "false")?;
+    flags.set("is_pic", "false")?;
+    flags.set("opt_level", &std::env::var("CRANEBOX_JIT_OPT").unwrap_or_else(|_| "speed".into()))?;
+    flags.set("regalloc_algorithm", &std::env::var("CRANEBOX_JIT_RA").unwrap_or_else(|_| "backtracking".into()))?;
+    // Principle 5: the verifier only in debug builds.
+    flags.set(
+        "enable_verifier",
+        if cfg!(debug_assertions) && std::env::var_os("CRANEBOX_JIT_NO_VERIFY").is_none() { "true" } else { "false" },
+    )?;
+    let isa = cranelift_native::builder().map_err(|e| JitError::Host(e.to_string()))?;
+    let isa = isa.finish(settings::Flags::new(flags))?;
+    Ok(JITModule::new(JITBuilder::with_isa(isa, default_libcall_names())))
+}
+
+impl Drop for Jit {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: units are only reachable through the exec loop's cache, which is
+            // declared before the JIT in `Interpreter` and so dropped first: no code of this
+            // module is referenced or running.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+impl Jit {
+    /// A compiler for the host.
+    pub fn new() -> Result<Self, JitError> {
+        let module = new_module()?;
+        let ctx = module.make_context();
+        Ok(Jit {
+            module: Some(module),
+            ctx,
+            fctx: FunctionBuilderContext::new(),
+            info: InstructionInfoFactory::new(),
+            generation: 0,
+            bytes: 0,
+            stats: JitStats::default(),
+        })
+    }
+
+    /// The current code generation: units of older generations must not be called.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether the current generation is full: the caller drops every unit it holds and calls
+    /// [`Jit::new_generation`].
+    pub fn full(&self) -> bool {
+        self.bytes >= GENERATION_BYTES
+    }
+
+    /// Frees all code and starts a new generation. Every [`Unit`] handed out before is dead.
+    pub fn new_generation(&mut self) -> Result<(), JitError> {
+        if let Some(old) = self.module.take() {
+            // SAFETY: the caller has dropped every unit of this generation (the exec loop
+            // clears its cache first), so no code in this module is referenced or running.
+            unsafe { old.free_memory() };
+        }
+        self.module = Some(new_module()?);
+        self.generation += 1;
+        self.bytes = 0;
+        self.stats.generations_dropped += 1;
+        Ok(())
+    }
+
+    /// The general registers `block` uses, as a bit set (iced-x86's register usage,
+    /// including implicit operands and address registers). Registers it misses are still
+    /// correct: they are read and written in the CPU state directly.
+    fn used_regs(&mut self, block: &Block) -> u16 {
+        let mut used = 0u16;
+        for i in &block.insns {
+            for r in self.info.info(i).used_registers() {
+                if let Some(rr) = operand::reg_ref(r.register()) {
+                    used |= 1 << (rr.gpr as usize);
+                }
+            }
+        }
+        used
+    }
+
+    /// Compiles `block`, decoded for `cpu`'s current mode.
+    pub fn compile(&mut self, block: &Rc<Block>, cpu: &CpuState) -> Result<Unit, JitError> {
+        let start = Instant::now();
+        let used = self.used_regs(block);
+        let module = match self.module.as_mut() {
+            Some(m) => m,
+            None => return Err(JitError::Host("no code module".into())),
+        };
+        let ptr = module.target_config().pointer_type();
+        self.ctx.func.signature.params.clear();
+        self.ctx.func.signature.returns.clear();
+        self.ctx.func.signature.params.push(AbiParam::new(ptr));
+        self.ctx.func.signature.params.push(AbiParam::new(ptr));
+        self.ctx.func.signature.returns.push(AbiParam::new(types::I32));
+        let call_conv = module.isa().default_call_conv();
+        let frontend_config = module.target_config();
+        let id = module.declare_anonymous_function(&self.ctx.func.signature)?;
+        self.ctx.func.name = UserFuncName::user(0, id.as_u32());
+        {
+            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            b.seal_block(entry);
+            let (cpu_v, rt_v) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+            let sigs = emit::Sigs::import(&mut b, call_conv);
+            let mode = emit::UnitMode {
+                used,
+                mode64: cpu.mode64(),
+                stack_width: cpu.stack_width(),
+                tlb_mode: frontend_x86::mem::mmu_mode(cpu).index(),
+            };
+            let mut e = emit::ClifEmit::new(&mut b, cpu_v, rt_v, sigs, mode);
+            let mut ended = false;
+            for (k, ((insn, op), next)) in block.insns.iter().zip(&block.ops).zip(&block.next_ips).enumerate() {
+                e.begin(k, insn.ip(), *next);
+                match sem::execute_op(&mut e, *op, insn) {
+                    Ok(()) => {}
+                    Err(ex) => {
+                        // Faults whatever its operands (#UD and the like): leave with it.
+                        e.raise_now(ex);
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if !ended {
+                e.finish(block.insns.len() as u64);
+            }
+            e.close();
+            b.seal_all_blocks();
+            b.finalize(frontend_config);
+        }
+        if std::env::var_os("CRANEBOX_JIT_DUMP").is_some() {
+            eprintln!("{}", self.ctx.func.display());
+        }
+        module.define_function(id, &mut self.ctx)?;
+        let size = self.ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
+        module.clear_context(&mut self.ctx);
+        module.finalize_definitions()?;
+        let code = module.get_finalized_function(id);
+        self.bytes += size;
+        // SAFETY: `code` is the finalized function just defined with the signature
+        // `(ptr, ptr) -> i32` in the host's default calling convention, which is `extern "C"`
+        // on every host Cranelift supports.
+        let entry = unsafe { std::mem::transmute::<*const u8, UnitFn>(code) };
+        self.stats.units += 1;
+        self.stats.insns_compiled += block.insns.len() as u64;
+        self.stats.compile_ns.push(start.elapsed().as_nanos() as u64);
+        if std::env::var_os("CRANEBOX_JIT_SLOW").is_some() && start.elapsed().as_millis() > 5 {
+            eprintln!("slow unit: {} insns, {} code bytes, {:?}", block.insns.len(), size, start.elapsed());
+            for i in &block.insns {
+                eprintln!("  {:x} {}", i.ip(), i.mnemonic() as u32);
+            }
+        }
+        Ok(Unit { entry, generation: self.generation, insns: block.insns.len(), _block: block.clone() })
+    }
+}
