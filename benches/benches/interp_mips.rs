@@ -1,5 +1,6 @@
-//! The interpreter tier's speed in guest MIPS on an integer loop (loads, stores, ALU, a
-//! rotate, a conditional branch and LOOP), in real mode. Run: `cargo bench -p cranebox-benches`.
+//! The execution tiers' speed in guest MIPS on an integer loop (loads, stores, ALU, a
+//! rotate, a conditional branch and LOOP), in real mode: the interpreter, and the JIT (default
+//! threshold), with the ratio. Run: `cargo bench -p cranebox-benches --bench interp_mips`.
 
 use std::time::Instant;
 
@@ -25,7 +26,7 @@ const PROGRAM: &[u8] = &[
     0xf4, // hlt
 ];
 
-fn run_once() -> Result<(u64, f64), String> {
+fn run_once(jit: bool) -> Result<(u64, f64), String> {
     let mut bus = FlatBus::new(1 << 20).map_err(|e| e.to_string())?;
     bus.ram.write_bytes(0x10000, PROGRAM);
     let mut cpu = CpuState::new();
@@ -33,7 +34,12 @@ fn run_once() -> Result<(u64, f64), String> {
     cpu.seg[SegReg::Ds as usize] = Segment::real_mode(0x2000);
     cpu.rip = 0;
     let t = Instant::now();
-    let (n, exit) = translator::run(&mut cpu, &mut bus, u64::MAX);
+    let mut tier = if jit {
+        translator::Interpreter::with_jit(translator::interp::DEFAULT_THRESHOLD).map_err(|e| e.to_string())?
+    } else {
+        translator::Interpreter::new()
+    };
+    let (n, exit) = tier.run(&mut cpu, &mut bus, u64::MAX);
     let secs = t.elapsed().as_secs_f64();
     if exit != translator::Exit::Halted {
         return Err(format!("the workload did not finish: {exit:?}"));
@@ -41,11 +47,11 @@ fn run_once() -> Result<(u64, f64), String> {
     Ok((n, secs))
 }
 
-fn main() {
+fn median_mips(jit: bool) -> (u64, Vec<f64>) {
     let mut mips = Vec::new();
     let mut count = 0;
     for _ in 0..5 {
-        match run_once() {
+        match run_once(jit) {
             Ok((n, secs)) => {
                 count = n;
                 mips.push(n as f64 / secs / 1e6);
@@ -57,11 +63,20 @@ fn main() {
         }
     }
     mips.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "interp_mips: {count} guest instructions per run, median {:.1} MIPS (min {:.1}, max {:.1}) over {} runs",
-        mips[mips.len() / 2],
-        mips[0],
-        mips[mips.len() - 1],
-        mips.len()
-    );
+    (count, mips)
+}
+
+fn main() {
+    let (count, interp) = median_mips(false);
+    let (_, jit) = median_mips(true);
+    for (name, m) in [("interp", &interp), ("jit", &jit)] {
+        println!(
+            "interp_mips: {name}: {count} guest instructions per run, median {:.1} MIPS (min {:.1}, max {:.1}) over {} runs",
+            m[m.len() / 2],
+            m[0],
+            m[m.len() - 1],
+            m.len()
+        );
+    }
+    println!("interp_mips: jit / interp = {:.1}x", jit[jit.len() / 2] / interp[interp.len() / 2]);
 }

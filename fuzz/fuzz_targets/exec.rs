@@ -1,4 +1,4 @@
-//! Random bytes as guest code and state, decoded and run by the interpreter in real mode,
+//! Random bytes as guest code and state, decoded and run by the interpreter and the JIT in real mode,
 //! 32-bit protected mode and 64-bit long mode (with real page tables): no input may panic or
 //! hang the emulator. The first byte picks the mode, the next 32 the registers, the rest is
 //! code.
@@ -93,5 +93,22 @@ fuzz_target!(|data: &[u8]| {
             cpu.rip = CODE;
         }
     }
-    let _ = translator::run(&mut cpu, &mut bus, 500);
+    // The same program under the interpreter and under the JIT forced to compile every
+    // block: neither may crash, and they must end the same way.
+    let (mut jcpu, mut jbus) = (cpu.clone(), Bus(bus.0.clone()));
+    let a = translator::run(&mut cpu, &mut bus, 500);
+    let b = JIT.with(|j| {
+        let mut j = j.borrow_mut();
+        j.flush(&mut jcpu);
+        j.run(&mut jcpu, &mut jbus, 500)
+    });
+    assert_eq!(a, b, "instruction count / exit");
+    assert_eq!(cpu.gpr, jcpu.gpr, "registers");
+    assert_eq!((cpu.rip, cpu.flags.get()), (jcpu.rip, jcpu.flags.get()), "rip, flags");
+    assert!(bus.0 == jbus.0, "memory");
 });
+
+thread_local! {
+    static JIT: std::cell::RefCell<translator::Interpreter> =
+        std::cell::RefCell::new(translator::Interpreter::with_jit(0).expect("the JIT starts on this host"));
+}

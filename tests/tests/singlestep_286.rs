@@ -165,9 +165,27 @@ struct Outcome {
     failed: u64,
     excluded: u64,
     first_failures: Vec<String>,
+    /// The same tests again under the JIT tier (every `jit_every`-th one).
+    jit_passed: u64,
+    jit_failed: u64,
 }
 
-fn run_test(t: &Value, meta: &Value, form: &str, verbose: bool) -> Result<(), String> {
+/// The execution tiers the tests run on: the interpreter (every test) and the JIT forced to
+/// compile every block (every `jit_every`-th test; 0: none).
+struct Tiers {
+    interp: translator::Interpreter,
+    jit: Option<translator::Interpreter>,
+    jit_every: u64,
+    seen: u64,
+}
+
+fn run_test(
+    t: &Value,
+    meta: &Value,
+    form: &str,
+    verbose: bool,
+    tier: &mut translator::Interpreter,
+) -> Result<(), String> {
     let init = &t["initial"];
     let fin = &t["final"];
     let bytes: Vec<u8> = t["bytes"].as_array().map(|a| a.iter().map(|b| num(b) as u8).collect()).unwrap_or_default();
@@ -199,10 +217,11 @@ fn run_test(t: &Value, meta: &Value, form: &str, verbose: bool) -> Result<(), St
         }
     }
     let mut errs = Vec::new();
-    // The cached block path, as guests run.
-    let mut interp = translator::Interpreter::new();
-    let _ = interp.run(&mut cpu, &mut bus, 64);
-    let raised = interp.stats.exceptions;
+    // The cached block path, as guests run (the tier starts empty for each test).
+    tier.flush(&mut cpu);
+    let before = tier.stats.exceptions;
+    let _ = tier.run(&mut cpu, &mut bus, 64);
+    let raised = tier.stats.exceptions - before;
     if !cpu.halted {
         errs.push(format!("did not halt (shutdown: {})", cpu.shutdown));
     }
@@ -266,10 +285,12 @@ fn run_form(
     form: &str,
     verbose: usize,
     rules: &HashMap<String, String>,
+    tiers: &mut Tiers,
 ) -> Result<Outcome, String> {
     let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(f));
-    let mut out = Outcome { passed: 0, failed: 0, excluded: 0, first_failures: Vec::new() };
+    let mut out =
+        Outcome { passed: 0, failed: 0, excluded: 0, first_failures: Vec::new(), jit_passed: 0, jit_failed: 0 };
     for line in reader.lines() {
         let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
         let t: Value = serde_json::from_str(&line).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -279,12 +300,31 @@ fn run_form(
             out.excluded += 1;
             continue;
         }
-        match run_test(&t, meta, form, out.first_failures.len() < verbose) {
-            Ok(()) => out.passed += 1,
+        let interp_ok = match run_test(&t, meta, form, out.first_failures.len() < verbose, &mut tiers.interp) {
+            Ok(()) => {
+                out.passed += 1;
+                true
+            }
             Err(msg) => {
                 out.failed += 1;
                 if !msg.is_empty() {
                     out.first_failures.push(msg);
+                }
+                false
+            }
+        };
+        tiers.seen += 1;
+        if let Some(jit) = tiers.jit.as_mut() {
+            if tiers.jit_every != 0 && tiers.seen % tiers.jit_every == 0 {
+                match run_test(&t, meta, form, out.first_failures.len() < verbose, jit) {
+                    Ok(()) => out.jit_passed += 1,
+                    Err(msg) => {
+                        out.jit_failed += 1;
+                        // Only what the interpreter gets right is a JIT bug.
+                        if interp_ok && !msg.is_empty() {
+                            out.first_failures.push(format!("(jit) {msg}"));
+                        }
+                    }
                 }
             }
         }
@@ -319,6 +359,21 @@ fn main() -> ExitCode {
     let only: Option<Vec<String>> =
         std::env::var("SINGLESTEP_FORMS").ok().map(|s| s.split(',').map(|f| f.trim().to_uppercase()).collect());
     let verbose: usize = std::env::var("SINGLESTEP_VERBOSE").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SINGLESTEP_JIT_EVERY=N runs every N-th test under the JIT too (default 1: all; 0: none).
+    let jit_every: u64 = std::env::var("SINGLESTEP_JIT_EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let jit = if jit_every == 0 {
+        None
+    } else {
+        match translator::Interpreter::with_jit(0) {
+            Ok(j) => Some(j),
+            Err(e) => {
+                println!("{SUITE}: the JIT does not start on this host, interpreter only: {e}");
+                None
+            }
+        }
+    };
+    let mut tiers = Tiers { interp: translator::Interpreter::new(), jit, jit_every, seen: 0 };
+    let (mut jit_passed, mut jit_failed) = (0u64, 0u64);
 
     let mut files: Vec<_> = match std::fs::read_dir(&dir) {
         Ok(rd) => {
@@ -350,8 +405,10 @@ fn main() -> ExitCode {
             skipped += n;
             continue;
         }
-        match run_form(path, &meta, &form, verbose, &excluded) {
+        match run_form(path, &meta, &form, verbose, &excluded, &mut tiers) {
             Ok(o) => {
+                jit_passed += o.jit_passed;
+                jit_failed += o.jit_failed;
                 skipped += o.excluded;
                 passed += o.passed;
                 failed += o.failed;
@@ -380,8 +437,12 @@ fn main() -> ExitCode {
         excluded.len() - rules
     );
     println!("{SUITE}: {passed} passed, {failed} failed");
+    if tiers.jit.is_some() {
+        println!("{SUITE} under the JIT (every {jit_every}th test): {jit_passed} passed, {jit_failed} failed");
+    }
     let rate = passed as f64 / total.max(1) as f64;
-    if only.is_none() && (rate < 0.995 || share_excluded >= 0.03) {
+    let jit_rate = jit_passed as f64 / (jit_passed + jit_failed).max(1) as f64;
+    if only.is_none() && (rate < 0.995 || jit_rate < 0.995 || share_excluded >= 0.03) {
         println!("{SUITE}: below the bar (99.5% passed, under 3% excluded)");
         return ExitCode::FAILURE;
     }

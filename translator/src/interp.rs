@@ -218,7 +218,7 @@ impl Interpreter {
             // of it, so both tiers stop at exactly the same instruction.
             if !single_step && budget - done >= block.insns.len() as u64 {
                 if let Some(f) = self.unit_for(&entry, cpu) {
-                    let mut rt = Runtime::new(cpu, &mut *bus);
+                    let mut rt = Runtime::new(cpu, &mut *bus, budget - done);
                     // SAFETY: `f` is a unit of the current generation (older ones were dropped
                     // with the cache); it gets exclusive pointers to the CPU and the runtime
                     // for the duration of the call, as its entry points require.

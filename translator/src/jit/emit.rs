@@ -22,7 +22,7 @@ use frontend_x86::{CpuState, Exception, Gpr, SegReg, Width};
 
 use softmmu::tlb::{FAST_ADDEND_OFFSET, FAST_ENTRY_SHIFT, FAST_READ_OFFSET, FAST_WRITE_OFFSET, TLB_ENTRIES};
 
-use super::runtime::{self, CONTINUE, FAULT, REDO, RT_ICOUNT, RT_STATUS, RT_TLB};
+use super::runtime::{self, CONTINUE, FAULT, REDO, RT_BUDGET, RT_ICOUNT, RT_STATUS, RT_TLB};
 
 const I64: types::Type = types::I64;
 const I32: types::Type = types::I32;
@@ -119,6 +119,12 @@ pub struct ClifEmit<'a, 'f> {
     stack_width: Width,
     /// The TLB table (`MmuMode` index) this unit's data accesses use.
     tlb_mode: usize,
+    /// For a unit that branches back to its own start: where each pass begins, and the
+    /// instructions run by earlier passes.
+    loop_head: Option<Block>,
+    iters: Option<Variable>,
+    start_ip: u64,
+    insns: u64,
 }
 
 fn width_ty(w: Width) -> types::Type {
@@ -141,12 +147,17 @@ pub struct UnitMode {
     pub stack_width: Width,
     /// The TLB table (`MmuMode` index) its data accesses use.
     pub tlb_mode: usize,
+    /// The unit's last instruction may branch to its first, at this offset: compile the
+    /// branch as a loop.
+    pub self_loop: Option<u64>,
+    /// Instructions in the unit.
+    pub insns: u64,
 }
 
 impl<'a, 'f> ClifEmit<'a, 'f> {
     /// An emitter positioned in the entry block of a function `(cpu, rt) -> status`.
     pub fn new(b: &'a mut FunctionBuilder<'f>, cpu: Value, rt: Value, sigs: Sigs, mode: UnitMode) -> Self {
-        let UnitMode { used, mode64, stack_width, tlb_mode } = mode;
+        let UnitMode { used, mode64, stack_width, tlb_mode, self_loop, insns } = mode;
         let fa = b.declare_var(I64);
         let fb = b.declare_var(I64);
         let fr = b.declare_var(I64);
@@ -165,6 +176,17 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
                 *slot = Some(var);
             }
         }
+        let (loop_head, iters) = match self_loop {
+            Some(_) => {
+                let iters = b.declare_var(I64);
+                b.def_var(iters, zero);
+                let head = b.create_block();
+                b.ins().jump(head, &[]);
+                b.switch_to_block(head);
+                (Some(head), Some(iters))
+            }
+            None => (None, None),
+        };
         ClifEmit {
             b,
             cpu,
@@ -183,6 +205,10 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             mode64,
             stack_width,
             tlb_mode,
+            loop_head,
+            iters,
+            start_ip: self_loop.unwrap_or(0),
+            insns,
         }
     }
 
@@ -196,12 +222,35 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     }
 
     /// Leaves the unit normally after `n` instructions, at the `next_rip` variable, storing
-    /// a pending flag operation.
+    /// a pending flag operation. A unit that loops to its own start goes round again instead
+    /// while the budget has room for another whole pass (nothing else can need the CPU
+    /// within a run: devices stand still, and interrupts only become deliverable through
+    /// helpers, which leave).
     pub fn finish(&mut self, n: u64) {
+        let mut n = self.b.ins().iconst(I64, n as i64);
+        if let (Some(head), Some(iters)) = (self.loop_head, self.iters) {
+            self.flags_to_cpu();
+            let base = self.b.use_var(iters);
+            n = self.b.ins().iadd(base, n);
+            let rip = self.b.use_var(self.next_rip);
+            let again = self.b.ins().icmp_imm_s(IntCC::Equal, rip, self.start_ip as i64);
+            let after = self.b.ins().iadd_imm_s(n, self.insns as i64);
+            let budget = self.b.ins().load(I64, trusted(), self.rt, RT_BUDGET as i32);
+            let room = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, after, budget);
+            let go = self.b.ins().band(again, room);
+            let back = self.b.create_block();
+            let out = self.b.create_block();
+            self.b.ins().brif(go, back, &[], out, &[]);
+            self.b.seal_block(back);
+            self.b.seal_block(out);
+            self.b.switch_to_block(back);
+            self.b.def_var(iters, n);
+            self.b.ins().jump(head, &[]);
+            self.b.switch_to_block(out);
+        }
         self.store_flags();
         let rip = self.b.use_var(self.next_rip);
         self.b.ins().store(trusted(), rip, self.cpu, OFF_RIP);
-        let n = self.b.ins().iconst(I64, n as i64);
         self.b.ins().store(trusted(), n, self.rt, RT_ICOUNT as i32);
         let s = self.b.ins().iconst(I32, i64::from(CONTINUE));
         self.b.ins().return_(&[s]);
@@ -233,17 +282,30 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
 
     /// Arguments for the shared exit: `status`, RIP (the current instruction unless given),
     /// and the count up to and including the current instruction.
+    /// Instructions run when leaving at the current instruction: those of earlier loop
+    /// iterations plus `k + 1` (or `k` when `counted` is false).
+    fn count_here(&mut self, counted: bool) -> Value {
+        let here = self.k as i64 + i64::from(counted);
+        match self.iters {
+            Some(v) => {
+                let base = self.b.use_var(v);
+                self.b.ins().iadd_imm_s(base, here)
+            }
+            None => self.b.ins().iconst(I64, here),
+        }
+    }
+
     fn exit_args(&mut self, status: i64, rip: Option<Value>) -> [BlockArg; 3] {
         let s = self.b.ins().iconst(I32, status);
         let rip = rip.unwrap_or_else(|| self.b.ins().iconst(I64, self.ip as i64));
-        let n = self.b.ins().iconst(I64, self.k as i64 + 1);
+        let n = self.count_here(true);
         [BlockArg::Value(s), BlockArg::Value(rip), BlockArg::Value(n)]
     }
 
     /// Branches to the shared exit with `status` and `rip` when `cond` is non-zero.
     fn exit_if(&mut self, cond: Value, status: Value, rip: Value) {
         let exit = self.exit_block();
-        let n = self.b.ins().iconst(I64, self.k as i64 + 1);
+        let n = self.count_here(true);
         let cont = self.b.create_block();
         let args = [BlockArg::Value(status), BlockArg::Value(rip), BlockArg::Value(n)];
         self.b.ins().brif(cond, exit, &args, cont, &[]);
@@ -501,7 +563,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         let rip = self.b.ins().iconst(I64, self.ip as i64);
         let is_redo = self.b.ins().icmp_imm_s(IntCC::Equal, status, i64::from(REDO));
         let is_redo = self.b.ins().uextend(I64, is_redo);
-        let n = self.b.ins().iconst(I64, self.k as i64 + 1);
+        let n = self.count_here(true);
         let n = self.b.ins().isub(n, is_redo);
         let args = [BlockArg::Value(status), BlockArg::Value(rip), BlockArg::Value(n)];
         self.b.ins().brif(status, exit, &args, cont, &[]);

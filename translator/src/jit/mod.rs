@@ -135,6 +135,22 @@ fn new_module() -> Result<JITModule, JitError> {
     Ok(JITModule::new(JITBuilder::with_isa(isa, default_libcall_names())))
 }
 
+/// The block's start when its last instruction is a direct near branch (JMP, Jcc, LOOP,
+/// JCXZ) back to it on the same page: such a unit loops inside compiled code.
+fn self_loop(block: &Block) -> Option<u64> {
+    use iced_x86::FlowControl as F;
+    let first = block.insns.first()?;
+    let last = block.insns.last()?;
+    let direct = matches!(last.flow_control(), F::UnconditionalBranch | F::ConditionalBranch)
+        && (0..last.op_count()).any(|n| {
+            matches!(
+                last.op_kind(n),
+                iced_x86::OpKind::NearBranch16 | iced_x86::OpKind::NearBranch32 | iced_x86::OpKind::NearBranch64
+            )
+        });
+    (direct && last.near_branch_target() == first.ip() && block.pages.len() == 1).then(|| first.ip())
+}
+
 impl Drop for Jit {
     fn drop(&mut self) {
         if let Some(m) = self.module.take() {
@@ -233,6 +249,8 @@ impl Jit {
                 mode64: cpu.mode64(),
                 stack_width: cpu.stack_width(),
                 tlb_mode: frontend_x86::mem::mmu_mode(cpu).index(),
+                self_loop: self_loop(block),
+                insns: block.insns.len() as u64,
             };
             let mut e = emit::ClifEmit::new(&mut b, cpu_v, rt_v, sigs, mode);
             let mut ended = false;

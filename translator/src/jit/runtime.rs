@@ -33,13 +33,15 @@ pub struct Runtime<'a> {
     pub icount: u64,
     /// The CPU's TLB tables by `MmuMode` index, for the inline lookups.
     pub tlb: [*const softmmu::tlb::FastEntry; 3],
+    /// Instructions the unit may run: a looping unit starts another pass only if it fits.
+    pub budget: u64,
 }
 
 impl<'a> Runtime<'a> {
     /// The context for running a unit on `cpu` with `bus`.
-    pub fn new(cpu: &CpuState, bus: &'a mut dyn CpuBus) -> Self {
+    pub fn new(cpu: &CpuState, bus: &'a mut dyn CpuBus, budget: u64) -> Self {
         let tlb = softmmu::MmuMode::ALL.map(|m| cpu.tlb.0.table_ptr(m));
-        Runtime { bus, exception: None, status: CONTINUE, icount: 0, tlb }
+        Runtime { bus, exception: None, status: CONTINUE, icount: 0, tlb, budget }
     }
 }
 
@@ -57,6 +59,8 @@ impl std::fmt::Debug for Runtime<'_> {
 pub const RT_STATUS: usize = std::mem::offset_of!(Runtime<'static>, status);
 /// Offset of [`Runtime::icount`].
 pub const RT_ICOUNT: usize = std::mem::offset_of!(Runtime<'static>, icount);
+/// Offset of [`Runtime::budget`].
+pub const RT_BUDGET: usize = std::mem::offset_of!(Runtime<'static>, budget);
 /// Offset of [`Runtime::tlb`].
 pub const RT_TLB: usize = std::mem::offset_of!(Runtime<'static>, tlb);
 
