@@ -11,11 +11,12 @@ use crate::exception::{Exception, Result};
 use crate::insn::Insn;
 use crate::mem;
 use crate::operand as op;
-use crate::sem::Op;
+use crate::sem::{sse_fp, sse_int, Op};
 use crate::state::{cr0, cr4, SegReg, Width};
 
-/// MXCSR bits this CPU accepts (no DAZ yet): a write of any other bit is #GP(0).
-pub const MXCSR_MASK: u32 = 0xffbf;
+/// MXCSR bits this CPU accepts (DAZ included, as FXSAVE reports on current CPUs): a write
+/// of any other bit is #GP(0).
+pub const MXCSR_MASK: u32 = 0xffff;
 
 /// The SSE-family instruction `i` resolves to, or None when it is not one (or is an MMX form).
 pub fn resolve(i: &Insn) -> Option<Op> {
@@ -44,6 +45,41 @@ pub fn resolve(i: &Insn) -> Option<Op> {
             Op::Helper(packed)
         }
         Pmovmskb if i.op_register(1).is_xmm() => Op::Helper(pmovmskb),
+        Addps | Addss | Addpd | Addsd | Subps | Subss | Subpd | Subsd | Mulps | Mulss | Mulpd | Mulsd | Divps
+        | Divss | Divpd | Divsd | Minps | Minss | Minpd | Minsd | Maxps | Maxss | Maxpd | Maxsd | Sqrtps | Sqrtss
+        | Sqrtpd | Sqrtsd | Cmpps | Cmpss | Cmppd | Cmpsd | Addsubps | Addsubpd | Haddps | Haddpd | Hsubps | Hsubpd => {
+            Op::Helper(sse_fp::arith)
+        }
+        Comiss | Ucomiss | Comisd | Ucomisd => Op::Helper(sse_fp::comis),
+        Cvtsi2ss | Cvtsi2sd | Cvtss2si | Cvttss2si | Cvtsd2si | Cvttsd2si | Cvtss2sd | Cvtsd2ss | Cvtps2pd
+        | Cvtdq2pd | Cvtpd2ps | Cvtpd2dq | Cvttpd2dq | Cvtdq2ps | Cvtps2dq | Cvttps2dq | Cvtpi2ps | Cvtpi2pd
+        | Cvtps2pi | Cvttps2pi | Cvtpd2pi | Cvttpd2pi => Op::Helper(sse_fp::convert),
+        Rcpps | Rcpss | Rsqrtps | Rsqrtss => Op::Helper(sse_fp::approx),
+        Roundps | Roundpd | Roundss | Roundsd => Op::Helper(sse_fp::round),
+        Dpps | Dppd => Op::Helper(sse_fp::dot),
+        Pabsb | Pabsw | Pabsd | Psignb | Psignw | Psignd | Phaddw | Phaddd | Phaddsw | Phsubw | Phsubd | Phsubsw
+        | Pmaddubsw | Pmulhrsw | Pshufb | Palignr
+            if !i.op_register(0).is_mm() =>
+        {
+            Op::Helper(sse_int::binary)
+        }
+        Movshdup | Movsldup | Lddqu | Movntdqa | Blendps | Blendpd | Pblendw | Blendvps | Blendvpd | Pblendvb
+        | Mpsadbw | Packusdw | Pcmpeqq | Pcmpgtq | Phminposuw | Pmaxsb | Pmaxsd | Pminsb | Pminsd | Pmaxuw | Pmaxud
+        | Pminuw | Pminud | Pmuldq | Pmulld => Op::Helper(sse_int::binary),
+        Movddup | Pmovsxbw | Pmovsxbd | Pmovsxbq | Pmovsxwd | Pmovsxwq | Pmovsxdq | Pmovzxbw | Pmovzxbd | Pmovzxbq
+        | Pmovzxwd | Pmovzxwq | Pmovzxdq => Op::Helper(sse_int::widen),
+        Pextrw if !i.op_register(1).is_xmm() => return None,
+        Pinsrw if !i.op_register(0).is_xmm() => return None,
+        Pextrb | Pextrw | Pextrd | Pextrq | Extractps => Op::Helper(sse_int::extract),
+        Pinsrb | Pinsrw | Pinsrd | Pinsrq | Insertps => Op::Helper(sse_int::insert),
+        Ptest => Op::Helper(sse_int::ptest),
+        Movq2dq | Movdq2q => Op::Helper(sse_int::mmx_xmm),
+        Movntps | Movntpd | Movntdq | Movnti => Op::Helper(sse_int::movnt),
+        Maskmovdqu => Op::Helper(sse_int::maskmovdqu),
+        Lfence | Sfence | Mfence => Op::Nop,
+        Clflush => Op::Helper(sse_int::clflush),
+        Crc32 => Op::Helper(sse_int::crc32),
+        Popcnt => Op::Helper(sse_int::popcnt),
         Ldmxcsr | Stmxcsr => Op::Helper(mxcsr),
         Fxsave | Fxsave64 | Fxrstor | Fxrstor64 => Op::Helper(fxsave_fxrstor),
         _ => return None,
@@ -61,12 +97,12 @@ pub fn check(c: &Concrete<'_>) -> Result<()> {
     Ok(())
 }
 
-fn xmm_index(r: Register) -> Option<usize> {
+pub(crate) fn xmm_index(r: Register) -> Option<usize> {
     r.is_xmm().then(|| r.number())
 }
 
 /// The memory operand's segment and offset, with the 16-byte alignment check when `aligned`.
-fn mem_at(c: &mut Concrete<'_>, i: &Insn, aligned: bool) -> Result<(SegReg, u64, Width)> {
+pub(crate) fn mem_at(c: &mut Concrete<'_>, i: &Insn, aligned: bool) -> Result<(SegReg, u64, Width)> {
     let seg = op::mem_seg(i);
     let ea = op::ea(c, i);
     if aligned && ea & 15 != 0 {
@@ -75,14 +111,14 @@ fn mem_at(c: &mut Concrete<'_>, i: &Insn, aligned: bool) -> Result<(SegReg, u64,
     Ok((seg, ea, op::addr_width(i, c.mode64())))
 }
 
-fn load128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width) -> Result<u128> {
+pub(crate) fn load128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width) -> Result<u128> {
     // Both halves are checked before either is used: a fault leaves nothing changed.
     let lo = mem::read(c.cpu, c.bus, seg, ea, Width::W64)?;
     let hi = mem::read(c.cpu, c.bus, seg, ea.wrapping_add(8) & aw.mask(), Width::W64)?;
     Ok(u128::from(lo) | (u128::from(hi) << 64))
 }
 
-fn store128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width, v: u128) -> Result<()> {
+pub(crate) fn store128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width, v: u128) -> Result<()> {
     let hi_ea = ea.wrapping_add(8) & aw.mask();
     let lin = mem::seg_linear(c.cpu, seg, hi_ea, 8, mem::AccessKind::Write)?;
     mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
@@ -91,7 +127,7 @@ fn store128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width, v: u128) -> R
 }
 
 /// Reads operand `n` as 128 bits (an XMM register or 16 bytes of memory).
-fn read_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool) -> Result<u128> {
+pub(crate) fn read_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool) -> Result<u128> {
     match i.op_kind(n) {
         OpKind::Register => xmm_index(i.op_register(n)).map(|x| c.cpu.xmm[x]).ok_or(Exception::UD),
         OpKind::Memory => {
@@ -102,7 +138,7 @@ fn read_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool) -> Result<u128>
     }
 }
 
-fn write_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool, v: u128) -> Result<()> {
+pub(crate) fn write_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool, v: u128) -> Result<()> {
     match i.op_kind(n) {
         OpKind::Register => {
             let x = xmm_index(i.op_register(n)).ok_or(Exception::UD)?;
@@ -149,7 +185,7 @@ pub fn movd_movq(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
 }
 
 /// Applies `f` lane by lane to `a` and `b` split into `bits`-bit lanes.
-fn lanes(a: u128, b: u128, bits: u32, f: impl Fn(u64, u64) -> u64) -> u128 {
+pub(crate) fn lanes(a: u128, b: u128, bits: u32, f: impl Fn(u64, u64) -> u64) -> u128 {
     let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
     (0..128 / bits).fold(0u128, |acc, k| {
         let sh = k * bits;
@@ -236,12 +272,12 @@ pub fn packed(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
 }
 
 /// Sign-extends the low `bits` of `v`.
-fn sx(v: u64, bits: u32) -> i64 {
+pub(crate) fn sx(v: u64, bits: u32) -> i64 {
     ((v << (64 - bits)) as i64) >> (64 - bits)
 }
 
 /// Signed saturation of `v` to `bits`.
-fn sat_s(v: i64, bits: u32) -> u64 {
+pub(crate) fn sat_s(v: i64, bits: u32) -> u64 {
     let max = (1i64 << (bits - 1)) - 1;
     v.clamp(-max - 1, max) as u64
 }
@@ -462,7 +498,7 @@ pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
 }
 
 /// Reads the low `w` bits of operand `n`: an XMM register's low lane or memory of that size.
-fn read_low(c: &mut Concrete<'_>, i: &Insn, n: u32, w: Width) -> Result<(u64, bool)> {
+pub(crate) fn read_low(c: &mut Concrete<'_>, i: &Insn, n: u32, w: Width) -> Result<(u64, bool)> {
     match i.op_kind(n) {
         OpKind::Register => {
             let x = xmm_index(i.op_register(n)).ok_or(Exception::UD)?;
