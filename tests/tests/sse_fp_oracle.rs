@@ -22,13 +22,14 @@ struct State {
     mxcsr: u32,
     rax: u64,
     flags: u64,
+    rdx: u64,
 }
 
 type Host = fn(State) -> State;
 type Emu = fn(&mut CodeAssembler) -> Result<(), IcedError>;
 
 macro_rules! host {
-    ($text:literal) => {{
+    ($text:expr) => {{
         fn run(s: State) -> State {
             let (a, b) = (s.x0.to_le_bytes(), s.x1.to_le_bytes());
             let mut r = [0u8; 16];
@@ -36,6 +37,7 @@ macro_rules! host {
             let mx_in = s.mxcsr;
             let mut mx_out = 0u32;
             let mut acc = s.rax;
+            let mut d_reg = s.rdx;
             let flags: u64;
             // SAFETY: the template reads and writes only the local arrays and integers named
             // as operands; it restores the host MXCSR it saved before returning, and XMM0,
@@ -60,11 +62,12 @@ macro_rules! host {
                     r = in(reg) r.as_mut_ptr(),
                     fl = out(reg) flags,
                     inout("rax") acc,
+                    inout("rdx") d_reg,
                     out("xmm0") _,
                     out("xmm1") _,
                 );
             }
-            State { x0: u128::from_le_bytes(r), x1: s.x1, mxcsr: mx_out, rax: acc, flags }
+            State { x0: u128::from_le_bytes(r), x1: s.x1, mxcsr: mx_out, rax: acc, flags, rdx: d_reg }
         }
         run as Host
     }};
@@ -75,16 +78,16 @@ macro_rules! host {
 type Case = (&'static str, u32, bool, Host, Emu);
 
 macro_rules! c {
-    ($text:literal, $lane:expr, $m:ident) => {
+    ($text:expr, $lane:expr, $m:ident) => {
         ($text, $lane, false, host!($text), (|a: &mut CodeAssembler| a.$m(xmm0, xmm1)) as Emu)
     };
-    ($text:literal, $lane:expr, $m:ident, $imm:expr) => {
+    ($text:expr, $lane:expr, $m:ident, $imm:expr) => {
         ($text, $lane, false, host!($text), (|a: &mut CodeAssembler| a.$m(xmm0, xmm1, $imm)) as Emu)
     };
 }
 
 macro_rules! custom {
-    ($text:literal, $lane:expr, $flags:expr, |$a:ident| $body:expr) => {
+    ($text:expr, $lane:expr, $flags:expr, |$a:ident| $body:expr) => {
         ($text, $lane, $flags, host!($text), (|$a: &mut CodeAssembler| $body) as Emu)
     };
 }
@@ -151,6 +154,7 @@ fn run_emu(code: &[u8], s: State) -> (CpuState, Option<u8>) {
     cpu.xmm[1] = s.x1;
     cpu.mxcsr = s.mxcsr;
     cpu.set_reg(Gpr::Rax, Width::W64, s.rax);
+    cpu.set_reg(Gpr::Rdx, Width::W64, s.rdx);
     // Step up to the final HLT; the first fault stops the run.
     let hlt = 0x8000 + code.len() as u64 - 1;
     while cpu.rip != hlt {
@@ -161,8 +165,14 @@ fn run_emu(code: &[u8], s: State) -> (CpuState, Option<u8>) {
     (cpu, None)
 }
 
+/// `CRANEBOX_ORACLE_SCALE=n` runs n times the iterations with other seeds (for soak runs).
+fn scale() -> u64 {
+    std::env::var("CRANEBOX_ORACLE_SCALE").ok().and_then(|v| v.parse().ok()).unwrap_or(1)
+}
+
 fn check_cases(cases: &[Case], iterations: usize, seed: u64) -> Result<(), IcedError> {
-    let mut rng = Rng(seed);
+    let iterations = iterations * scale() as usize;
+    let mut rng = Rng(seed.wrapping_mul(scale()));
     for &(name, lane, with_flags, host, emu) in cases {
         let code = assemble(emu)?;
         for _ in 0..iterations {
@@ -172,6 +182,7 @@ fn check_cases(cases: &[Case], iterations: usize, seed: u64) -> Result<(), IcedE
                 mxcsr: random_mxcsr(&mut rng),
                 rax: if rng.next_u64() & 1 == 0 { rng.next_u64() } else { rng.next_u64() as i32 as u64 },
                 flags: 0,
+                rdx: 0,
             };
             let want = host(s);
             let (cpu, fault) = run_emu(&code, s);
@@ -333,7 +344,7 @@ fn reciprocal_approximations_are_within_the_documented_error() -> Result<(), Ice
     for (name, _, _, host, emu) in cases {
         let code = assemble(emu)?;
         for _ in 0..2000 {
-            let s = State { x0: 0, x1: operand(&mut rng, 32), mxcsr: 0x1f80, rax: 0, flags: 0 };
+            let s = State { x0: 0, x1: operand(&mut rng, 32), mxcsr: 0x1f80, rax: 0, flags: 0, rdx: 0 };
             let want = host(s);
             let (cpu, _) = run_emu(&code, s);
             for k in 0..4 {
@@ -450,6 +461,76 @@ fn integer_sse3_to_sse42_match_the_host() -> Result<(), IcedError> {
     check_cases(&more, 500, 0x1a7f)
 }
 
+/// Strings for PCMPxSTRx: characters from a small alphabet (so matches happen), with a NUL
+/// now and then.
+fn string_operand(rng: &mut Rng) -> u128 {
+    (0..16).fold(0u128, |acc, k| {
+        let r = rng.next_u64();
+        let byte = match r % 9 {
+            0 => 0,
+            1 => 0xff,
+            2 => 0x80,
+            _ => b'a' + (r >> 8) as u8 % 4,
+        };
+        acc | u128::from(byte) << (8 * k)
+    })
+}
+
+macro_rules! pcmpstr_cases {
+    ($($imm:literal),*) => {
+        [$(
+            custom!(concat!("pcmpestri xmm0, xmm1, ", $imm, "\n mov eax, ecx"), 8, true, |a| { a.pcmpestri(xmm0, xmm1, $imm)?; a.mov(eax, ecx) }),
+            custom!(concat!("pcmpistri xmm0, xmm1, ", $imm, "\n mov eax, ecx"), 8, true, |a| { a.pcmpistri(xmm0, xmm1, $imm)?; a.mov(eax, ecx) }),
+            custom!(concat!("pcmpestrm xmm0, xmm1, ", $imm), 8, true, |a| a.pcmpestrm(xmm0, xmm1, $imm)),
+            custom!(concat!("pcmpistrm xmm0, xmm1, ", $imm), 8, true, |a| a.pcmpistrm(xmm0, xmm1, $imm)),
+        )*]
+    };
+}
+
+#[test]
+fn string_compares_match_the_host_in_every_mode() -> Result<(), IcedError> {
+    // Every format (bits 0-1), aggregation (2-3), polarity (4-5) and output choice (6).
+    let cases: [Case; 256] = pcmpstr_cases!(
+        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11,
+        0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x30, 0x31, 0x32, 0x33,
+        0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f, 0x40, 0x45, 0x4a, 0x4f, 0x50, 0x55,
+        0x5a, 0x5f, 0x60, 0x65, 0x6a, 0x6f, 0x70, 0x75, 0x7a, 0x7f
+    );
+    let mut rng = Rng(0x57c);
+    for &(name, _, _, host, emu) in &cases {
+        let code = assemble(emu)?;
+        for _ in 0..200 * scale() {
+            let r = rng.next_u64();
+            let len = |v: u64| match v % 4 {
+                0 => v as i64 as u64,
+                _ => (((v >> 8) % 40) as i64 - 20) as u64,
+            };
+            let s = State {
+                x0: string_operand(&mut rng),
+                x1: string_operand(&mut rng),
+                mxcsr: 0x1f80,
+                rax: len(r),
+                flags: 0,
+                rdx: 0,
+            };
+            let s = State { rdx: len(r.rotate_left(32)), ..s };
+            let want = host(s);
+            let (mut cpu, mut bus) = machine(&code);
+            cpu.xmm[0] = s.x0;
+            cpu.xmm[1] = s.x1;
+            cpu.set_reg(Gpr::Rax, Width::W64, s.rax);
+            cpu.set_reg(Gpr::Rdx, Width::W64, s.rdx);
+            let (_, exit) = translator::run(&mut cpu, &mut bus, 4);
+            let ctx = format!("{name}: {:#034x} {:#034x} rax={:#x} rdx={:#x}", s.x0, s.x1, s.rax, s.rdx);
+            assert_eq!(exit, translator::Exit::Halted, "{ctx}");
+            assert_eq!(cpu.xmm[0], want.x0, "{ctx}: xmm0");
+            assert_eq!(cpu.reg(Gpr::Rax, Width::W64), want.rax, "{ctx}: rax");
+            assert_eq!(cpu.flags.get() & 0x8d5, want.flags & 0x8d5, "{ctx}: flags");
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn unmasked_exceptions_fault_and_leave_the_destination_alone() -> Result<(), IcedError> {
     let cases: [Case; 6] = [
@@ -471,6 +552,7 @@ fn unmasked_exceptions_fault_and_leave_the_destination_alone() -> Result<(), Ice
                 mxcsr: 0x1f80 | (random_mxcsr(&mut rng) & 0x6000),
                 rax: 0x1234,
                 flags: 0,
+                rdx: 0,
             };
             let raised = host(s).mxcsr & 0x3f;
             for bit in 0..6 {
@@ -493,7 +575,7 @@ fn unmasked_exceptions_fault_and_leave_the_destination_alone() -> Result<(), Ice
     assert!(faults > 100, "the operand mix raises exceptions");
     // Without CR4.OSXMMEXCPT the same is #UD.
     let code = assemble(|a| a.divss(xmm0, xmm1))?;
-    let s = State { x0: 0x3f80_0000, x1: 0, mxcsr: 0x1f80 & !0x200, rax: 0, flags: 0 };
+    let s = State { x0: 0x3f80_0000, x1: 0, mxcsr: 0x1f80 & !0x200, rax: 0, flags: 0, rdx: 0 };
     let (mut cpu, mut bus) = machine(&code);
     cpu.cr4 &= !cr4::OSXMMEXCPT;
     cpu.xmm[0] = s.x0;

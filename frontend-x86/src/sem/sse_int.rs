@@ -366,6 +366,122 @@ pub fn popcnt(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     Ok(())
 }
 
+/// The element-wise core of PCMPxSTRx (SDM vol. 2, 4.1): IntRes2 for `a` (the first operand,
+/// `la` valid elements) against `b` (`lb` valid) under control byte `imm`, with `n` elements.
+pub fn pcmpstr_core(a: u128, b: u128, la: usize, lb: usize, imm: u8) -> (u32, usize) {
+    let words = imm & 1 != 0;
+    let signed = imm & 2 != 0;
+    let n = if words { 8 } else { 16 };
+    let bits = if words { 16 } else { 8 };
+    let elem = |v: u128, k: usize| -> i64 {
+        let x = get(v, bits, k as u32);
+        if signed {
+            sx(x, bits)
+        } else {
+            x as i64
+        }
+    };
+    let agg = (imm >> 2) & 3;
+    // BoolRes[i][j]: a[i] against b[j], with the validity overrides of table 4-7.
+    let bool_res = |i: usize, j: usize| -> bool {
+        let (va, vb) = (i < la, j < lb);
+        match (va, vb) {
+            (true, true) => match agg {
+                1 => {
+                    if i % 2 == 0 {
+                        elem(b, j) >= elem(a, i)
+                    } else {
+                        elem(b, j) <= elem(a, i)
+                    }
+                }
+                _ => elem(a, i) == elem(b, j),
+            },
+            (false, false) => agg >= 2,
+            (false, true) => agg == 3,
+            (true, false) => false,
+        }
+    };
+    let mut res1 = 0u32;
+    for j in 0..n {
+        let bit = match agg {
+            0 => (0..n).any(|i| bool_res(i, j)),
+            1 => (0..n).step_by(2).any(|i| bool_res(i, j) && bool_res(i + 1, j)),
+            2 => bool_res(j, j),
+            _ => (0..n - j).all(|i| bool_res(i, j + i)),
+        };
+        res1 |= u32::from(bit) << j;
+    }
+    let all = (1u32 << n) - 1;
+    let valid2 = (1u32 << lb) - 1;
+    let res2 = match (imm >> 4) & 3 {
+        1 => !res1 & all,
+        3 => (res1 ^ valid2) & all,
+        _ => res1,
+    };
+    (res2, n)
+}
+
+/// PCMPESTRI/PCMPESTRM/PCMPISTRI/PCMPISTRM (SSE4.2): explicit lengths from EAX/EDX (RAX/RDX
+/// with REX.W), or implicit ones (the first zero element); the index to ECX or the mask to
+/// XMM0; CF, ZF, SF, OF from the result and lengths, AF and PF cleared.
+pub fn pcmpstr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    check(c)?;
+    let m = i.mnemonic();
+    let imm = i.immediate8();
+    let b = read_x(c, i, 1, false)?;
+    let a = c.cpu.xmm[dest(i)?];
+    let words = imm & 1 != 0;
+    let (n, bits) = if words { (8usize, 16) } else { (16, 8) };
+    let (la, lb) = if matches!(m, Pcmpestri | Pcmpestrm) {
+        let len = |g: Gpr| -> usize {
+            let wide = matches!(
+                i.raw().code(),
+                iced_x86::Code::Pcmpestri64_xmm_xmmm128_imm8 | iced_x86::Code::Pcmpestrm64_xmm_xmmm128_imm8
+            );
+            let v =
+                if wide { c.cpu.reg(g, Width::W64) as i64 } else { i64::from(c.cpu.reg(g, Width::W32) as u32 as i32) };
+            v.unsigned_abs().min(n as u64) as usize
+        };
+        (len(Gpr::Rax), len(Gpr::Rdx))
+    } else {
+        let len = |v: u128| (0..n).find(|&k| get(v, bits, k as u32) == 0).unwrap_or(n);
+        (len(a), len(b))
+    };
+    let (res2, n) = pcmpstr_core(a, b, la, lb, imm);
+    let mut f = 0;
+    if res2 != 0 {
+        f |= flags::CF;
+    }
+    if lb < n {
+        f |= flags::ZF;
+    }
+    if la < n {
+        f |= flags::SF;
+    }
+    if res2 & 1 != 0 {
+        f |= flags::OF;
+    }
+    if matches!(m, Pcmpestri | Pcmpistri) {
+        let idx = if res2 == 0 {
+            n as u32
+        } else if imm & 0x40 != 0 {
+            31 - res2.leading_zeros()
+        } else {
+            res2.trailing_zeros()
+        };
+        c.cpu.set_reg(Gpr::Rcx, Width::W32, u64::from(idx));
+    } else {
+        c.cpu.xmm[0] = if imm & 0x40 != 0 {
+            build(bits, |k| if res2 & (1 << k) != 0 { u64::MAX } else { 0 })
+        } else {
+            u128::from(res2)
+        };
+    }
+    c.cpu.flags.set_masked(flags::ARITH, f);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
