@@ -388,7 +388,7 @@ pub fn pcmpstr_core(a: u128, b: u128, la: usize, lb: usize, imm: u8) -> (u32, us
         match (va, vb) {
             (true, true) => match agg {
                 1 => {
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         elem(b, j) >= elem(a, i)
                     } else {
                         elem(b, j) <= elem(a, i)
