@@ -670,3 +670,140 @@ fn fxsave_image_matches_the_host() -> Result<(), IcedError> {
     }
     Ok(())
 }
+
+#[repr(align(64))]
+struct Area([u8; 576]);
+
+/// XRSTOR then XSAVE of the same image on the host and on the interpreter (RFBM = x87|SSE):
+/// the saved areas agree byte for byte (FOP/FIP/FDP and MXCSR_MASK treated as for FXSAVE),
+/// including XSTATE_BV and the bytes XSAVE leaves alone; an image with XSTATE_BV = 0 puts
+/// both components in their initial configuration.
+#[test]
+fn xsave_area_matches_the_host() -> Result<(), IcedError> {
+    let mut rng = Rng(0x5a7e);
+    for round in 0..40 {
+        let mut img = [0u8; 576];
+        for b in img.iter_mut() {
+            *b = rng.next_u64() as u8;
+        }
+        img[0..2].copy_from_slice(&(0x037f | (rng.next_u64() as u16 & 0x0f00)).to_le_bytes());
+        img[2..4].copy_from_slice(&(rng.next_u64() as u16 & 0x7f00).to_le_bytes());
+        img[5] = 0;
+        img[6..8].copy_from_slice(&(rng.next_u64() as u16 & 0x7ff).to_le_bytes());
+        img[24..28].copy_from_slice(&random_mxcsr(&mut rng).to_le_bytes());
+        for k in 0..8 {
+            img[42 + 16 * k..48 + 16 * k].fill(0);
+        }
+        let bv = [3u64, 0, 1, 2][round % 4];
+        img[512..576].fill(0);
+        img[512..520].copy_from_slice(&bv.to_le_bytes());
+        let src = Area(img);
+        let mut dst = Area([0xcc; 576]);
+        let mut keep = Area([0; 576]);
+        // SAFETY: FXSAVE64/XRSTOR64/XSAVE64/FXRSTOR64 on 64-byte-aligned local buffers of 576
+        // bytes with RFBM = 3 (x87 and SSE, which the host's XCR0 enables); the host's own
+        // x87/SSE state is saved first and restored last. EAX and EDX are declared clobbered.
+        unsafe {
+            asm!(
+                "fxsave64 [{keep}]",
+                "xrstor64 [{src}]",
+                "xsave64 [{dst}]",
+                "fxrstor64 [{keep}]",
+                keep = in(reg) keep.0.as_mut_ptr(),
+                src = in(reg) src.0.as_ptr(),
+                dst = in(reg) dst.0.as_mut_ptr(),
+                inout("eax") 3u32 => _,
+                inout("edx") 0u32 => _,
+            );
+        }
+        let code = {
+            let mut a = CodeAssembler::new(64)?;
+            a.xor(ecx, ecx)?;
+            a.mov(eax, 3u32)?;
+            a.xor(edx, edx)?;
+            a.xsetbv()?;
+            a.xrstor64(zmmword_ptr(0x4000u64))?;
+            a.xsave64(zmmword_ptr(0x5000u64))?;
+            a.hlt()?;
+            a.assemble(0x8000)?
+        };
+        let (mut cpu, mut bus) = machine(&code);
+        cpu.cr4 |= cr4::OSXSAVE;
+        bus.put(0x4000, &img);
+        bus.put(0x5000, &[0xcc; 576]);
+        let (_, exit) = translator::run(&mut cpu, &mut bus, 10);
+        assert_eq!(exit, translator::Exit::Halted);
+        assert_eq!(cpu.xcr0, 3);
+        let host = dst.0;
+        for off in 0..576u64 {
+            // As for FXSAVE: FOP/FIP/FDP only while an exception is pending on AMD hosts,
+            // and AMD's MXCSR_MASK has its MM bit.
+            if (6..24).contains(&off) && bv & 1 != 0 {
+                continue;
+            }
+            let mut want = host[off as usize];
+            if off == 30 {
+                want &= !2;
+            }
+            assert_eq!(bus.get(0x5000 + off, 1) as u8, want, "round {round} (XSTATE_BV {bv}): byte {off}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn xsave_family_faults() -> Result<(), IcedError> {
+    let step = |f: Emu, setup: &dyn Fn(&mut CpuState)| -> Result<(Option<u8>, CpuState), IcedError> {
+        let code = assemble(f)?;
+        let (mut cpu, mut bus) = machine(&code);
+        // User-accessible pages, so the CPL 3 case reaches the instruction.
+        bus.put(0x20000, &0x21007u64.to_le_bytes());
+        bus.put(0x21000, &0x22007u64.to_le_bytes());
+        bus.put(0x22000, &0x87u64.to_le_bytes());
+        cpu.cr4 |= cr4::OSXSAVE;
+        setup(&mut cpu);
+        let e = translator::interp::step(&mut cpu, &mut bus).map(|e| e.vector);
+        Ok((e, cpu))
+    };
+    // Without CR4.OSXSAVE: #UD.
+    let (e, _) = step(|a| a.xgetbv(), &|c| c.cr4 &= !cr4::OSXSAVE)?;
+    assert_eq!(e, Some(6));
+    // XGETBV of XCR0 works; of XCR1: #GP.
+    let (e, cpu) = step(|a| a.xgetbv(), &|c| c.set_reg(Gpr::Rcx, Width::W64, 0))?;
+    assert_eq!((e, cpu.reg(Gpr::Rax, Width::W64), cpu.reg(Gpr::Rdx, Width::W64)), (None, 1, 0));
+    let (e, _) = step(|a| a.xgetbv(), &|c| c.set_reg(Gpr::Rcx, Width::W64, 1))?;
+    assert_eq!(e, Some(13));
+    // XSETBV: x87 must stay on, unsupported components and CPL 3 are #GP.
+    for (lo, hi, cpl, want) in
+        [(3, 0, 0, None), (2, 0, 0, Some(13)), (7, 0, 0, Some(13)), (1, 1, 0, Some(13)), (3, 0, 3, Some(13))]
+    {
+        let (e, cpu) = step(|a| a.xsetbv(), &|c| {
+            c.set_reg(Gpr::Rcx, Width::W64, 0);
+            c.set_reg(Gpr::Rax, Width::W64, lo);
+            c.set_reg(Gpr::Rdx, Width::W64, hi);
+            c.cpl = cpl;
+        })?;
+        assert_eq!(e, want, "XSETBV {hi:#x}:{lo:#x} at CPL {cpl}");
+        if want.is_some() {
+            assert_eq!(cpu.xcr0, 1);
+        }
+    }
+    // XSAVE to an area that is not 64-byte aligned: #GP; with CR0.TS: #NM.
+    let (e, _) = step(|a| a.xsave64(zmmword_ptr(0x5010u64)), &|_| {})?;
+    assert_eq!(e, Some(13));
+    let (e, _) = step(|a| a.xsave64(zmmword_ptr(0x5000u64)), &|c| c.cr0 |= frontend_x86::state::cr0::TS)?;
+    assert_eq!(e, Some(7));
+    // XRSTOR of a compacted header (XCOMP_BV bit 63): #GP, nothing loaded.
+    let code = assemble(|a| a.xrstor64(zmmword_ptr(0x4000u64)))?;
+    let (mut cpu, mut bus) = machine(&code);
+    cpu.cr4 |= cr4::OSXSAVE;
+    cpu.set_reg(Gpr::Rax, Width::W64, 3);
+    let mut img = [0u8; 576];
+    img[512] = 1;
+    img[527] = 0x80;
+    bus.put(0x4000, &img);
+    cpu.xmm[0] = 5;
+    assert_eq!(translator::interp::step(&mut cpu, &mut bus).map(|e| e.vector), Some(13));
+    assert_eq!(cpu.xmm[0], 5);
+    Ok(())
+}

@@ -17,6 +17,7 @@ pub mod string;
 pub mod system;
 pub mod task;
 pub mod x87;
+pub mod xsave;
 
 use crate::insn::Insn;
 use iced_x86::{Mnemonic, OpKind, Register};

@@ -11,7 +11,7 @@ use crate::exception::{Exception, Result};
 use crate::insn::Insn;
 use crate::mem;
 use crate::operand as op;
-use crate::sem::{sse_fp, sse_int, Op};
+use crate::sem::{sse_fp, sse_int, xsave, Op};
 use crate::state::{cr0, cr4, SegReg, Width};
 
 /// MXCSR bits this CPU accepts (DAZ included, as FXSAVE reports on current CPUs): a write
@@ -83,6 +83,8 @@ pub fn resolve(i: &Insn) -> Option<Op> {
         Popcnt => Op::Helper(sse_int::popcnt),
         Ldmxcsr | Stmxcsr => Op::Helper(mxcsr),
         Fxsave | Fxsave64 | Fxrstor | Fxrstor64 => Op::Helper(fxsave_fxrstor),
+        Xsave | Xsave64 | Xsaveopt | Xsaveopt64 | Xrstor | Xrstor64 => Op::Helper(xsave::xsave_xrstor),
+        Xgetbv | Xsetbv => Op::Helper(xsave::xgetbv_xsetbv),
         _ => return None,
     })
 }
@@ -408,6 +410,73 @@ pub fn mxcsr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     }
 }
 
+/// The 512-byte legacy (FXSAVE) image of the x87 and SSE state: SDM vol. 1, table 10-2.
+/// `wide` selects the REX.W layout (64-bit FIP/FDP); XMM8-15 only when `nxmm` is 16.
+pub(crate) fn legacy_image(cpu: &crate::state::CpuState, wide: bool, nxmm: usize) -> [u8; 512] {
+    let f = cpu.fpu;
+    let mut img = [0u8; 512];
+    img[0..2].copy_from_slice(&f.fcw.to_le_bytes());
+    img[2..4].copy_from_slice(&f.fsw.to_le_bytes());
+    img[4] = f.ftw;
+    img[6..8].copy_from_slice(&f.fop.to_le_bytes());
+    if wide {
+        img[8..16].copy_from_slice(&f.fip.to_le_bytes());
+        img[16..24].copy_from_slice(&f.fdp.to_le_bytes());
+    } else {
+        img[8..12].copy_from_slice(&(f.fip as u32).to_le_bytes());
+        img[12..14].copy_from_slice(&f.fcs.to_le_bytes());
+        img[16..20].copy_from_slice(&(f.fdp as u32).to_le_bytes());
+        img[20..22].copy_from_slice(&f.fds.to_le_bytes());
+    }
+    img[24..28].copy_from_slice(&cpu.mxcsr.to_le_bytes());
+    img[28..32].copy_from_slice(&MXCSR_MASK.to_le_bytes());
+    for (k, st) in f.st.iter().enumerate() {
+        img[32 + 16 * k..42 + 16 * k].copy_from_slice(st);
+    }
+    for k in 0..nxmm {
+        img[160 + 16 * k..176 + 16 * k].copy_from_slice(&cpu.xmm[k].to_le_bytes());
+    }
+    img
+}
+
+pub(crate) fn img_word(img: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([img[o], img[o + 1]])
+}
+
+pub(crate) fn img_dword(img: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([img[o], img[o + 1], img[o + 2], img[o + 3]])
+}
+
+/// The x87 part (bytes 0-23 and 32-159) of a legacy image, as FXRSTOR loads it.
+pub(crate) fn load_x87(cpu: &mut crate::state::CpuState, img: &[u8; 512], wide: bool) {
+    let mut f = cpu.fpu;
+    f.fcw = img_word(img, 0);
+    f.fsw = img_word(img, 2);
+    f.ftw = img[4];
+    f.fop = img_word(img, 6) & 0x7ff;
+    if wide {
+        f.fip = u64::from(img_dword(img, 8)) | u64::from(img_dword(img, 12)) << 32;
+        f.fdp = u64::from(img_dword(img, 16)) | u64::from(img_dword(img, 20)) << 32;
+    } else {
+        f.fip = u64::from(img_dword(img, 8));
+        f.fcs = img_word(img, 12);
+        f.fdp = u64::from(img_dword(img, 16));
+        f.fds = img_word(img, 20);
+    }
+    for (k, st) in f.st.iter_mut().enumerate() {
+        st.copy_from_slice(&img[32 + 16 * k..42 + 16 * k]);
+    }
+    cpu.fpu = f;
+}
+
+/// The XMM registers of a legacy image.
+pub(crate) fn load_xmm(cpu: &mut crate::state::CpuState, img: &[u8; 512], nxmm: usize) {
+    for k in 0..nxmm {
+        let b: [u8; 16] = img[160 + 16 * k..176 + 16 * k].try_into().unwrap_or([0; 16]);
+        cpu.xmm[k] = u128::from_le_bytes(b);
+    }
+}
+
 /// FXSAVE and FXRSTOR (and their REX.W forms with 64-bit FIP/FDP): the 512-byte image of
 /// SDM vol. 1, table 10-2. XMM8-15 only in 64-bit mode.
 pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
@@ -428,31 +497,8 @@ pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             let lin = mem::seg_linear(c.cpu, seg, at(off), 1, mem::AccessKind::Write)?;
             mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
         }
-        let f = c.cpu.fpu;
-        let mut img = [0u8; 512];
-        img[0..2].copy_from_slice(&f.fcw.to_le_bytes());
-        img[2..4].copy_from_slice(&f.fsw.to_le_bytes());
-        img[4] = f.ftw;
-        img[6..8].copy_from_slice(&f.fop.to_le_bytes());
-        if wide {
-            img[8..16].copy_from_slice(&f.fip.to_le_bytes());
-            img[16..24].copy_from_slice(&f.fdp.to_le_bytes());
-        } else {
-            img[8..12].copy_from_slice(&(f.fip as u32).to_le_bytes());
-            img[12..14].copy_from_slice(&f.fcs.to_le_bytes());
-            img[16..20].copy_from_slice(&(f.fdp as u32).to_le_bytes());
-            img[20..22].copy_from_slice(&f.fds.to_le_bytes());
-        }
-        img[24..28].copy_from_slice(&c.cpu.mxcsr.to_le_bytes());
-        img[28..32].copy_from_slice(&MXCSR_MASK.to_le_bytes());
-        for (k, st) in f.st.iter().enumerate() {
-            img[32 + 16 * k..42 + 16 * k].copy_from_slice(st);
-        }
-        for k in 0..nxmm {
-            img[160 + 16 * k..176 + 16 * k].copy_from_slice(&c.cpu.xmm[k].to_le_bytes());
-        }
-        // Bytes 416-511 are not written by the CPU, but this image is stored whole: the
-        // reserved area keeps what memory held. Only the defined part is written.
+        let img = legacy_image(c.cpu, wide, nxmm);
+        // Bytes 416-511 are not written by the CPU: only the defined part is stored.
         let defined = 160 + 16 * nxmm;
         for (k, chunk) in img[..defined].chunks(8).enumerate() {
             let v = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
@@ -465,35 +511,13 @@ pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             let v = mem::read(c.cpu, c.bus, seg, at(8 * k), Width::W64)?;
             img[8 * k as usize..8 * k as usize + 8].copy_from_slice(&v.to_le_bytes());
         }
-        let word = |o: usize| u16::from_le_bytes([img[o], img[o + 1]]);
-        let dword = |o: usize| u32::from_le_bytes([img[o], img[o + 1], img[o + 2], img[o + 3]]);
-        let mx = dword(24);
+        let mx = img_dword(&img, 24);
         if mx & !MXCSR_MASK != 0 {
             return Err(Exception::gp(0));
         }
-        let mut f = c.cpu.fpu;
-        f.fcw = word(0);
-        f.fsw = word(2);
-        f.ftw = img[4];
-        f.fop = word(6) & 0x7ff;
-        if wide {
-            f.fip = u64::from(dword(8)) | u64::from(dword(12)) << 32;
-            f.fdp = u64::from(dword(16)) | u64::from(dword(20)) << 32;
-        } else {
-            f.fip = u64::from(dword(8));
-            f.fcs = word(12);
-            f.fdp = u64::from(dword(16));
-            f.fds = word(20);
-        }
-        for (k, st) in f.st.iter_mut().enumerate() {
-            st.copy_from_slice(&img[32 + 16 * k..42 + 16 * k]);
-        }
-        c.cpu.fpu = f;
+        load_x87(c.cpu, &img, wide);
         c.cpu.mxcsr = mx;
-        for k in 0..nxmm {
-            let b: [u8; 16] = img[160 + 16 * k..176 + 16 * k].try_into().unwrap_or([0; 16]);
-            c.cpu.xmm[k] = u128::from_le_bytes(b);
-        }
+        load_xmm(c.cpu, &img, nxmm);
         Ok(())
     }
 }
