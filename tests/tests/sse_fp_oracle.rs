@@ -807,3 +807,152 @@ fn xsave_family_faults() -> Result<(), IcedError> {
     assert_eq!(cpu.xmm[0], 5);
     Ok(())
 }
+
+type HostMm = fn(u128, u128, u64, u32) -> (u128, u64, u32);
+
+macro_rules! host_mm {
+    ($text:expr) => {{
+        fn run(a: u128, b: u128, m: u64, mx: u32) -> (u128, u64, u32) {
+            let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+            let mut r = [0u8; 16];
+            let mut mm_out = 0u64;
+            let (mut save, mut mx_out) = (0u32, 0u32);
+            // SAFETY: reads and writes only the local buffers named as operands; MM0, XMM0
+            // and XMM1 are declared clobbered, EMMS leaves the x87 tags empty again, and the
+            // host MXCSR is restored.
+            unsafe {
+                asm!(
+                    "stmxcsr [{save}]",
+                    "ldmxcsr [{mxi}]",
+                    "movdqu xmm0, [{a}]",
+                    "movdqu xmm1, [{b}]",
+                    "movq mm0, [{m}]",
+                    $text,
+                    "movdqu [{r}], xmm0",
+                    "movq [{mo}], mm0",
+                    "emms",
+                    "stmxcsr [{mxo}]",
+                    "ldmxcsr [{save}]",
+                    save = in(reg) &mut save,
+                    mxi = in(reg) &mx,
+                    mxo = in(reg) &mut mx_out,
+                    a = in(reg) a.as_ptr(),
+                    b = in(reg) b.as_ptr(),
+                    m = in(reg) &m,
+                    r = in(reg) r.as_mut_ptr(),
+                    mo = in(reg) &mut mm_out,
+                    out("xmm0") _,
+                    out("xmm1") _,
+                    out("mm0") _,
+                );
+            }
+            (u128::from_le_bytes(r), mm_out, mx_out)
+        }
+        run as HostMm
+    }};
+}
+
+#[test]
+fn conversions_and_moves_with_mmx_registers_match_the_host() -> Result<(), IcedError> {
+    let cases: [(&str, u32, HostMm, Emu); 8] = [
+        ("cvtpi2ps", 32, host_mm!("cvtpi2ps xmm0, mm0"), |a| a.cvtpi2ps(xmm0, mm0)),
+        ("cvtpi2pd", 32, host_mm!("cvtpi2pd xmm0, mm0"), |a| a.cvtpi2pd(xmm0, mm0)),
+        ("cvtps2pi", 32, host_mm!("cvtps2pi mm0, xmm1"), |a| a.cvtps2pi(mm0, xmm1)),
+        ("cvttps2pi", 32, host_mm!("cvttps2pi mm0, xmm1"), |a| a.cvttps2pi(mm0, xmm1)),
+        ("cvtpd2pi", 64, host_mm!("cvtpd2pi mm0, xmm1"), |a| a.cvtpd2pi(mm0, xmm1)),
+        ("cvttpd2pi", 64, host_mm!("cvttpd2pi mm0, xmm1"), |a| a.cvttpd2pi(mm0, xmm1)),
+        ("movq2dq", 32, host_mm!("movq2dq xmm0, mm0"), |a| a.movq2dq(xmm0, mm0)),
+        ("movdq2q", 32, host_mm!("movdq2q mm0, xmm1"), |a| a.movdq2q(mm0, xmm1)),
+    ];
+    let mut rng = Rng(0x3a3);
+    for (name, lane, host, emu) in cases {
+        let code = assemble(emu)?;
+        for _ in 0..500 * scale() {
+            let (a, b) = (operand(&mut rng, lane), operand(&mut rng, lane));
+            let m = rng.next_u64();
+            let mx = random_mxcsr(&mut rng);
+            let (wx, wm, wmx) = host(a, b, m, mx);
+            let (mut cpu, mut bus) = machine(&code);
+            cpu.xmm[0] = a;
+            cpu.xmm[1] = b;
+            cpu.fpu.set_mm(0, m);
+            cpu.mxcsr = mx;
+            let (_, exit) = translator::run(&mut cpu, &mut bus, 4);
+            assert_eq!(exit, translator::Exit::Halted, "{name}");
+            let ctx = format!("{name}: {a:#034x} {b:#034x} mm0={m:#x} mxcsr={mx:#x}");
+            assert_eq!(cpu.xmm[0], wx, "{ctx}: xmm0");
+            assert_eq!(cpu.fpu.mm(0), wm, "{ctx}: mm0");
+            assert_eq!(cpu.mxcsr, wmx, "{ctx}: mxcsr");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn non_temporal_and_masked_stores_write_what_the_host_writes() -> Result<(), IcedError> {
+    let mut rng = Rng(0x7e7);
+    for _ in 0..200 {
+        let (data, mask) = (operand(&mut rng, 32), rng.next_u64() as u128 | (rng.next_u64() as u128) << 64);
+        let fill = rng.next_u64();
+        let mut host = [fill; 8];
+        let (db, mb) = (data.to_le_bytes(), mask.to_le_bytes());
+        // SAFETY: every store goes to the 64-byte local array `host` (MASKMOVDQU through
+        // RDI); XMM0 and XMM1 are declared clobbered.
+        unsafe {
+            asm!(
+                "movdqu xmm0, [{d}]",
+                "movdqu xmm1, [{m}]",
+                "movntdq [{p}], xmm0",
+                "movntps [{p} + 16], xmm1",
+                "movnti [{p} + 40], {g}",
+                "maskmovdqu xmm0, xmm1",
+                d = in(reg) db.as_ptr(),
+                m = in(reg) mb.as_ptr(),
+                p = in(reg) host.as_mut_ptr(),
+                g = in(reg) fill.rotate_left(7),
+                in("rdi") host.as_mut_ptr().wrapping_add(6) as *mut u8 as usize - 3,
+                out("xmm0") _,
+                out("xmm1") _,
+            );
+        }
+        let mut a = CodeAssembler::new(64)?;
+        a.movntdq(xmmword_ptr(0x3000u64), xmm0)?;
+        a.movntps(xmmword_ptr(0x3010u64), xmm1)?;
+        a.movnti(qword_ptr(0x3028u64), rbx)?;
+        a.maskmovdqu(xmm0, xmm1)?;
+        a.sfence()?;
+        a.lfence()?;
+        a.mfence()?;
+        a.clflush(byte_ptr(0x3000u64))?;
+        a.hlt()?;
+        let (mut cpu, mut bus) = machine(&a.assemble(0x8000)?);
+        for k in 0..8u64 {
+            bus.put(0x3000 + 8 * k, &fill.to_le_bytes());
+        }
+        cpu.xmm[0] = data;
+        cpu.xmm[1] = mask;
+        cpu.set_reg(Gpr::Rbx, Width::W64, fill.rotate_left(7));
+        cpu.set_reg(Gpr::Rdi, Width::W64, 0x3000 + 48 - 3);
+        let (_, exit) = translator::run(&mut cpu, &mut bus, 20);
+        assert_eq!(exit, translator::Exit::Halted);
+        for k in 0..8 {
+            assert_eq!(bus.get(0x3000 + 8 * k as u64, 8), host[k], "qword {k}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn lahf_and_sahf_work_in_64_bit_mode() -> Result<(), IcedError> {
+    let mut a = CodeAssembler::new(64)?;
+    a.mov(ah, 0xd7u32)?;
+    a.sahf()?;
+    a.mov(eax, 0u32)?;
+    a.lahf()?;
+    a.hlt()?;
+    let (mut cpu, mut bus) = machine(&a.assemble(0x8000)?);
+    let (_, exit) = translator::run(&mut cpu, &mut bus, 10);
+    assert_eq!(exit, translator::Exit::Halted);
+    assert_eq!(cpu.reg(Gpr::Rax, Width::W64), 0xd7 << 8);
+    Ok(())
+}

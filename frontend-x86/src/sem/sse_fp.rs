@@ -50,14 +50,17 @@ fn set_lane(v: u128, f: Fmt, k: u32, x: u64) -> u128 {
     (v & !mask) | ((u128::from(x) << (bits * k)) & mask)
 }
 
-/// The format and packedness of an SSE FP mnemonic, from its suffix.
+/// The format and packedness of an SSE FP mnemonic.
 fn shape(m: Mnemonic) -> (Fmt, bool) {
-    let s = format!("{m:?}");
-    let suffix = &s[s.len().saturating_sub(2)..];
-    match suffix {
-        "ps" => (F32, true),
-        "ss" => (F32, false),
-        "pd" => (F64, true),
+    use Mnemonic::*;
+    match m {
+        Addps | Subps | Mulps | Divps | Minps | Maxps | Sqrtps | Cmpps | Addsubps | Haddps | Hsubps | Roundps => {
+            (F32, true)
+        }
+        Addss | Subss | Mulss | Divss | Minss | Maxss | Sqrtss | Cmpss | Roundss => (F32, false),
+        Addpd | Subpd | Mulpd | Divpd | Minpd | Maxpd | Sqrtpd | Cmppd | Addsubpd | Haddpd | Hsubpd | Roundpd => {
+            (F64, true)
+        }
         _ => (F64, false),
     }
 }

@@ -166,7 +166,7 @@ pub fn widen(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     };
     let v = read_low(c, i, 1, w)?.0;
     let d = dest(i)?;
-    let signed = format!("{m:?}").starts_with("Pmovsx");
+    let signed = matches!(m, Pmovsxbw | Pmovsxbd | Pmovsxbq | Pmovsxwd | Pmovsxwq | Pmovsxdq);
     let r = if m == Movddup {
         u128::from(v) | u128::from(v) << 64
     } else {
