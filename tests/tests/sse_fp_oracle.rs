@@ -935,8 +935,8 @@ fn non_temporal_and_masked_stores_write_what_the_host_writes() -> Result<(), Ice
         cpu.set_reg(Gpr::Rdi, Width::W64, 0x3000 + 48 - 3);
         let (_, exit) = translator::run(&mut cpu, &mut bus, 20);
         assert_eq!(exit, translator::Exit::Halted);
-        for k in 0..8 {
-            assert_eq!(bus.get(0x3000 + 8 * k as u64, 8), host[k], "qword {k}");
+        for (k, want) in host.iter().enumerate() {
+            assert_eq!(bus.get(0x3000 + 8 * k as u64, 8), *want, "qword {k}");
         }
     }
     Ok(())
