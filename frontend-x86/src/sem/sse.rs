@@ -1,7 +1,7 @@
-//! The SSE/SSE2 register file, MXCSR, FXSAVE/FXRSTOR, and the first SSE2 instructions: the
-//! 128-bit moves, MOVD/MOVQ, the bitwise logic, packed integer add/subtract/compare-equal and
-//! PMOVMSKB. Helpers on concrete values for now (issue 5 continues this; CPUID does not report
-//! SSE until the whole set is there, so only tests reach these yet).
+//! The SSE register file, MXCSR, FXSAVE/FXRSTOR, the SSE/SSE2 moves and packed integer and
+//! logic instructions, and `resolve`, which maps every SSE-family mnemonic (SSE to SSE4.2,
+//! XSAVE) to its helper here or in `sse_fp`, `sse_int` and `xsave`. MMX-register forms are
+//! left to `mmx::resolve`.
 
 use iced_x86::{Mnemonic, OpKind, Register};
 
