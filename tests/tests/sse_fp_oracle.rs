@@ -699,8 +699,9 @@ fn xsave_area_matches_the_host() -> Result<(), IcedError> {
         img[512..520].copy_from_slice(&bv.to_le_bytes());
         let src = Area(img);
         let mut dst = Area([0xcc; 576]);
+        let mut opt = Area([0xcc; 576]);
         let mut keep = Area([0; 576]);
-        // SAFETY: FXSAVE64/XRSTOR64/XSAVE64/FXRSTOR64 on 64-byte-aligned local buffers of 576
+        // SAFETY: FXSAVE64/XRSTOR64/XSAVE64/XSAVEOPT64/FXRSTOR64 on 64-byte-aligned local buffers of 576
         // bytes with RFBM = 3 (x87 and SSE, which the host's XCR0 enables); the host's own
         // x87/SSE state is saved first and restored last. EAX and EDX are declared clobbered.
         unsafe {
@@ -708,10 +709,12 @@ fn xsave_area_matches_the_host() -> Result<(), IcedError> {
                 "fxsave64 [{keep}]",
                 "xrstor64 [{src}]",
                 "xsave64 [{dst}]",
+                "xsaveopt64 [{opt}]",
                 "fxrstor64 [{keep}]",
                 keep = in(reg) keep.0.as_mut_ptr(),
                 src = in(reg) src.0.as_ptr(),
                 dst = in(reg) dst.0.as_mut_ptr(),
+                opt = in(reg) opt.0.as_mut_ptr(),
                 inout("eax") 3u32 => _,
                 inout("edx") 0u32 => _,
             );
@@ -724,6 +727,7 @@ fn xsave_area_matches_the_host() -> Result<(), IcedError> {
             a.xsetbv()?;
             a.xrstor64(zmmword_ptr(0x4000u64))?;
             a.xsave64(zmmword_ptr(0x5000u64))?;
+            a.xsaveopt64(zmmword_ptr(0x6000u64))?;
             a.hlt()?;
             a.assemble(0x8000)?
         };
@@ -731,6 +735,7 @@ fn xsave_area_matches_the_host() -> Result<(), IcedError> {
         cpu.cr4 |= cr4::OSXSAVE;
         bus.put(0x4000, &img);
         bus.put(0x5000, &[0xcc; 576]);
+        bus.put(0x6000, &[0xcc; 576]);
         let (_, exit) = translator::run(&mut cpu, &mut bus, 10);
         assert_eq!(exit, translator::Exit::Halted);
         assert_eq!(cpu.xcr0, 3);
@@ -746,6 +751,11 @@ fn xsave_area_matches_the_host() -> Result<(), IcedError> {
                 want &= !2;
             }
             assert_eq!(bus.get(0x5000 + off, 1) as u8, want, "round {round} (XSTATE_BV {bv}): byte {off}");
+            let mut want = opt.0[off as usize];
+            if off == 30 {
+                want &= !2;
+            }
+            assert_eq!(bus.get(0x6000 + off, 1) as u8, want, "round {round} (XSTATE_BV {bv}): XSAVEOPT byte {off}");
         }
     }
     Ok(())

@@ -3,7 +3,9 @@
 //! legacy region plus the 64-byte header: 576 bytes, as CPUID leaf 0xD reports.
 //!
 //! XSTATE_BV records a component as in use when it differs from its initial configuration
-//! (XINUSE). XSAVEOPT behaves like XSAVE: its init and modified optimizations are optional.
+//! (XINUSE; MXCSR is not tracked). XSAVEOPT uses the init optimization (components in their
+//! initial configuration are not written) but not the modified optimization, which is
+//! optional.
 
 use iced_x86::Mnemonic;
 
@@ -95,27 +97,32 @@ pub fn xsave_xrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         }
         let old_bv = mem::read(c.cpu, c.bus, seg, at(512), Width::W64)?;
         let img = legacy_image(c.cpu, wide, nxmm);
-        let mut writes: Vec<(usize, usize)> = Vec::new();
-        if rfbm & 1 != 0 {
-            writes.push((0, 24));
-            writes.push((32, 160));
-        }
-        if rfbm & 2 != 0 {
-            writes.push((24, 32));
-            writes.push((160, 160 + 16 * nxmm));
-        }
-        for (from, to) in writes {
-            for o in (from..to).step_by(8) {
-                let v = u64::from_le_bytes(img[o..o + 8].try_into().unwrap_or([0; 8]));
-                mem::write(c.cpu, c.bus, seg, at(o as u64), Width::W64, v)?;
-            }
-        }
         let mut inuse = 0u64;
         if !x87_is_init(&c.cpu.fpu) {
             inuse |= 1;
         }
         if !sse_is_init(c.cpu, nxmm) {
             inuse |= 2;
+        }
+        // XSAVEOPT's init optimization: a component in its initial configuration is not
+        // written (its XSTATE_BV bit says so). MXCSR is saved either way.
+        let skip = if matches!(m, Xsaveopt | Xsaveopt64) { !inuse } else { 0 };
+        let mut writes: Vec<(usize, usize)> = Vec::new();
+        if rfbm & 1 != 0 && skip & 1 == 0 {
+            writes.push((0, 24));
+            writes.push((32, 160));
+        }
+        if rfbm & 2 != 0 {
+            writes.push((24, 32));
+            if skip & 2 == 0 {
+                writes.push((160, 160 + 16 * nxmm));
+            }
+        }
+        for (from, to) in writes {
+            for o in (from..to).step_by(8) {
+                let v = u64::from_le_bytes(img[o..o + 8].try_into().unwrap_or([0; 8]));
+                mem::write(c.cpu, c.bus, seg, at(o as u64), Width::W64, v)?;
+            }
         }
         let bv = (old_bv & !rfbm) | (inuse & rfbm);
         return mem::write(c.cpu, c.bus, seg, at(512), Width::W64, bv);
