@@ -442,7 +442,7 @@ fn integer_sse3_to_sse42_match_the_host() -> Result<(), IcedError> {
         custom!("crc32 eax, eax", 32, false, |a| a.crc32(eax, eax)),
     ];
     check_cases(&cases, 500, 0x1a7e)?;
-    let more: [Case; 14] = [
+    let more: [Case; 18] = [
         custom!("crc32 rax, rax", 32, false, |a| a.crc32(rax, rax)),
         custom!("crc32 eax, al", 32, false, |a| a.crc32(eax, al)),
         custom!("crc32 eax, ax", 32, false, |a| a.crc32(eax, ax)),
@@ -457,6 +457,10 @@ fn integer_sse3_to_sse42_match_the_host() -> Result<(), IcedError> {
         custom!("pinsrd xmm0, eax, 1", 32, false, |a| a.pinsrd(xmm0, eax, 1)),
         custom!("pinsrq xmm0, rax, 1", 32, false, |a| a.pinsrq(xmm0, rax, 1)),
         c!("pmuludq xmm0, xmm1", 32, pmuludq),
+        c!("pclmulqdq xmm0, xmm1, 0x00", 32, pclmulqdq, 0x00),
+        c!("pclmulqdq xmm0, xmm1, 0x01", 32, pclmulqdq, 0x01),
+        c!("pclmulqdq xmm0, xmm1, 0x10", 32, pclmulqdq, 0x10),
+        c!("pclmulqdq xmm0, xmm1, 0x11", 32, pclmulqdq, 0x11),
     ];
     check_cases(&more, 500, 0x1a7f)
 }

@@ -79,6 +79,7 @@ pub fn resolve(i: &Insn) -> Option<Op> {
         Lfence | Sfence | Mfence => Op::Nop,
         Clflush => Op::Helper(sse_int::clflush),
         Crc32 => Op::Helper(sse_int::crc32),
+        Pclmulqdq => Op::Helper(sse_int::pclmulqdq),
         Pcmpestri | Pcmpestrm | Pcmpistri | Pcmpistrm => Op::Helper(sse_int::pcmpstr),
         Popcnt => Op::Helper(sse_int::popcnt),
         Ldmxcsr | Stmxcsr => Op::Helper(mxcsr),

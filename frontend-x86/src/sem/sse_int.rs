@@ -333,6 +333,23 @@ pub fn clflush(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     Ok(())
 }
 
+/// The carry-less product of two 64-bit values.
+pub fn clmul(a: u64, b: u64) -> u128 {
+    (0..64).filter(|k| b >> k & 1 != 0).fold(0u128, |acc, k| acc ^ (u128::from(a) << k))
+}
+
+/// PCLMULQDQ: imm8 bit 0 picks the destination's quadword, bit 4 the source's.
+pub fn pclmulqdq(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c)?;
+    let b = read_x(c, i, 1, true)?;
+    let d = dest(i)?;
+    let imm = i.immediate8();
+    let x = (c.cpu.xmm[d] >> (64 * u32::from(imm & 1))) as u64;
+    let y = (b >> (64 * u32::from((imm >> 4) & 1))) as u64;
+    c.cpu.xmm[d] = clmul(x, y);
+    Ok(())
+}
+
 /// The reflected CRC-32C (Castagnoli) polynomial CRC32 uses.
 const CRC32C: u32 = 0x82f6_3b78;
 
