@@ -908,10 +908,13 @@ fn non_temporal_and_masked_stores_write_what_the_host_writes() -> Result<(), Ice
     for _ in 0..200 {
         let (data, mask) = (operand(&mut rng, 32), rng.next_u64() as u128 | (rng.next_u64() as u128) << 64);
         let fill = rng.next_u64();
-        let mut host = [fill; 8];
+        #[repr(align(16))]
+        struct Aligned([u64; 8]);
+        let mut buf = Aligned([fill; 8]);
+        let host = &mut buf.0;
         let (db, mb) = (data.to_le_bytes(), mask.to_le_bytes());
-        // SAFETY: every store goes to the 64-byte local array `host` (MASKMOVDQU through
-        // RDI); XMM0 and XMM1 are declared clobbered.
+        // SAFETY: every store goes to the 16-byte-aligned 64-byte local array `host`
+        // (MASKMOVDQU through RDI); XMM0 and XMM1 are declared clobbered.
         unsafe {
             asm!(
                 "movdqu xmm0, [{d}]",
