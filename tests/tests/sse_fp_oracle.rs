@@ -973,3 +973,121 @@ fn lahf_and_sahf_work_in_64_bit_mode() -> Result<(), IcedError> {
     assert_eq!(cpu.reg(Gpr::Rax, Width::W64), 0xd7 << 8);
     Ok(())
 }
+
+/// SIGFPE handler for the trapping runs: resumes at the address the template left in R11 and
+/// sets R10 to say the instruction trapped. The signal frame's MXCSR (with the flags the
+/// exception raised) is what the interrupted code sees again.
+extern "C" fn resume_after_fpe(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid ucontext_t for an SA_SIGINFO handler; only two saved
+    // general registers of the interrupted thread are changed.
+    unsafe {
+        let uc = ctx.cast::<libc::ucontext_t>();
+        let g = &mut (*uc).uc_mcontext.gregs;
+        g[libc::REG_RIP as usize] = g[libc::REG_R11 as usize];
+        g[libc::REG_R10 as usize] = 1;
+    }
+}
+
+fn install_fpe_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction with a handler of the SA_SIGINFO signature; installing
+        // it for SIGFPE affects only the trapping runs below (nothing else here traps).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = resume_after_fpe as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGFPE, &sa, std::ptr::null_mut()), 0);
+        }
+    });
+}
+
+type HostTrap = fn(u128, u128, u32) -> (u128, u32, bool);
+
+macro_rules! host_trap {
+    ($text:expr) => {{
+        fn run(a: u128, b: u128, mx: u32) -> (u128, u32, bool) {
+            let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+            let mut r = [0u8; 16];
+            let (mut save, mut mx_out) = (0u32, 0u32);
+            let trapped: u64;
+            // SAFETY: reads and writes only the local buffers named as operands; when the
+            // instruction raises an unmasked SIMD exception the SIGFPE handler resumes at
+            // label 2 with R10 = 1. The host MXCSR is restored; XMM0, XMM1 and R11 are
+            // declared clobbered.
+            unsafe {
+                asm!(
+                    "stmxcsr [{save}]",
+                    "movdqu xmm0, [{a}]",
+                    "movdqu xmm1, [{b}]",
+                    "lea r11, [rip + 2f]",
+                    "xor r10d, r10d",
+                    "ldmxcsr [{mxi}]",
+                    $text,
+                    "2:",
+                    "stmxcsr [{mxo}]",
+                    "ldmxcsr [{save}]",
+                    "movdqu [{r}], xmm0",
+                    save = in(reg) &mut save,
+                    mxi = in(reg) &mx,
+                    mxo = in(reg) &mut mx_out,
+                    a = in(reg) a.as_ptr(),
+                    b = in(reg) b.as_ptr(),
+                    r = in(reg) r.as_mut_ptr(),
+                    out("r10") trapped,
+                    out("r11") _,
+                    out("xmm0") _,
+                    out("xmm1") _,
+                );
+            }
+            (u128::from_le_bytes(r), mx_out, trapped != 0)
+        }
+        run as HostTrap
+    }};
+}
+
+/// Unmasked exceptions against the host: the host traps (SIGFPE), the interpreter raises
+/// #XM; both leave XMM0 alone and record the same MXCSR flags (pre-computation exceptions
+/// stop every lane; overflow and underflow with their masks clear, FTZ not applied, PE as the
+/// SDM describes).
+#[test]
+fn unmasked_exceptions_match_the_host() -> Result<(), IcedError> {
+    install_fpe_handler();
+    let cases: [(&str, u32, HostTrap, Emu); 14] = [
+        ("addps", 32, host_trap!("addps xmm0, xmm1"), |a| a.addps(xmm0, xmm1)),
+        ("subsd", 64, host_trap!("subsd xmm0, xmm1"), |a| a.subsd(xmm0, xmm1)),
+        ("mulps", 32, host_trap!("mulps xmm0, xmm1"), |a| a.mulps(xmm0, xmm1)),
+        ("mulpd", 64, host_trap!("mulpd xmm0, xmm1"), |a| a.mulpd(xmm0, xmm1)),
+        ("divps", 32, host_trap!("divps xmm0, xmm1"), |a| a.divps(xmm0, xmm1)),
+        ("divsd", 64, host_trap!("divsd xmm0, xmm1"), |a| a.divsd(xmm0, xmm1)),
+        ("sqrtps", 32, host_trap!("sqrtps xmm0, xmm1"), |a| a.sqrtps(xmm0, xmm1)),
+        ("maxpd", 64, host_trap!("maxpd xmm0, xmm1"), |a| a.maxpd(xmm0, xmm1)),
+        ("cmpps lt", 32, host_trap!("cmpps xmm0, xmm1, 1"), |a| a.cmpps(xmm0, xmm1, 1)),
+        ("cvtsd2ss", 64, host_trap!("cvtsd2ss xmm0, xmm1"), |a| a.cvtsd2ss(xmm0, xmm1)),
+        ("cvtps2dq", 32, host_trap!("cvtps2dq xmm0, xmm1"), |a| a.cvtps2dq(xmm0, xmm1)),
+        ("cvtpd2ps", 64, host_trap!("cvtpd2ps xmm0, xmm1"), |a| a.cvtpd2ps(xmm0, xmm1)),
+        ("roundpd", 64, host_trap!("roundpd xmm0, xmm1, 4"), |a| a.roundpd(xmm0, xmm1, 4)),
+        ("dpps", 32, host_trap!("dpps xmm0, xmm1, 0xff"), |a| a.dpps(xmm0, xmm1, 0xff)),
+    ];
+    let mut rng = Rng(0x7a9);
+    let mut traps = 0;
+    for (name, lane, host, emu) in cases {
+        let code = assemble(emu)?;
+        for _ in 0..1000 * scale() {
+            let (a, b) = (operand(&mut rng, lane), operand(&mut rng, lane));
+            // Random controls and a random set of masks cleared.
+            let mx = random_mxcsr(&mut rng) & !((rng.next_u64() as u32 & 0x3f) << 7);
+            let (wx, wmx, trapped) = host(a, b, mx);
+            let s = State { x0: a, x1: b, mxcsr: mx, rax: 0, flags: 0, rdx: 0 };
+            let (cpu, fault) = run_emu(&code, s);
+            let ctx = format!("{name}: {a:#034x} {b:#034x} mxcsr={mx:#x}");
+            assert_eq!(fault, trapped.then_some(19), "{ctx}: #XM");
+            assert_eq!(cpu.mxcsr, wmx, "{ctx}: mxcsr");
+            assert_eq!(cpu.xmm[0], wx, "{ctx}: xmm0");
+            traps += usize::from(trapped);
+        }
+    }
+    assert!(traps > 1000, "only {traps} runs trapped");
+    Ok(())
+}

@@ -387,12 +387,19 @@ pub fn dot(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             }
         })
         .collect();
+    // Each stage (the products, then each level of sums) completes before the next starts:
+    // its flags are recorded, and an unmasked exception in one stops the instruction there.
+    commit(c, &env)?;
+    env.flags = 0;
+    let e = &mut env;
     let sum = if n == 4 {
-        let s1 = softfp::add(f, e, t[0], t[1]);
-        let s2 = softfp::add(f, e, t[2], t[3]);
-        softfp::add(f, e, s1, s2)
+        let s1 = softfp::lane(e, |e| softfp::add(f, e, t[0], t[1]));
+        let s2 = softfp::lane(e, |e| softfp::add(f, e, t[2], t[3]));
+        commit(c, &env)?;
+        env.flags = 0;
+        softfp::lane(&mut env, |e| softfp::add(f, e, s1, s2))
     } else {
-        softfp::add(f, e, t[0], t[1])
+        softfp::lane(e, |e| softfp::add(f, e, t[0], t[1]))
     };
     let mut r = 0u128;
     for k in 0..n {
