@@ -1054,7 +1054,7 @@ macro_rules! host_trap {
 #[test]
 fn unmasked_exceptions_match_the_host() -> Result<(), IcedError> {
     install_fpe_handler();
-    let cases: [(&str, u32, HostTrap, Emu); 14] = [
+    let cases: [(&str, u32, HostTrap, Emu); 24] = [
         ("addps", 32, host_trap!("addps xmm0, xmm1"), |a| a.addps(xmm0, xmm1)),
         ("subsd", 64, host_trap!("subsd xmm0, xmm1"), |a| a.subsd(xmm0, xmm1)),
         ("mulps", 32, host_trap!("mulps xmm0, xmm1"), |a| a.mulps(xmm0, xmm1)),
@@ -1069,6 +1069,16 @@ fn unmasked_exceptions_match_the_host() -> Result<(), IcedError> {
         ("cvtpd2ps", 64, host_trap!("cvtpd2ps xmm0, xmm1"), |a| a.cvtpd2ps(xmm0, xmm1)),
         ("roundpd", 64, host_trap!("roundpd xmm0, xmm1, 4"), |a| a.roundpd(xmm0, xmm1, 4)),
         ("dpps", 32, host_trap!("dpps xmm0, xmm1, 0xff"), |a| a.dpps(xmm0, xmm1, 0xff)),
+        ("dppd", 64, host_trap!("dppd xmm0, xmm1, 0x31"), |a| a.dppd(xmm0, xmm1, 0x31)),
+        ("haddps", 32, host_trap!("haddps xmm0, xmm1"), |a| a.haddps(xmm0, xmm1)),
+        ("addsubpd", 64, host_trap!("addsubpd xmm0, xmm1"), |a| a.addsubpd(xmm0, xmm1)),
+        ("minss", 32, host_trap!("minss xmm0, xmm1"), |a| a.minss(xmm0, xmm1)),
+        ("sqrtsd", 64, host_trap!("sqrtsd xmm0, xmm1"), |a| a.sqrtsd(xmm0, xmm1)),
+        ("cmpsd unord", 64, host_trap!("cmpsd xmm0, xmm1, 3"), |a| a.cmpsd_3(xmm0, xmm1, 3)),
+        ("cvtss2sd", 32, host_trap!("cvtss2sd xmm0, xmm1"), |a| a.cvtss2sd(xmm0, xmm1)),
+        ("cvttpd2dq", 64, host_trap!("cvttpd2dq xmm0, xmm1"), |a| a.cvttpd2dq(xmm0, xmm1)),
+        ("cvtdq2ps", 32, host_trap!("cvtdq2ps xmm0, xmm1"), |a| a.cvtdq2ps(xmm0, xmm1)),
+        ("roundss", 32, host_trap!("roundss xmm0, xmm1, 0"), |a| a.roundss(xmm0, xmm1, 0)),
     ];
     let mut rng = Rng(0x7a9);
     let mut traps = 0;
