@@ -1101,3 +1101,90 @@ fn unmasked_exceptions_match_the_host() -> Result<(), IcedError> {
     assert!(traps > 1000, "only {traps} runs trapped");
     Ok(())
 }
+
+type HostTrapGpr = fn(u128, u128, u32) -> (u64, u64, u32, bool);
+
+macro_rules! host_trap_gpr {
+    ($text:expr) => {{
+        fn run(a: u128, b: u128, mx: u32) -> (u64, u64, u32, bool) {
+            let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+            let (mut save, mut mx_out) = (0u32, 0u32);
+            let trapped: u64;
+            let flags: u64;
+            let mut acc = 0x5555_5555_5555_5555u64;
+            // SAFETY: as in `host_trap!`; RAX is in/out and the flags are read with PUSHFQ
+            // after the instruction (or after the resumed trap).
+            unsafe {
+                asm!(
+                    "stmxcsr [{save}]",
+                    "movdqu xmm0, [{a}]",
+                    "movdqu xmm1, [{b}]",
+                    "lea r11, [rip + 2f]",
+                    "xor r10d, r10d",
+                    "ldmxcsr [{mxi}]",
+                    "test al, 0",
+                    $text,
+                    "2:",
+                    "pushfq",
+                    "pop {fl}",
+                    "stmxcsr [{mxo}]",
+                    "ldmxcsr [{save}]",
+                    save = in(reg) &mut save,
+                    mxi = in(reg) &mx,
+                    mxo = in(reg) &mut mx_out,
+                    a = in(reg) a.as_ptr(),
+                    b = in(reg) b.as_ptr(),
+                    fl = out(reg) flags,
+                    inout("rax") acc,
+                    out("r10") trapped,
+                    out("r11") _,
+                    out("xmm0") _,
+                    out("xmm1") _,
+                );
+            }
+            (acc, flags, mx_out, trapped != 0)
+        }
+        run as HostTrapGpr
+    }};
+}
+
+/// The same for instructions that write a general register or the flags: on a trap RAX and
+/// the flags stay as they were.
+#[test]
+fn unmasked_exceptions_in_integer_conversions_and_comis_match_the_host() -> Result<(), IcedError> {
+    install_fpe_handler();
+    let cases: [(&str, u32, HostTrapGpr, Emu); 6] = [
+        ("cvtsd2si eax", 64, host_trap_gpr!("cvtsd2si eax, xmm1"), |a| a.cvtsd2si(eax, xmm1)),
+        ("cvttss2si rax", 32, host_trap_gpr!("cvttss2si rax, xmm1"), |a| a.cvttss2si(rax, xmm1)),
+        ("cvtss2si eax", 32, host_trap_gpr!("cvtss2si eax, xmm1"), |a| a.cvtss2si(eax, xmm1)),
+        ("cvttsd2si rax", 64, host_trap_gpr!("cvttsd2si rax, xmm1"), |a| a.cvttsd2si(rax, xmm1)),
+        ("comiss", 32, host_trap_gpr!("comiss xmm0, xmm1"), |a| a.comiss(xmm0, xmm1)),
+        ("ucomisd", 64, host_trap_gpr!("ucomisd xmm0, xmm1"), |a| a.ucomisd(xmm0, xmm1)),
+    ];
+    let mut rng = Rng(0x7aa);
+    let mut traps = 0;
+    for (name, lane, host, emu) in cases {
+        // The emulator starts from the same flags as the host template (TEST AL, 0: ZF|PF).
+        let code = assemble(emu)?;
+        for _ in 0..1000 * scale() {
+            let (a, b) = (operand(&mut rng, lane), operand(&mut rng, lane));
+            let mx = random_mxcsr(&mut rng) & !((rng.next_u64() as u32 & 0x3f) << 7);
+            let (want_rax, want_flags, want_mx, trapped) = host(a, b, mx);
+            let (mut cpu, mut bus) = machine(&code);
+            cpu.xmm[0] = a;
+            cpu.xmm[1] = b;
+            cpu.mxcsr = mx;
+            cpu.set_reg(Gpr::Rax, Width::W64, 0x5555_5555_5555_5555);
+            cpu.flags.set_masked(0x8d5, 0x44);
+            let fault = translator::interp::step(&mut cpu, &mut bus).map(|e| e.vector);
+            let ctx = format!("{name}: {a:#034x} {b:#034x} mxcsr={mx:#x}");
+            assert_eq!(fault, trapped.then_some(19), "{ctx}: #XM");
+            assert_eq!(cpu.mxcsr, want_mx, "{ctx}: mxcsr");
+            assert_eq!(cpu.reg(Gpr::Rax, Width::W64), want_rax, "{ctx}: rax");
+            assert_eq!(cpu.flags.get() & 0x8d5, want_flags & 0x8d5, "{ctx}: flags");
+            traps += usize::from(trapped);
+        }
+    }
+    assert!(traps > 300, "only {traps} runs trapped");
+    Ok(())
+}
