@@ -1188,3 +1188,33 @@ fn unmasked_exceptions_in_integer_conversions_and_comis_match_the_host() -> Resu
     assert!(traps > 300, "only {traps} runs trapped");
     Ok(())
 }
+
+/// Legacy-SSE alignment rules for the newer instructions: m128 operands must be 16-byte
+/// aligned (#GP(0)) except for LDDQU and the SSE4.2 string compares; narrower operands
+/// (PMOVZX m64, MOVDDUP m64, INSERTPS m32) never need alignment.
+#[test]
+fn sse3_to_sse42_memory_alignment_rules() -> Result<(), IcedError> {
+    let cases: [(&str, Emu, Option<u8>); 9] = [
+        ("ptest", |a| a.ptest(xmm0, xmmword_ptr(0x3004u64)), Some(13)),
+        ("pshufb", |a| a.pshufb(xmm0, xmmword_ptr(0x3004u64)), Some(13)),
+        ("haddps", |a| a.haddps(xmm0, xmmword_ptr(0x3004u64)), Some(13)),
+        ("roundps", |a| a.roundps(xmm0, xmmword_ptr(0x3004u64), 0), Some(13)),
+        ("lddqu", |a| a.lddqu(xmm0, xmmword_ptr(0x3004u64)), None),
+        ("pcmpistri", |a| a.pcmpistri(xmm0, xmmword_ptr(0x3004u64), 0), None),
+        ("pmovzxbw", |a| a.pmovzxbw(xmm0, qword_ptr(0x3004u64)), None),
+        ("movddup", |a| a.movddup(xmm0, qword_ptr(0x3004u64)), None),
+        ("insertps", |a| a.insertps(xmm0, dword_ptr(0x3004u64), 0x10), None),
+    ];
+    for (name, emu, want) in cases {
+        let code = assemble(emu)?;
+        let (mut cpu, mut bus) = machine(&code);
+        bus.put(0x3000, &[0x11; 32]);
+        cpu.xmm[0] = 7;
+        let e = translator::interp::step(&mut cpu, &mut bus).map(|e| e.vector);
+        assert_eq!(e, want, "{name}");
+        if want.is_some() {
+            assert_eq!(cpu.xmm[0], 7, "{name}: nothing written");
+        }
+    }
+    Ok(())
+}
