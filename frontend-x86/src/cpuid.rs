@@ -24,10 +24,34 @@ pub mod edx1 {
     pub const CMOV: u32 = 1 << 15;
     /// 36-bit physical addresses in 4 MiB pages.
     pub const PSE36: u32 = 1 << 17;
+    /// CLFLUSH.
+    pub const CLFSH: u32 = 1 << 19;
+    /// FXSAVE/FXRSTOR and CR4.OSFXSR.
+    pub const FXSR: u32 = 1 << 24;
+    /// SSE.
+    pub const SSE: u32 = 1 << 25;
+    /// SSE2.
+    pub const SSE2: u32 = 1 << 26;
 }
 
 /// Leaf 1 ECX bits that are implemented.
 pub mod ecx1 {
+    /// SSE3.
+    pub const SSE3: u32 = 1 << 0;
+    /// PCLMULQDQ.
+    pub const PCLMULQDQ: u32 = 1 << 1;
+    /// SSSE3.
+    pub const SSSE3: u32 = 1 << 9;
+    /// SSE4.1.
+    pub const SSE41: u32 = 1 << 19;
+    /// SSE4.2.
+    pub const SSE42: u32 = 1 << 20;
+    /// POPCNT.
+    pub const POPCNT: u32 = 1 << 23;
+    /// XSAVE/XRSTOR/XSETBV/XGETBV and CR4.OSXSAVE.
+    pub const XSAVE: u32 = 1 << 26;
+    /// CR4.OSXSAVE, reported from CR4 by the CPUID instruction (not in `LEAF1_ECX`).
+    pub const OSXSAVE: u32 = 1 << 27;
     /// CMPXCHG16B.
     pub const CX16: u32 = 1 << 13;
     /// Process-context identifiers (CR4.PCIDE).
@@ -57,10 +81,24 @@ pub mod edx81 {
 }
 
 /// What leaf 1 reports in EDX.
-pub const LEAF1_EDX: u32 =
-    edx1::PSE | edx1::TSC | edx1::MSR | edx1::PAE | edx1::CX8 | edx1::SEP | edx1::PGE | edx1::CMOV | edx1::PSE36;
+pub const LEAF1_EDX: u32 = edx1::PSE
+    | edx1::TSC
+    | edx1::MSR
+    | edx1::PAE
+    | edx1::CX8
+    | edx1::SEP
+    | edx1::PGE
+    | edx1::CMOV
+    | edx1::PSE36
+    | edx1::CLFSH
+    | edx1::FXSR
+    | edx1::SSE
+    | edx1::SSE2;
 /// What leaf 1 reports in ECX.
-pub const LEAF1_ECX: u32 = ecx1::CX16 | ecx1::PCID;
+pub const LEAF1_ECX: u32 =
+    ecx1::SSE3 | ecx1::SSSE3 | ecx1::CX16 | ecx1::PCID | ecx1::SSE41 | ecx1::SSE42 | ecx1::POPCNT | ecx1::XSAVE;
+/// Leaf 0xD subleaf 1 EAX: XSAVEOPT.
+pub const LEAF_D1_EAX: u32 = 1;
 /// What leaf 7 reports in EBX.
 pub const LEAF7_EBX: u32 = ebx7::SMEP | ebx7::INVPCID | ebx7::SMAP;
 /// What leaf 0x8000_0001 reports in EDX.
@@ -78,12 +116,20 @@ fn le(b: &[u8]) -> u32 {
 /// CPUID leaf `leaf`, subleaf `sub`: (EAX, EBX, ECX, EDX). Leaves that are not reported read
 /// as zeros.
 pub fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
-    const MAX_BASIC: u32 = 7;
+    const MAX_BASIC: u32 = 0xd;
     const MAX_EXT: u32 = 0x8000_0008;
     match leaf {
         0 => (MAX_BASIC, le(&VENDOR[0..4]), le(&VENDOR[8..12]), le(&VENDOR[4..8])),
+        // EBX: CLFLUSH line size 8 * 8 bytes, one logical processor.
         1 => (SIGNATURE, 8 << 8 | 1 << 16, LEAF1_ECX, LEAF1_EDX),
         7 if sub == 0 => (0, LEAF7_EBX, 0, 0),
+        // XSAVE: x87 and SSE state, 576 bytes (the CPUID helper reports EBX for the
+        // current XCR0, which is the same size for every value XCR0 may take here).
+        0xd if sub == 0 => {
+            let size = crate::sem::xsave::AREA_SIZE;
+            (crate::sem::xsave::XCR0_SUPPORTED as u32, size, size, 0)
+        }
+        0xd if sub == 1 => (LEAF_D1_EAX, 0, 0, 0),
         0x8000_0000 => (MAX_EXT, 0, 0, 0),
         0x8000_0001 => (0, 0, LEAF81_ECX, LEAF81_EDX),
         0x8000_0002..=0x8000_0004 => {
@@ -122,14 +168,17 @@ mod tests {
     #[test]
     fn no_unimplemented_unit_is_advertised() {
         let (_, _, ecx, edx) = cpuid(1, 0);
-        // x87, APIC, MTRR, PAT, MMX, FXSR, SSE, SSE2 are not implemented yet.
-        for bit in [0, 9, 12, 16, 23, 24, 25, 26] {
+        // x87, APIC, MTRR, PAT, MMX are not implemented on this branch yet.
+        for bit in [0, 9, 12, 16, 23] {
             assert_eq!(edx & (1 << bit), 0, "leaf 1 EDX bit {bit}");
         }
-        // SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, XSAVE.
-        for bit in [0, 9, 19, 20, 23, 26] {
+        // MONITOR, FMA, MOVBE, OSXSAVE (dynamic), AVX, F16C, RDRAND.
+        for bit in [3, 12, 22, 27, 28, 29, 30] {
             assert_eq!(ecx & (1 << bit), 0, "leaf 1 ECX bit {bit}");
         }
+        // XSAVE manages x87 and SSE only; no XSAVEC/XGETBV1/XSAVES.
+        assert_eq!(cpuid(0xd, 0), (3, 576, 576, 0));
+        assert_eq!(cpuid(0xd, 1).0, 1);
         // Leaf 7: no FSGSBASE, BMI, AVX2, RDSEED, ...
         let (_, b7, c7, d7) = cpuid(7, 0);
         assert_eq!(b7 & !(ebx7::SMEP | ebx7::INVPCID | ebx7::SMAP), 0);

@@ -213,8 +213,10 @@ pub mod cr4 {
     pub const OSFXSR: u64 = 1 << 9;
     /// Unmasked SIMD exceptions as #XM.
     pub const OSXMMEXCPT: u64 = 1 << 10;
-    /// Every bit this CPU accepts. (OSFXSR and OSXMMEXCPT join when CPUID reports FXSR/SSE.)
-    pub const SUPPORTED: u64 = TSD | DE | PSE | PAE | PGE | PCIDE | SMEP | SMAP;
+    /// XSAVE/XRSTOR/XGETBV/XSETBV enabled by the OS.
+    pub const OSXSAVE: u64 = 1 << 18;
+    /// Every bit this CPU accepts.
+    pub const SUPPORTED: u64 = TSD | DE | PSE | PAE | PGE | OSFXSR | OSXMMEXCPT | PCIDE | OSXSAVE | SMEP | SMAP;
 }
 
 /// EFER bits (the paging ones are softmmu's, re-exported).
@@ -304,6 +306,8 @@ pub struct CpuState {
     pub xmm: [u128; 16],
     /// MXCSR.
     pub mxcsr: u32,
+    /// XCR0, the state components XSAVE manages (XSETBV); bit 0 (x87) is always set.
+    pub xcr0: u64,
     /// The x87 state as FXSAVE stores it (the x87 instructions are issue 5).
     pub fpu: FpuState,
 }
@@ -414,6 +418,7 @@ impl CpuState {
             pdptes: [0; 4],
             xmm: [0; 16],
             mxcsr: 0x1f80,
+            xcr0: 1,
             fpu: FpuState::default(),
         }
     }

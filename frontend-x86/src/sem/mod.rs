@@ -9,11 +9,15 @@ pub mod mmx;
 pub mod muldiv;
 pub mod privileged;
 pub mod shift;
+pub mod softfp;
 pub mod sse;
+pub mod sse_fp;
+pub mod sse_int;
 pub mod string;
 pub mod system;
 pub mod task;
 pub mod x87;
+pub mod xsave;
 
 use crate::insn::Insn;
 use iced_x86::{Mnemonic, OpKind, Register};

@@ -439,7 +439,10 @@ pub fn rdmsr_wrmsr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
 pub fn cpuid_insn(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     let leaf = c.cpu.reg(Gpr::Rax, Width::W32) as u32;
     let sub = c.cpu.reg(Gpr::Rcx, Width::W32) as u32;
-    let (a, b, cx, d) = cpuid::cpuid(leaf, sub);
+    let (a, b, mut cx, d) = cpuid::cpuid(leaf, sub);
+    if leaf == 1 && c.cpu.cr4 & cr4::OSXSAVE != 0 {
+        cx |= cpuid::ecx1::OSXSAVE;
+    }
     c.cpu.set_reg(Gpr::Rax, Width::W32, u64::from(a));
     c.cpu.set_reg(Gpr::Rbx, Width::W32, u64::from(b));
     c.cpu.set_reg(Gpr::Rcx, Width::W32, u64::from(cx));

@@ -1,7 +1,7 @@
-//! The SSE/SSE2 register file, MXCSR, FXSAVE/FXRSTOR, and the first SSE2 instructions: the
-//! 128-bit moves, MOVD/MOVQ, the bitwise logic, packed integer add/subtract/compare-equal and
-//! PMOVMSKB. Helpers on concrete values for now (issue 5 continues this; CPUID does not report
-//! SSE until the whole set is there, so only tests reach these yet).
+//! The SSE register file, MXCSR, FXSAVE/FXRSTOR, the SSE/SSE2 moves and packed integer and
+//! logic instructions, and `resolve`, which maps every SSE-family mnemonic (SSE to SSE4.2,
+//! XSAVE) to its helper here or in `sse_fp`, `sse_int` and `xsave`. MMX-register forms are
+//! left to `mmx::resolve`.
 
 use iced_x86::{Mnemonic, OpKind, Register};
 
@@ -11,11 +11,12 @@ use crate::exception::{Exception, Result};
 use crate::insn::Insn;
 use crate::mem;
 use crate::operand as op;
-use crate::sem::Op;
+use crate::sem::{sse_fp, sse_int, xsave, Op};
 use crate::state::{cr0, cr4, SegReg, Width};
 
-/// MXCSR bits this CPU accepts (no DAZ yet): a write of any other bit is #GP(0).
-pub const MXCSR_MASK: u32 = 0xffbf;
+/// MXCSR bits this CPU accepts (DAZ included, as FXSAVE reports on current CPUs): a write
+/// of any other bit is #GP(0).
+pub const MXCSR_MASK: u32 = 0xffff;
 
 /// The SSE-family instruction `i` resolves to, or None when it is not one (or is an MMX form).
 pub fn resolve(i: &Insn) -> Option<Op> {
@@ -44,8 +45,47 @@ pub fn resolve(i: &Insn) -> Option<Op> {
             Op::Helper(packed)
         }
         Pmovmskb if i.op_register(1).is_xmm() => Op::Helper(pmovmskb),
+        Addps | Addss | Addpd | Addsd | Subps | Subss | Subpd | Subsd | Mulps | Mulss | Mulpd | Mulsd | Divps
+        | Divss | Divpd | Divsd | Minps | Minss | Minpd | Minsd | Maxps | Maxss | Maxpd | Maxsd | Sqrtps | Sqrtss
+        | Sqrtpd | Sqrtsd | Cmpps | Cmpss | Cmppd | Cmpsd | Addsubps | Addsubpd | Haddps | Haddpd | Hsubps | Hsubpd => {
+            Op::Helper(sse_fp::arith)
+        }
+        Comiss | Ucomiss | Comisd | Ucomisd => Op::Helper(sse_fp::comis),
+        Cvtsi2ss | Cvtsi2sd | Cvtss2si | Cvttss2si | Cvtsd2si | Cvttsd2si | Cvtss2sd | Cvtsd2ss | Cvtps2pd
+        | Cvtdq2pd | Cvtpd2ps | Cvtpd2dq | Cvttpd2dq | Cvtdq2ps | Cvtps2dq | Cvttps2dq | Cvtpi2ps | Cvtpi2pd
+        | Cvtps2pi | Cvttps2pi | Cvtpd2pi | Cvttpd2pi => Op::Helper(sse_fp::convert),
+        Rcpps | Rcpss | Rsqrtps | Rsqrtss => Op::Helper(sse_fp::approx),
+        Roundps | Roundpd | Roundss | Roundsd => Op::Helper(sse_fp::round),
+        Dpps | Dppd => Op::Helper(sse_fp::dot),
+        Pabsb | Pabsw | Pabsd | Psignb | Psignw | Psignd | Phaddw | Phaddd | Phaddsw | Phsubw | Phsubd | Phsubsw
+        | Pmaddubsw | Pmulhrsw | Pshufb | Palignr
+            if !i.op_register(0).is_mm() =>
+        {
+            Op::Helper(sse_int::binary)
+        }
+        Movshdup | Movsldup | Lddqu | Movntdqa | Blendps | Blendpd | Pblendw | Blendvps | Blendvpd | Pblendvb
+        | Mpsadbw | Packusdw | Pcmpeqq | Pcmpgtq | Phminposuw | Pmaxsb | Pmaxsd | Pminsb | Pminsd | Pmaxuw | Pmaxud
+        | Pminuw | Pminud | Pmuldq | Pmulld => Op::Helper(sse_int::binary),
+        Movddup | Pmovsxbw | Pmovsxbd | Pmovsxbq | Pmovsxwd | Pmovsxwq | Pmovsxdq | Pmovzxbw | Pmovzxbd | Pmovzxbq
+        | Pmovzxwd | Pmovzxwq | Pmovzxdq => Op::Helper(sse_int::widen),
+        Pextrw if !i.op_register(1).is_xmm() => return None,
+        Pinsrw if !i.op_register(0).is_xmm() => return None,
+        Pextrb | Pextrw | Pextrd | Pextrq | Extractps => Op::Helper(sse_int::extract),
+        Pinsrb | Pinsrw | Pinsrd | Pinsrq | Insertps => Op::Helper(sse_int::insert),
+        Ptest => Op::Helper(sse_int::ptest),
+        Movq2dq | Movdq2q => Op::Helper(sse_int::mmx_xmm),
+        Movntps | Movntpd | Movntdq | Movnti => Op::Helper(sse_int::movnt),
+        Maskmovdqu => Op::Helper(sse_int::maskmovdqu),
+        Lfence | Sfence | Mfence => Op::Nop,
+        Clflush => Op::Helper(sse_int::clflush),
+        Crc32 => Op::Helper(sse_int::crc32),
+        Pclmulqdq => Op::Helper(sse_int::pclmulqdq),
+        Pcmpestri | Pcmpestrm | Pcmpistri | Pcmpistrm => Op::Helper(sse_int::pcmpstr),
+        Popcnt => Op::Helper(sse_int::popcnt),
         Ldmxcsr | Stmxcsr => Op::Helper(mxcsr),
         Fxsave | Fxsave64 | Fxrstor | Fxrstor64 => Op::Helper(fxsave_fxrstor),
+        Xsave | Xsave64 | Xsaveopt | Xsaveopt64 | Xrstor | Xrstor64 => Op::Helper(xsave::xsave_xrstor),
+        Xgetbv | Xsetbv => Op::Helper(xsave::xgetbv_xsetbv),
         _ => return None,
     })
 }
@@ -61,12 +101,12 @@ pub fn check(c: &Concrete<'_>) -> Result<()> {
     Ok(())
 }
 
-fn xmm_index(r: Register) -> Option<usize> {
+pub(crate) fn xmm_index(r: Register) -> Option<usize> {
     r.is_xmm().then(|| r.number())
 }
 
 /// The memory operand's segment and offset, with the 16-byte alignment check when `aligned`.
-fn mem_at(c: &mut Concrete<'_>, i: &Insn, aligned: bool) -> Result<(SegReg, u64, Width)> {
+pub(crate) fn mem_at(c: &mut Concrete<'_>, i: &Insn, aligned: bool) -> Result<(SegReg, u64, Width)> {
     let seg = op::mem_seg(i);
     let ea = op::ea(c, i);
     if aligned && ea & 15 != 0 {
@@ -75,14 +115,14 @@ fn mem_at(c: &mut Concrete<'_>, i: &Insn, aligned: bool) -> Result<(SegReg, u64,
     Ok((seg, ea, op::addr_width(i, c.mode64())))
 }
 
-fn load128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width) -> Result<u128> {
+pub(crate) fn load128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width) -> Result<u128> {
     // Both halves are checked before either is used: a fault leaves nothing changed.
     let lo = mem::read(c.cpu, c.bus, seg, ea, Width::W64)?;
     let hi = mem::read(c.cpu, c.bus, seg, ea.wrapping_add(8) & aw.mask(), Width::W64)?;
     Ok(u128::from(lo) | (u128::from(hi) << 64))
 }
 
-fn store128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width, v: u128) -> Result<()> {
+pub(crate) fn store128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width, v: u128) -> Result<()> {
     let hi_ea = ea.wrapping_add(8) & aw.mask();
     let lin = mem::seg_linear(c.cpu, seg, hi_ea, 8, mem::AccessKind::Write)?;
     mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
@@ -91,7 +131,7 @@ fn store128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width, v: u128) -> R
 }
 
 /// Reads operand `n` as 128 bits (an XMM register or 16 bytes of memory).
-fn read_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool) -> Result<u128> {
+pub(crate) fn read_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool) -> Result<u128> {
     match i.op_kind(n) {
         OpKind::Register => xmm_index(i.op_register(n)).map(|x| c.cpu.xmm[x]).ok_or(Exception::UD),
         OpKind::Memory => {
@@ -102,7 +142,7 @@ fn read_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool) -> Result<u128>
     }
 }
 
-fn write_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool, v: u128) -> Result<()> {
+pub(crate) fn write_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool, v: u128) -> Result<()> {
     match i.op_kind(n) {
         OpKind::Register => {
             let x = xmm_index(i.op_register(n)).ok_or(Exception::UD)?;
@@ -149,7 +189,7 @@ pub fn movd_movq(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
 }
 
 /// Applies `f` lane by lane to `a` and `b` split into `bits`-bit lanes.
-fn lanes(a: u128, b: u128, bits: u32, f: impl Fn(u64, u64) -> u64) -> u128 {
+pub(crate) fn lanes(a: u128, b: u128, bits: u32, f: impl Fn(u64, u64) -> u64) -> u128 {
     let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
     (0..128 / bits).fold(0u128, |acc, k| {
         let sh = k * bits;
@@ -236,12 +276,12 @@ pub fn packed(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
 }
 
 /// Sign-extends the low `bits` of `v`.
-fn sx(v: u64, bits: u32) -> i64 {
+pub(crate) fn sx(v: u64, bits: u32) -> i64 {
     ((v << (64 - bits)) as i64) >> (64 - bits)
 }
 
 /// Signed saturation of `v` to `bits`.
-fn sat_s(v: i64, bits: u32) -> u64 {
+pub(crate) fn sat_s(v: i64, bits: u32) -> u64 {
     let max = (1i64 << (bits - 1)) - 1;
     v.clamp(-max - 1, max) as u64
 }
@@ -371,6 +411,73 @@ pub fn mxcsr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     }
 }
 
+/// The 512-byte legacy (FXSAVE) image of the x87 and SSE state: SDM vol. 1, table 10-2.
+/// `wide` selects the REX.W layout (64-bit FIP/FDP); XMM8-15 only when `nxmm` is 16.
+pub(crate) fn legacy_image(cpu: &crate::state::CpuState, wide: bool, nxmm: usize) -> [u8; 512] {
+    let f = cpu.fpu;
+    let mut img = [0u8; 512];
+    img[0..2].copy_from_slice(&f.fcw.to_le_bytes());
+    img[2..4].copy_from_slice(&f.fsw.to_le_bytes());
+    img[4] = f.ftw;
+    img[6..8].copy_from_slice(&f.fop.to_le_bytes());
+    if wide {
+        img[8..16].copy_from_slice(&f.fip.to_le_bytes());
+        img[16..24].copy_from_slice(&f.fdp.to_le_bytes());
+    } else {
+        img[8..12].copy_from_slice(&(f.fip as u32).to_le_bytes());
+        img[12..14].copy_from_slice(&f.fcs.to_le_bytes());
+        img[16..20].copy_from_slice(&(f.fdp as u32).to_le_bytes());
+        img[20..22].copy_from_slice(&f.fds.to_le_bytes());
+    }
+    img[24..28].copy_from_slice(&cpu.mxcsr.to_le_bytes());
+    img[28..32].copy_from_slice(&MXCSR_MASK.to_le_bytes());
+    for (k, st) in f.st.iter().enumerate() {
+        img[32 + 16 * k..42 + 16 * k].copy_from_slice(st);
+    }
+    for k in 0..nxmm {
+        img[160 + 16 * k..176 + 16 * k].copy_from_slice(&cpu.xmm[k].to_le_bytes());
+    }
+    img
+}
+
+pub(crate) fn img_word(img: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([img[o], img[o + 1]])
+}
+
+pub(crate) fn img_dword(img: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([img[o], img[o + 1], img[o + 2], img[o + 3]])
+}
+
+/// The x87 part (bytes 0-23 and 32-159) of a legacy image, as FXRSTOR loads it.
+pub(crate) fn load_x87(cpu: &mut crate::state::CpuState, img: &[u8; 512], wide: bool) {
+    let mut f = cpu.fpu;
+    f.fcw = img_word(img, 0);
+    f.fsw = img_word(img, 2);
+    f.ftw = img[4];
+    f.fop = img_word(img, 6) & 0x7ff;
+    if wide {
+        f.fip = u64::from(img_dword(img, 8)) | u64::from(img_dword(img, 12)) << 32;
+        f.fdp = u64::from(img_dword(img, 16)) | u64::from(img_dword(img, 20)) << 32;
+    } else {
+        f.fip = u64::from(img_dword(img, 8));
+        f.fcs = img_word(img, 12);
+        f.fdp = u64::from(img_dword(img, 16));
+        f.fds = img_word(img, 20);
+    }
+    for (k, st) in f.st.iter_mut().enumerate() {
+        st.copy_from_slice(&img[32 + 16 * k..42 + 16 * k]);
+    }
+    cpu.fpu = f;
+}
+
+/// The XMM registers of a legacy image.
+pub(crate) fn load_xmm(cpu: &mut crate::state::CpuState, img: &[u8; 512], nxmm: usize) {
+    for k in 0..nxmm {
+        let b: [u8; 16] = img[160 + 16 * k..176 + 16 * k].try_into().unwrap_or([0; 16]);
+        cpu.xmm[k] = u128::from_le_bytes(b);
+    }
+}
+
 /// FXSAVE and FXRSTOR (and their REX.W forms with 64-bit FIP/FDP): the 512-byte image of
 /// SDM vol. 1, table 10-2. XMM8-15 only in 64-bit mode.
 pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
@@ -391,31 +498,8 @@ pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             let lin = mem::seg_linear(c.cpu, seg, at(off), 1, mem::AccessKind::Write)?;
             mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
         }
-        let f = c.cpu.fpu;
-        let mut img = [0u8; 512];
-        img[0..2].copy_from_slice(&f.fcw.to_le_bytes());
-        img[2..4].copy_from_slice(&f.fsw.to_le_bytes());
-        img[4] = f.ftw;
-        img[6..8].copy_from_slice(&f.fop.to_le_bytes());
-        if wide {
-            img[8..16].copy_from_slice(&f.fip.to_le_bytes());
-            img[16..24].copy_from_slice(&f.fdp.to_le_bytes());
-        } else {
-            img[8..12].copy_from_slice(&(f.fip as u32).to_le_bytes());
-            img[12..14].copy_from_slice(&f.fcs.to_le_bytes());
-            img[16..20].copy_from_slice(&(f.fdp as u32).to_le_bytes());
-            img[20..22].copy_from_slice(&f.fds.to_le_bytes());
-        }
-        img[24..28].copy_from_slice(&c.cpu.mxcsr.to_le_bytes());
-        img[28..32].copy_from_slice(&MXCSR_MASK.to_le_bytes());
-        for (k, st) in f.st.iter().enumerate() {
-            img[32 + 16 * k..42 + 16 * k].copy_from_slice(st);
-        }
-        for k in 0..nxmm {
-            img[160 + 16 * k..176 + 16 * k].copy_from_slice(&c.cpu.xmm[k].to_le_bytes());
-        }
-        // Bytes 416-511 are not written by the CPU, but this image is stored whole: the
-        // reserved area keeps what memory held. Only the defined part is written.
+        let img = legacy_image(c.cpu, wide, nxmm);
+        // Bytes 416-511 are not written by the CPU: only the defined part is stored.
         let defined = 160 + 16 * nxmm;
         for (k, chunk) in img[..defined].chunks(8).enumerate() {
             let v = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
@@ -428,41 +512,19 @@ pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             let v = mem::read(c.cpu, c.bus, seg, at(8 * k), Width::W64)?;
             img[8 * k as usize..8 * k as usize + 8].copy_from_slice(&v.to_le_bytes());
         }
-        let word = |o: usize| u16::from_le_bytes([img[o], img[o + 1]]);
-        let dword = |o: usize| u32::from_le_bytes([img[o], img[o + 1], img[o + 2], img[o + 3]]);
-        let mx = dword(24);
+        let mx = img_dword(&img, 24);
         if mx & !MXCSR_MASK != 0 {
             return Err(Exception::gp(0));
         }
-        let mut f = c.cpu.fpu;
-        f.fcw = word(0);
-        f.fsw = word(2);
-        f.ftw = img[4];
-        f.fop = word(6) & 0x7ff;
-        if wide {
-            f.fip = u64::from(dword(8)) | u64::from(dword(12)) << 32;
-            f.fdp = u64::from(dword(16)) | u64::from(dword(20)) << 32;
-        } else {
-            f.fip = u64::from(dword(8));
-            f.fcs = word(12);
-            f.fdp = u64::from(dword(16));
-            f.fds = word(20);
-        }
-        for (k, st) in f.st.iter_mut().enumerate() {
-            st.copy_from_slice(&img[32 + 16 * k..42 + 16 * k]);
-        }
-        c.cpu.fpu = f;
+        load_x87(c.cpu, &img, wide);
         c.cpu.mxcsr = mx;
-        for k in 0..nxmm {
-            let b: [u8; 16] = img[160 + 16 * k..176 + 16 * k].try_into().unwrap_or([0; 16]);
-            c.cpu.xmm[k] = u128::from_le_bytes(b);
-        }
+        load_xmm(c.cpu, &img, nxmm);
         Ok(())
     }
 }
 
 /// Reads the low `w` bits of operand `n`: an XMM register's low lane or memory of that size.
-fn read_low(c: &mut Concrete<'_>, i: &Insn, n: u32, w: Width) -> Result<(u64, bool)> {
+pub(crate) fn read_low(c: &mut Concrete<'_>, i: &Insn, n: u32, w: Width) -> Result<(u64, bool)> {
     match i.op_kind(n) {
         OpKind::Register => {
             let x = xmm_index(i.op_register(n)).ok_or(Exception::UD)?;
