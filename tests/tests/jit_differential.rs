@@ -84,7 +84,9 @@ fn machine(rng: &mut Rng, mode: Mode) -> (CpuState, SparseBus) {
     }
     bus.put(0x400, &[0xf4; 0xc00]);
     bus.put(0x4000, &[0xf4; 0xc000]);
-    bus.put(CODE, &[0xf4; 0x1000]);
+    // ...except the stack: popped return addresses are then 0, which holds HLT.
+    bus.put(0x8000, &[0; 0x2000]);
+    bus.put(CODE, &[0xf4; 0x10000]);
     bus.put(0x30000, &[0xf4; 0x10000]);
     bus.put(HANDLER, &[0xf4]);
     let mut cpu = match mode {
@@ -130,6 +132,8 @@ fn machine(rng: &mut Rng, mode: Mode) -> (CpuState, SparseBus) {
                 protected_mode_cpu(0x1000, 0x17, 0x2000)
             };
             cpu.seg[SegReg::Ss as usize] = flat_segment(0x10, false, false);
+            // SSE on, so the vector helpers run too.
+            cpu.cr4 |= frontend_x86::state::cr4::OSFXSR | frontend_x86::state::cr4::OSXMMEXCPT;
             cpu.rip = CODE;
             cpu
         }
@@ -155,7 +159,7 @@ fn machine(rng: &mut Rng, mode: Mode) -> (CpuState, SparseBus) {
 
 fn summary(cpu: &CpuState) -> String {
     format!(
-        "gpr {:x?}\nrip {:#x} flags {:#x} halted {} shutdown {}\nseg {:x?}\ncr0 {:#x} cr2 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x}",
+        "gpr {:x?}\nrip {:#x} flags {:#x} halted {} shutdown {}\nseg {:x?}\ncr0 {:#x} cr2 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x}\nxmm {:x?} mxcsr {:#x} fpu {:x?}",
         cpu.gpr,
         cpu.rip,
         cpu.flags.get(),
@@ -166,7 +170,10 @@ fn summary(cpu: &CpuState) -> String {
         cpu.cr2,
         cpu.cr3,
         cpu.cr4,
-        cpu.efer
+        cpu.efer,
+        cpu.xmm,
+        cpu.mxcsr,
+        cpu.fpu
     )
 }
 
