@@ -129,6 +129,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             st.blocks_decoded,
             st.blocks_invalidated
         );
+        let (lookups, hits) = m.interp.jump_cache();
+        eprintln!(
+            "cranebox: jump cache {:.1}% of {} block lookups; TLB {} fills ({:.3} per 1000 instructions)",
+            100.0 * hits as f64 / lookups.max(1) as f64,
+            lookups,
+            m.cpu.tlb.0.fills,
+            1000.0 * m.cpu.tlb.0.fills as f64 / m.instructions.max(1) as f64
+        );
         if let Some(j) = m.interp.jit_stats() {
             eprintln!(
                 "cranebox: jit: {} blocks compiled ({} instructions), compile time {:.1} ms total, {:.1} us median per block, {} failed, {} code generations dropped",

@@ -116,9 +116,51 @@ pub fn translate(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, kind: Acces
     }
 }
 
+/// Reads `w` bytes of guest RAM at host address `p`, little-endian.
+///
+/// # Safety
+/// `p..p + w.bytes()` is mapped guest RAM.
+#[inline]
+unsafe fn read_host(p: *const u8, w: Width) -> u64 {
+    // SAFETY: the caller's contract; unaligned reads of plain bytes.
+    unsafe {
+        match w {
+            Width::W8 => u64::from(p.read()),
+            Width::W16 => u64::from(u16::from_le(p.cast::<u16>().read_unaligned())),
+            Width::W32 => u64::from(u32::from_le(p.cast::<u32>().read_unaligned())),
+            Width::W64 => u64::from_le(p.cast::<u64>().read_unaligned()),
+        }
+    }
+}
+
+/// Writes the low `w` bytes of `v` to guest RAM at host address `p`, little-endian.
+///
+/// # Safety
+/// `p..p + w.bytes()` is mapped, writable guest RAM.
+#[inline]
+unsafe fn write_host(p: *mut u8, w: Width, v: u64) {
+    // SAFETY: the caller's contract; unaligned writes of plain bytes.
+    unsafe {
+        match w {
+            Width::W8 => p.write(v as u8),
+            Width::W16 => p.cast::<u16>().write_unaligned((v as u16).to_le()),
+            Width::W32 => p.cast::<u32>().write_unaligned((v as u32).to_le()),
+            Width::W64 => p.cast::<u64>().write_unaligned(v.to_le()),
+        }
+    }
+}
+
 /// Reads `w` bytes at linear address `lin`, checking every page touched before reading.
 pub fn read_linear(cpu: &mut CpuState, bus: &mut dyn CpuBus, lin: u64, w: Width, kind: AccessKind) -> Result<u64> {
     let n = u64::from(w.bytes());
+    if kind == AccessKind::Read {
+        if let Some(p) = cpu.tlb.0.lookup(mmu_mode(cpu), AccessOp::Read, lin, n) {
+            // SAFETY: the TLB holds direct pointers only to whole pages of guest RAM mapped for
+            // as long as the address map is unchanged (a change flushes the TLB), and the
+            // lookup checked that all `n` bytes lie in that page.
+            return Ok(unsafe { read_host(p.as_ptr(), w) });
+        }
+    }
     if (lin & 0xfff) + n <= 0x1000 {
         let pa = translate(cpu, bus, lin, kind)?;
         return Ok(bus.read_phys(pa, w.bytes()));
@@ -149,6 +191,14 @@ fn write_linear_as(
     kind: AccessKind,
 ) -> Result<()> {
     let n = u64::from(w.bytes());
+    if kind == AccessKind::Write {
+        // A direct write tag is never given to a page holding decoded code or ROM.
+        if let Some(p) = cpu.tlb.0.lookup(mmu_mode(cpu), AccessOp::Write, lin, n) {
+            // SAFETY: as in `read_linear`; the page is writable RAM.
+            unsafe { write_host(p.as_ptr(), w, v) };
+            return Ok(());
+        }
+    }
     if (lin & 0xfff) + n <= 0x1000 {
         let pa = translate(cpu, bus, lin, kind)?;
         note_code_write(cpu, pa);

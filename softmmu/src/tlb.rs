@@ -195,6 +195,8 @@ pub struct Tlb {
     /// (base, mask): an aligned region covering every large page cached since the last full
     /// flush.
     large: Option<(u64, u64)>,
+    /// Entries filled so far (every miss that found a translation), for statistics.
+    pub fills: u64,
 }
 
 impl std::fmt::Debug for Tlb {
@@ -229,6 +231,7 @@ impl Tlb {
             side: vec![SideEntry::EMPTY; n].into_boxed_slice(),
             pcid: 0,
             large: None,
+            fills: 0,
         }
     }
 
@@ -323,6 +326,7 @@ impl Tlb {
         let tags = OPS.map(|op| page | if direct(op) { 0 } else { TAG_SLOW });
         let addend = backing.host.map_or(0, |h| (h.as_ptr().expose_provenance() as u64).wrapping_sub(page));
         let i = slot(mode, lin);
+        self.fills += 1;
         self.fast[i] = FastEntry { read: tags[0], write: tags[1], fetch: tags[2], addend };
         self.side[i] = SideEntry {
             valid: true,
@@ -352,6 +356,7 @@ impl Tlb {
         let addend = backing.host.map_or(0, |h| (h.as_ptr().expose_provenance() as u64).wrapping_sub(page));
         let page_mask = !(t.size.bytes() - 1);
         let i = slot(mode, lin);
+        self.fills += 1;
         self.fast[i] = FastEntry { read: tags[0], write: tags[1], fetch: tags[2], addend };
         self.side[i] = SideEntry {
             valid: true,

@@ -82,8 +82,13 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 pub struct BlockCache {
     blocks: FastMap<BlockKey, Rc<Entry>>,
     by_page: FastMap<u64, Vec<BlockKey>>,
-    /// A direct-mapped copy of recently used entries, indexed by the linear address.
+    /// A direct-mapped copy of recently used entries, indexed by the linear address: the
+    /// jump cache.
     fast: Vec<Option<(BlockKey, Rc<Entry>)>>,
+    /// Lookups, and those the jump cache answered.
+    pub lookups: u64,
+    /// Lookups the jump cache answered.
+    pub fast_hits: u64,
 }
 
 #[inline]
@@ -99,8 +104,10 @@ impl BlockCache {
             self.fast = vec![None; FAST_ENTRIES];
         }
         let s = slot(key);
+        self.lookups += 1;
         if let Some((k, b)) = &self.fast[s] {
             if k == key {
+                self.fast_hits += 1;
                 return Some(b.clone());
             }
         }

@@ -69,6 +69,11 @@ impl Interpreter {
         Ok(Interpreter { jit: Some(Jit::new()?), threshold, ..Self::default() })
     }
 
+    /// Block lookups and the share the direct-mapped jump cache answered.
+    pub fn jump_cache(&self) -> (u64, u64) {
+        (self.cache.lookups, self.cache.fast_hits)
+    }
+
     /// The JIT tier's statistics, when it is on.
     pub fn jit_stats(&self) -> Option<&JitStats> {
         self.jit.as_ref().map(|j| &j.stats)
