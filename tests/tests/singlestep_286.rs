@@ -315,7 +315,7 @@ fn run_form(
         };
         tiers.seen += 1;
         if let Some(jit) = tiers.jit.as_mut() {
-            if tiers.jit_every != 0 && tiers.seen % tiers.jit_every == 0 {
+            if tiers.jit_every != 0 && tiers.seen.is_multiple_of(tiers.jit_every) {
                 match run_test(&t, meta, form, out.first_failures.len() < verbose, jit) {
                     Ok(()) => out.jit_passed += 1,
                     Err(msg) => {
