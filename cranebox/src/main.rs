@@ -147,6 +147,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 j.failures,
                 j.generations_dropped
             );
+            eprintln!(
+                "cranebox: jit: of the compile time {:.0}% building CLIF, {:.0}% Cranelift, {:.0}% finalizing",
+                100.0 * j.build_ns as f64 / j.total_compile_ns().max(1) as f64,
+                100.0 * j.codegen_ns as f64 / j.total_compile_ns().max(1) as f64,
+                100.0 * j.finalize_ns as f64 / j.total_compile_ns().max(1) as f64
+            );
         }
     }
     Ok(match outcome {
