@@ -1,19 +1,25 @@
 //! Support for cranebox's benchmarks: a flat-RAM machine with no devices.
 
-use frontend_x86::CpuBus;
-use softmmu::{GuestRam, PhysBus, RamError};
+use std::collections::HashSet;
+use std::ptr::NonNull;
 
-/// RAM from physical address 0 and nothing else: ports read all ones.
+use frontend_x86::CpuBus;
+use softmmu::{GuestRam, PageBacking, PhysBus, RamError};
+
+/// RAM from physical address 0 and nothing else: ports read all ones. Pages are backed by
+/// host memory for the TLB as on the PC machine, with the pages holding decoded code kept on
+/// the slow write path.
 #[derive(Debug)]
 pub struct FlatBus {
     /// The guest RAM.
     pub ram: GuestRam,
+    code: HashSet<u64>,
 }
 
 impl FlatBus {
     /// A bus with `bytes` of RAM.
     pub fn new(bytes: u64) -> Result<Self, RamError> {
-        Ok(FlatBus { ram: GuestRam::new(bytes)? })
+        Ok(FlatBus { ram: GuestRam::new(bytes)?, code: HashSet::new() })
     }
 }
 
@@ -23,6 +29,24 @@ impl PhysBus for FlatBus {
     }
     fn write_phys(&mut self, addr: u64, size: u8, val: u64) {
         self.ram.write(addr, size, val);
+    }
+
+    fn page_backing(&self, paddr: u64) -> PageBacking {
+        let page = paddr & !0xfff;
+        match self.ram.host_ptr(page, 0x1000).and_then(NonNull::new) {
+            Some(host) => PageBacking { phys: page, host: Some(host), writable: true, code: self.code.contains(&page) },
+            None => PageBacking::bus(page),
+        }
+    }
+
+    fn set_code_page(&mut self, paddr: u64, code: bool) -> bool {
+        let page = paddr & !0xfff;
+        if code {
+            self.code.insert(page);
+        } else {
+            self.code.remove(&page);
+        }
+        true
     }
 }
 

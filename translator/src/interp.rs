@@ -119,6 +119,11 @@ impl Interpreter {
             cpu.code.clear();
         }
         for p in &entry.block.pages {
+            if !cpu.code.contains(*p) {
+                // Cached direct write paths to the page must go through the slow path now, which
+                // notices the write (later fills see the bus's code flag).
+                cpu.tlb.0.mark_code_page(*p << 12);
+            }
             cpu.code.mark(*p);
             // Also on the bus, which reports writes by DMA (and by anything else) to it.
             bus.set_code_page(*p << 12, true);
