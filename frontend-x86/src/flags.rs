@@ -68,6 +68,14 @@ pub enum FlagOp {
     Inc,
     /// `r = a - 1`; `b` holds the carry flag from before, which DEC keeps.
     Dec,
+    /// `r = a << b` (SHL/SAL by a count `b` of 1-31 (1-63 for 64 bits)): CF is the last bit
+    /// shifted out, OF = MSB(r) xor CF, AF = 0.
+    Shl,
+    /// `r = a >> b` logically (SHR, count 1-63): CF the last bit out, OF as the last one-bit
+    /// step leaves it (the original sign for a count of one), AF = 0.
+    Shr,
+    /// `r = a >> b` arithmetically (SAR, count 1-63): CF the last bit out, OF = AF = 0.
+    Sar,
 }
 
 /// RFLAGS: the stored bits plus an optional pending arithmetic operation. `repr(C)` with its
@@ -207,6 +215,12 @@ impl LazyFlags {
             }
             FlagOp::Logic => false,
             FlagOp::Inc | FlagOp::Dec => b != 0,
+            FlagOp::Shl => {
+                let bits = self.w.bits() as u64;
+                b <= bits && (a >> (bits - b)) & 1 != 0
+            }
+            FlagOp::Shr => b >= 1 && b <= 64 && (a >> (b - 1)) & 1 != 0,
+            FlagOp::Sar => b >= 1 && (self.w.sext(a) as i64 >> (b - 1).min(63)) & 1 != 0,
         }
     }
 
@@ -233,6 +247,9 @@ impl LazyFlags {
             FlagOp::Logic => (false, false),
             FlagOp::Inc => (r & 0xf == 0, r == sign),
             FlagOp::Dec => (a & 0xf == 0, a == sign),
+            FlagOp::Shl => (false, (r & sign != 0) != self.carry()),
+            FlagOp::Shr => (false, (b >= 1 && b <= 64 && (a >> (b - 1)) & sign != 0) != (r & sign != 0)),
+            FlagOp::Sar => (false, false),
         };
         if af {
             f |= AF;

@@ -210,3 +210,23 @@ pub fn xlat<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     e.set_reg(reg(Gpr::Rax, Width::W8), v);
     Ok(())
 }
+
+/// SHL/SHR/SAR by a count fixed at decode time and not zero: straight-line, with lazy flags.
+/// (Counts from CL, which may be zero and then change no flags, and the rotates are helpers.)
+pub fn shift_imm<E: Emit>(e: &mut E, i: &Insn, m: Mnemonic) -> Result<()> {
+    let w = op::op_width(i, 0);
+    let n = crate::sem::fixed_shift_count(i).ok_or(Exception::UD)?;
+    let dst = op::loc(e, i, 0)?;
+    let a = op::load_loc(e, dst, w)?;
+    let nv = e.imm(n);
+    let (alu, fop) = match m {
+        Mnemonic::Shl => (Alu::Shl, FlagOp::Shl),
+        Mnemonic::Shr => (Alu::Shr, FlagOp::Shr),
+        Mnemonic::Sar => (Alu::Sar, FlagOp::Sar),
+        _ => return Err(Exception::UD),
+    };
+    let r = e.alu(alu, a, nv, w);
+    op::store_loc(e, dst, w, r)?;
+    e.set_flags(fop, w, a, nv, r);
+    Ok(())
+}

@@ -175,6 +175,9 @@ pub enum Op {
     Jcxz,
     /// LEAVE.
     Leave,
+    /// SHL/SAL (Shl), SHR, SAR by a count fixed at decode time (an immediate or the implicit
+    /// 1) that is not zero after masking.
+    ShiftImm(Mnemonic),
     /// Run out of line: complex or sensitive.
     Helper(Helper),
     /// #UD.
@@ -247,6 +250,7 @@ pub fn resolve(i: &Insn) -> Op {
         Imul => Op::Helper(muldiv::imul),
         Div => Op::Helper(|c, i| muldiv::div(c, i, false)),
         Idiv => Op::Helper(|c, i| muldiv::div(c, i, true)),
+        Shl | Sal | Shr | Sar if fixed_shift_count(i).is_some() => Op::ShiftImm(if m == Sal { Shl } else { m }),
         Rol | Ror | Rcl | Rcr | Shl | Sal | Shr | Sar => Op::Helper(shift_helper),
         Shld => Op::Helper(|c, i| shift::shld_shrd(c, i, true)),
         Shrd => Op::Helper(|c, i| shift::shld_shrd(c, i, false)),
@@ -343,6 +347,7 @@ pub fn execute_op<E: Emit>(e: &mut E, op: Op, i: &Insn) -> Result<()> {
         Op::Loop(z) => control::loop_insn(e, i, z),
         Op::Jcxz => control::jcxz(e, i),
         Op::Leave => control::leave(e, i),
+        Op::ShiftImm(m) => alu::shift_imm(e, i, m),
         Op::Helper(h) => e.helper(h, i),
         Op::Ud => Err(Exception::UD),
     }
@@ -415,6 +420,12 @@ pub fn concrete_fn(op: Op) -> Helper {
         Op::Loop(Some(false)) => |c, i| control::loop_insn(c, i, Some(false)),
         Op::Jcxz => |c, i| control::jcxz(c, i),
         Op::Leave => |c, i| control::leave(c, i),
+        Op::ShiftImm(m) => match m {
+            M::Shl => |c, i| alu::shift_imm(c, i, M::Shl),
+            M::Shr => |c, i| alu::shift_imm(c, i, M::Shr),
+            M::Sar => |c, i| alu::shift_imm(c, i, M::Sar),
+            _ => |_, _| Err(Exception::UD),
+        },
         Op::Helper(h) => h,
         Op::Ud => |_, _| Err(Exception::UD),
     }
@@ -425,6 +436,19 @@ pub fn concrete_fn(op: Op) -> Helper {
 /// partially completed REP instruction leaves, and the exception is to be delivered.
 pub fn execute<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     execute_op(e, resolve(i), i)
+}
+
+/// The masked count of a shift whose count operand is an immediate (or the implicit 1 of
+/// the D0/D1 forms), when it is not zero.
+pub fn fixed_shift_count(i: &Insn) -> Option<u64> {
+    let w = op::op_width(i, 0);
+    let raw = match i.op_count() {
+        1 => 1,
+        2 if matches!(i.op_kind(1), OpKind::Immediate8) => u64::from(i.immediate8()),
+        _ => return None,
+    };
+    let n = raw & if w == Width::W64 { 0x3f } else { 0x1f };
+    (n != 0).then_some(n)
 }
 
 fn is_far_mem(i: &Insn) -> bool {

@@ -421,7 +421,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             FlagOp::Logic => self.b.ins().iconst(I8, 0),
             FlagOp::Inc => self.b.ins().icmp_imm_s(IntCC::Equal, r, sign),
             FlagOp::Dec => self.b.ins().icmp_imm_s(IntCC::Equal, a, sign),
-            FlagOp::None => return None,
+            FlagOp::Sar => self.b.ins().iconst(I8, 0),
+            FlagOp::None | FlagOp::Shl | FlagOp::Shr => return None,
         })
     }
 
@@ -432,7 +433,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             FlagOp::Sub => self.b.ins().icmp(IntCC::UnsignedLessThan, a, bv),
             FlagOp::Logic => self.b.ins().iconst(I8, 0),
             FlagOp::Inc | FlagOp::Dec => self.b.ins().icmp_imm_s(IntCC::NotEqual, bv, 0),
-            FlagOp::Adc | FlagOp::Sbb | FlagOp::None => return None,
+            FlagOp::Adc | FlagOp::Sbb | FlagOp::None | FlagOp::Shl | FlagOp::Shr | FlagOp::Sar => return None,
         })
     }
 
