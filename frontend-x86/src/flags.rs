@@ -219,7 +219,7 @@ impl LazyFlags {
                 let bits = self.w.bits() as u64;
                 b <= bits && (a >> (bits - b)) & 1 != 0
             }
-            FlagOp::Shr => b >= 1 && b <= 64 && (a >> (b - 1)) & 1 != 0,
+            FlagOp::Shr => (1..=64).contains(&b) && (a >> (b - 1)) & 1 != 0,
             FlagOp::Sar => b >= 1 && (self.w.sext(a) as i64 >> (b - 1).min(63)) & 1 != 0,
         }
     }
@@ -248,7 +248,7 @@ impl LazyFlags {
             FlagOp::Inc => (r & 0xf == 0, r == sign),
             FlagOp::Dec => (a & 0xf == 0, a == sign),
             FlagOp::Shl => (false, (r & sign != 0) != self.carry()),
-            FlagOp::Shr => (false, (b >= 1 && b <= 64 && (a >> (b - 1)) & sign != 0) != (r & sign != 0)),
+            FlagOp::Shr => (false, ((1..=64).contains(&b) && (a >> (b - 1)) & sign != 0) != (r & sign != 0)),
             FlagOp::Sar => (false, false),
         };
         if af {
