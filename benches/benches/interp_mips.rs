@@ -26,9 +26,21 @@ const PROGRAM: &[u8] = &[
     0xf4, // hlt
 ];
 
-fn run_once(jit: bool) -> Result<(u64, f64), String> {
+/// A loop whose body is two blocks joined by a JMP (so a unit cannot loop on itself): what
+/// leaving and re-entering compiled code costs.
+const TWO_BLOCKS: &[u8] = &[
+    0xb9, 0x00, 0x00, // mov cx, 0 (65536 iterations)
+    0x01, 0xd8, // a: add ax, bx
+    0x31, 0xc3, // xor bx, ax
+    0xeb, 0x00, // jmp b (the next instruction, but a block end)
+    0x43, // b: inc bx
+    0xe2, 0xf7, // loop a
+    0xf4, // hlt
+];
+
+fn run_once(program: &[u8], jit: bool) -> Result<(u64, f64), String> {
     let mut bus = FlatBus::new(1 << 20).map_err(|e| e.to_string())?;
-    bus.ram.write_bytes(0x10000, PROGRAM);
+    bus.ram.write_bytes(0x10000, program);
     let mut cpu = CpuState::new();
     cpu.seg[SegReg::Cs as usize] = Segment::real_mode_code(0x1000);
     cpu.seg[SegReg::Ds as usize] = Segment::real_mode(0x2000);
@@ -47,11 +59,11 @@ fn run_once(jit: bool) -> Result<(u64, f64), String> {
     Ok((n, secs))
 }
 
-fn median_mips(jit: bool) -> (u64, Vec<f64>) {
+fn median_mips(program: &[u8], jit: bool) -> (u64, Vec<f64>) {
     let mut mips = Vec::new();
     let mut count = 0;
     for _ in 0..5 {
-        match run_once(jit) {
+        match run_once(program, jit) {
             Ok((n, secs)) => {
                 count = n;
                 mips.push(n as f64 / secs / 1e6);
@@ -67,8 +79,8 @@ fn median_mips(jit: bool) -> (u64, Vec<f64>) {
 }
 
 fn main() {
-    let (count, interp) = median_mips(false);
-    let (_, jit) = median_mips(true);
+    let (count, interp) = median_mips(PROGRAM, false);
+    let (_, jit) = median_mips(PROGRAM, true);
     for (name, m) in [("interp", &interp), ("jit", &jit)] {
         println!(
             "interp_mips: {name}: {count} guest instructions per run, median {:.1} MIPS (min {:.1}, max {:.1}) over {} runs",
@@ -79,4 +91,11 @@ fn main() {
         );
     }
     println!("interp_mips: jit / interp = {:.1}x", jit[jit.len() / 2] / interp[interp.len() / 2]);
+    let (n2, two_i) = median_mips(TWO_BLOCKS, false);
+    let (_, two_j) = median_mips(TWO_BLOCKS, true);
+    println!(
+        "interp_mips: two-block loop ({n2} instructions): interp {:.1} MIPS, jit {:.1} MIPS",
+        two_i[two_i.len() / 2],
+        two_j[two_j.len() / 2]
+    );
 }

@@ -133,7 +133,7 @@ impl Interpreter {
 
     /// The compiled unit for `entry`, compiling it now if it has turned hot. None when the
     /// JIT is off, the block is still cold, or it cannot be compiled.
-    fn unit_for(&mut self, entry: &Entry, cpu: &mut CpuState) -> Option<crate::jit::UnitFn> {
+    fn unit_for(&mut self, entry: &Entry, cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Option<crate::jit::UnitFn> {
         let jit = self.jit.as_mut()?;
         if let Some(u) = entry.unit.get() {
             return Some(u.entry);
@@ -158,7 +158,9 @@ impl Interpreter {
             }
             return None;
         }
-        match jit.compile(&entry.block, cpu) {
+        let region = region(&entry.block, cpu, bus);
+        let Some(jit) = self.jit.as_mut() else { return None };
+        match jit.compile(&region, cpu) {
             Ok(u) => {
                 let f = u.entry;
                 // The cell was empty: checked above.
@@ -227,7 +229,7 @@ impl Interpreter {
             // A unit runs whole (up to its first exit): only when the budget has room for all
             // of it, so both tiers stop at exactly the same instruction.
             if !single_step && budget - done >= block.insns.len() as u64 {
-                if let Some(f) = self.unit_for(&entry, cpu) {
+                if let Some(f) = self.unit_for(&entry, cpu, bus) {
                     let mut rt = Runtime::new(cpu, &mut *bus, budget - done);
                     // SAFETY: `f` is a unit of the current generation (older ones were dropped
                     // with the cache); it gets exclusive pointers to the CPU and the runtime
@@ -317,6 +319,41 @@ impl Interpreter {
             },
         )
     }
+}
+
+/// Blocks in a compiled region at most.
+const REGION_BLOCKS: usize = 8;
+
+/// The region compiled for a hot block: the block, then the blocks its direct branches and
+/// fall-throughs reach on the same page (so that their bytes and translation are those of
+/// the first block's page, which the cache entry is invalidated with), up to
+/// [`REGION_BLOCKS`]. Branches between them stay inside compiled code: loops, if/else.
+fn region(first: &Rc<decode::Block>, cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Vec<Rc<decode::Block>> {
+    let mut blocks = vec![first.clone()];
+    let (Some(i0), [page]) = (first.insns.first(), first.pages.as_slice()) else { return blocks };
+    let cs_base = cpu.seg[SegReg::Cs as usize].base;
+    let lin_page = cs_base.wrapping_add(i0.ip()) >> 12;
+    let saved = cpu.rip;
+    let mut k = 0;
+    while k < blocks.len() && blocks.len() < REGION_BLOCKS {
+        for ip in crate::jit::successors(&blocks[k]) {
+            if blocks.len() >= REGION_BLOCKS
+                || cs_base.wrapping_add(ip) >> 12 != lin_page
+                || blocks.iter().any(|b| b.insns.first().map(|i| i.ip()) == Some(ip))
+            {
+                continue;
+            }
+            cpu.rip = ip;
+            if let Ok(b) = decode::decode_block(cpu, bus) {
+                if b.pages.as_slice() == [*page] {
+                    blocks.push(Rc::new(b));
+                }
+            }
+        }
+        k += 1;
+    }
+    cpu.rip = saved;
+    blocks
 }
 
 /// Runs `cpu` for at most `budget` instructions with a fresh interpreter (for callers that

@@ -119,12 +119,8 @@ pub struct ClifEmit<'a, 'f> {
     stack_width: Width,
     /// The TLB table (`MmuMode` index) this unit's data accesses use.
     tlb_mode: usize,
-    /// For a unit that branches back to its own start: where each pass begins, and the
-    /// instructions run by earlier passes.
-    loop_head: Option<Block>,
-    iters: Option<Variable>,
-    start_ip: u64,
-    insns: u64,
+    /// Instructions run by the blocks of the region completed before the current one.
+    iters: Variable,
 }
 
 fn width_ty(w: Width) -> types::Type {
@@ -147,17 +143,12 @@ pub struct UnitMode {
     pub stack_width: Width,
     /// The TLB table (`MmuMode` index) its data accesses use.
     pub tlb_mode: usize,
-    /// The unit's last instruction may branch to its first, at this offset: compile the
-    /// branch as a loop.
-    pub self_loop: Option<u64>,
-    /// Instructions in the unit.
-    pub insns: u64,
 }
 
 impl<'a, 'f> ClifEmit<'a, 'f> {
     /// An emitter positioned in the entry block of a function `(cpu, rt) -> status`.
     pub fn new(b: &'a mut FunctionBuilder<'f>, cpu: Value, rt: Value, sigs: Sigs, mode: UnitMode) -> Self {
-        let UnitMode { used, mode64, stack_width, tlb_mode, self_loop, insns } = mode;
+        let UnitMode { used, mode64, stack_width, tlb_mode } = mode;
         let fa = b.declare_var(I64);
         let fb = b.declare_var(I64);
         let fr = b.declare_var(I64);
@@ -176,17 +167,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
                 *slot = Some(var);
             }
         }
-        let (loop_head, iters) = match self_loop {
-            Some(_) => {
-                let iters = b.declare_var(I64);
-                b.def_var(iters, zero);
-                let head = b.create_block();
-                b.ins().jump(head, &[]);
-                b.switch_to_block(head);
-                (Some(head), Some(iters))
-            }
-            None => (None, None),
-        };
+        let iters = b.declare_var(I64);
+        b.def_var(iters, zero);
         ClifEmit {
             b,
             cpu,
@@ -205,10 +187,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             mode64,
             stack_width,
             tlb_mode,
-            loop_head,
             iters,
-            start_ip: self_loop.unwrap_or(0),
-            insns,
         }
     }
 
@@ -221,32 +200,49 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         self.b.def_var(self.next_rip, n);
     }
 
-    /// Leaves the unit normally after `n` instructions, at the `next_rip` variable, storing
-    /// a pending flag operation. A unit that loops to its own start goes round again instead
-    /// while the budget has room for another whole pass (nothing else can need the CPU
-    /// within a run: devices stand still, and interrupts only become deliverable through
-    /// helpers, which leave).
-    pub fn finish(&mut self, n: u64) {
-        let mut n = self.b.ins().iconst(I64, n as i64);
-        if let (Some(head), Some(iters)) = (self.loop_head, self.iters) {
+    /// A label for the start of one of the region's blocks.
+    pub fn label(&mut self) -> Block {
+        self.b.create_block()
+    }
+
+    /// From the entry (after the register loads), continues at `label`.
+    pub fn enter(&mut self, label: Block) {
+        self.b.ins().jump(label, &[]);
+    }
+
+    /// Emits the block at `label` next. At a label the CPU state's flags are authoritative.
+    pub fn start_block(&mut self, label: Block) {
+        self.b.switch_to_block(label);
+        self.flags = Flags::InCpu;
+    }
+
+    /// Ends a block of `len` instructions that went on at the `next_rip` variable: to one of
+    /// the region's blocks (`succ`: start offset, label, length) when control went there and
+    /// the budget has room for all of it (nothing else can need the CPU within a run: devices
+    /// stand still, and interrupts only become deliverable through helpers, which leave the
+    /// unit), else out of the unit, storing a pending flag operation.
+    pub fn end_block(&mut self, len: u64, succ: &[(u64, Block, u64)]) {
+        let base = self.b.use_var(self.iters);
+        let n = self.b.ins().iadd_imm_s(base, len as i64);
+        if !succ.is_empty() {
             self.flags_to_cpu();
-            let base = self.b.use_var(iters);
-            n = self.b.ins().iadd(base, n);
             let rip = self.b.use_var(self.next_rip);
-            let again = self.b.ins().icmp_imm_s(IntCC::Equal, rip, self.start_ip as i64);
-            let after = self.b.ins().iadd_imm_s(n, self.insns as i64);
             let budget = self.b.ins().load(I64, trusted(), self.rt, RT_BUDGET as i32);
-            let room = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, after, budget);
-            let go = self.b.ins().band(again, room);
-            let back = self.b.create_block();
-            let out = self.b.create_block();
-            self.b.ins().brif(go, back, &[], out, &[]);
-            self.b.seal_block(back);
-            self.b.seal_block(out);
-            self.b.switch_to_block(back);
-            self.b.def_var(iters, n);
-            self.b.ins().jump(head, &[]);
-            self.b.switch_to_block(out);
+            for &(start, label, slen) in succ {
+                let here = self.b.ins().icmp_imm_s(IntCC::Equal, rip, start as i64);
+                let after = self.b.ins().iadd_imm_s(n, slen as i64);
+                let room = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, after, budget);
+                let go = self.b.ins().band(here, room);
+                let take = self.b.create_block();
+                let other = self.b.create_block();
+                self.b.ins().brif(go, take, &[], other, &[]);
+                self.b.seal_block(take);
+                self.b.seal_block(other);
+                self.b.switch_to_block(take);
+                self.b.def_var(self.iters, n);
+                self.b.ins().jump(label, &[]);
+                self.b.switch_to_block(other);
+            }
         }
         self.store_flags();
         let rip = self.b.use_var(self.next_rip);
@@ -286,13 +282,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// iterations plus `k + 1` (or `k` when `counted` is false).
     fn count_here(&mut self, counted: bool) -> Value {
         let here = self.k as i64 + i64::from(counted);
-        match self.iters {
-            Some(v) => {
-                let base = self.b.use_var(v);
-                self.b.ins().iadd_imm_s(base, here)
-            }
-            None => self.b.ins().iconst(I64, here),
-        }
+        let base = self.b.use_var(self.iters);
+        self.b.ins().iadd_imm_s(base, here)
     }
 
     fn exit_args(&mut self, status: i64, rip: Option<Value>) -> [BlockArg; 3] {

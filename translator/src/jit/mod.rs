@@ -42,7 +42,7 @@ pub struct Unit {
     pub generation: u64,
     /// Guest instructions in it.
     pub insns: usize,
-    _block: Rc<Block>,
+    _blocks: Vec<Rc<Block>>,
 }
 
 /// Why a block could not be compiled. The block then stays interpreted.
@@ -146,20 +146,28 @@ fn new_module() -> Result<JITModule, JitError> {
     Ok(JITModule::new(JITBuilder::with_isa(isa, default_libcall_names())))
 }
 
-/// The block's start when its last instruction is a direct near branch (JMP, Jcc, LOOP,
-/// JCXZ) back to it on the same page: such a unit loops inside compiled code.
-fn self_loop(block: &Block) -> Option<u64> {
+/// Where control may go after `block` without leaving the exec loop's view: the target of
+/// a direct near branch ending it, and the next instruction when that branch is conditional
+/// or the block just stopped (page end, length limit). None after a helper, which may have
+/// changed the mode or made an interrupt deliverable: the exec loop must look.
+pub fn successors(block: &Block) -> Vec<u64> {
     use iced_x86::FlowControl as F;
-    let first = block.insns.first()?;
-    let last = block.insns.last()?;
-    let direct = matches!(last.flow_control(), F::UnconditionalBranch | F::ConditionalBranch)
-        && (0..last.op_count()).any(|n| {
-            matches!(
-                last.op_kind(n),
-                iced_x86::OpKind::NearBranch16 | iced_x86::OpKind::NearBranch32 | iced_x86::OpKind::NearBranch64
-            )
-        });
-    (direct && last.near_branch_target() == first.ip() && block.pages.len() == 1).then(|| first.ip())
+    let (Some(last), Some(next)) = (block.insns.last(), block.next_ips.last()) else { return Vec::new() };
+    if block.ends_in_helper {
+        return Vec::new();
+    }
+    let direct = (0..last.op_count()).any(|n| {
+        matches!(
+            last.op_kind(n),
+            iced_x86::OpKind::NearBranch16 | iced_x86::OpKind::NearBranch32 | iced_x86::OpKind::NearBranch64
+        )
+    });
+    match last.flow_control() {
+        F::Next => vec![*next],
+        F::UnconditionalBranch if direct => vec![last.near_branch_target()],
+        F::ConditionalBranch if direct => vec![last.near_branch_target(), *next],
+        _ => Vec::new(),
+    }
 }
 
 impl Drop for Jit {
@@ -217,9 +225,9 @@ impl Jit {
     /// The general registers `block` uses, as a bit set (iced-x86's register usage,
     /// including implicit operands and address registers). Registers it misses are still
     /// correct: they are read and written in the CPU state directly.
-    fn used_regs(&mut self, block: &Block) -> u16 {
+    fn used_regs(&mut self, blocks: &[Rc<Block>]) -> u16 {
         let mut used = 0u16;
-        for i in &block.insns {
+        for i in blocks.iter().flat_map(|b| &b.insns) {
             for r in self.info.info(i).used_registers() {
                 if let Some(rr) = operand::reg_ref(r.register()) {
                     used |= 1 << (rr.gpr as usize);
@@ -229,10 +237,12 @@ impl Jit {
         used
     }
 
-    /// Compiles `block`, decoded for `cpu`'s current mode.
-    pub fn compile(&mut self, block: &Rc<Block>, cpu: &CpuState) -> Result<Unit, JitError> {
+    /// Compiles the region `blocks` (entered at the first; see [`successors`]), decoded for
+    /// `cpu`'s current mode.
+    pub fn compile(&mut self, blocks: &[Rc<Block>], cpu: &CpuState) -> Result<Unit, JitError> {
         let start = Instant::now();
-        let used = self.used_regs(block);
+        let Some(block) = blocks.first() else { return Err(JitError::Host("empty region".into())) };
+        let used = self.used_regs(blocks);
         let module = match self.module.as_mut() {
             Some(m) => m,
             None => return Err(JitError::Host("no code module".into())),
@@ -260,25 +270,33 @@ impl Jit {
                 mode64: cpu.mode64(),
                 stack_width: cpu.stack_width(),
                 tlb_mode: frontend_x86::mem::mmu_mode(cpu).index(),
-                self_loop: self_loop(block),
-                insns: block.insns.len() as u64,
             };
             let mut e = emit::ClifEmit::new(&mut b, cpu_v, rt_v, sigs, mode);
-            let mut ended = false;
-            for (k, ((insn, op), next)) in block.insns.iter().zip(&block.ops).zip(&block.next_ips).enumerate() {
-                e.begin(k, insn.ip(), *next);
-                match sem::execute_op(&mut e, *op, insn) {
-                    Ok(()) => {}
-                    Err(ex) => {
+            let labels: Vec<_> = blocks.iter().map(|_| e.label()).collect();
+            let starts: Vec<u64> = blocks.iter().map(|b| b.insns.first().map_or(u64::MAX, |i| i.ip())).collect();
+            e.enter(labels[0]);
+            for (bi, blk) in blocks.iter().enumerate() {
+                e.start_block(labels[bi]);
+                let mut ended = false;
+                for (k, ((insn, op), next)) in blk.insns.iter().zip(&blk.ops).zip(&blk.next_ips).enumerate() {
+                    e.begin(k, insn.ip(), *next);
+                    if let Err(ex) = sem::execute_op(&mut e, *op, insn) {
                         // Faults whatever its operands (#UD and the like): leave with it.
                         e.raise_now(ex);
                         ended = true;
                         break;
                     }
                 }
-            }
-            if !ended {
-                e.finish(block.insns.len() as u64);
+                if !ended {
+                    let succ: Vec<_> = successors(blk)
+                        .into_iter()
+                        .filter_map(|ip| {
+                            let s = starts.iter().position(|&x| x == ip)?;
+                            Some((ip, labels[s], blocks[s].insns.len() as u64))
+                        })
+                        .collect();
+                    e.end_block(blk.insns.len() as u64, &succ);
+                }
             }
             e.close();
             b.seal_all_blocks();
@@ -303,7 +321,8 @@ impl Jit {
         // on every host Cranelift supports.
         let entry = unsafe { std::mem::transmute::<*const u8, UnitFn>(code) };
         self.stats.units += 1;
-        self.stats.insns_compiled += block.insns.len() as u64;
+        let insns: usize = blocks.iter().map(|b| b.insns.len()).sum();
+        self.stats.insns_compiled += insns as u64;
         self.stats.compile_ns.push(start.elapsed().as_nanos() as u64);
         if std::env::var_os("CRANEBOX_JIT_SLOW").is_some() && start.elapsed().as_millis() > 5 {
             eprintln!("slow unit: {} insns, {} code bytes, {:?}", block.insns.len(), size, start.elapsed());
@@ -311,6 +330,6 @@ impl Jit {
                 eprintln!("  {:x} {}", i.ip(), i.mnemonic() as u32);
             }
         }
-        Ok(Unit { entry, generation: self.generation, insns: block.insns.len(), _block: block.clone() })
+        Ok(Unit { entry, generation: self.generation, insns, _blocks: blocks.to_vec() })
     }
 }
