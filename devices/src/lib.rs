@@ -16,6 +16,9 @@
 //! - [`port92`]: system control port A (fast A20, fast reset).
 //! - [`post`]: the port 0x80 POST code latch.
 //! - [`debug`]: the 0xE9 debug console and QEMU's isa-debug-exit, for test guests.
+//! - [`apic`]: the CPU's local APIC (xAPIC) with its timer.
+//! - [`ioapic`]: the IO-APIC (24 pins) at 0xFEC00000.
+//! - [`acpi`]: the PIIX4 ACPI PM block (PM timer, PM1 events, S5 power-off) at 0x600.
 //!
 //! # Ports and offsets
 //!
@@ -37,8 +40,11 @@
 //! (`irq_level()` and similar) and hands to the [`pic::Pic`]; the PIT's channel 0 instead counts
 //! its rising edges, because a periodic timer can rise many times between two looks.
 
+pub mod acpi;
+pub mod apic;
 pub mod debug;
 pub mod i8042;
+pub mod ioapic;
 pub mod pic;
 pub mod pit;
 pub mod port92;
@@ -105,6 +111,8 @@ pub enum SystemRequest {
     /// The device's A20 gate output changed to this level. On Intel chipsets the CPU's A20
     /// line is the OR of the keyboard controller's output and port 0x92 bit 1.
     A20(bool),
+    /// Power the machine off (ACPI S5): the run ends normally.
+    PowerOff,
 }
 
 /// Virtual nanoseconds in one second.
