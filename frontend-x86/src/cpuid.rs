@@ -16,6 +16,8 @@ pub mod edx1 {
     pub const PAE: u32 = 1 << 6;
     /// CMPXCHG8B.
     pub const CX8: u32 = 1 << 8;
+    /// The local APIC (xAPIC; the machine provides it on the bus).
+    pub const APIC: u32 = 1 << 9;
     /// SYSENTER/SYSEXIT.
     pub const SEP: u32 = 1 << 11;
     /// Global pages (CR4.PGE).
@@ -32,6 +34,8 @@ pub mod ecx1 {
     pub const CX16: u32 = 1 << 13;
     /// Process-context identifiers (CR4.PCIDE).
     pub const PCID: u32 = 1 << 17;
+    /// The APIC timer's TSC-deadline mode (IA32_TSC_DEADLINE).
+    pub const TSC_DEADLINE: u32 = 1 << 24;
 }
 
 /// Leaf 7 (subleaf 0) EBX bits that are implemented.
@@ -57,10 +61,18 @@ pub mod edx81 {
 }
 
 /// What leaf 1 reports in EDX.
-pub const LEAF1_EDX: u32 =
-    edx1::PSE | edx1::TSC | edx1::MSR | edx1::PAE | edx1::CX8 | edx1::SEP | edx1::PGE | edx1::CMOV | edx1::PSE36;
+pub const LEAF1_EDX: u32 = edx1::PSE
+    | edx1::TSC
+    | edx1::MSR
+    | edx1::PAE
+    | edx1::CX8
+    | edx1::APIC
+    | edx1::SEP
+    | edx1::PGE
+    | edx1::CMOV
+    | edx1::PSE36;
 /// What leaf 1 reports in ECX.
-pub const LEAF1_ECX: u32 = ecx1::CX16 | ecx1::PCID;
+pub const LEAF1_ECX: u32 = ecx1::CX16 | ecx1::PCID | ecx1::TSC_DEADLINE;
 /// What leaf 7 reports in EBX.
 pub const LEAF7_EBX: u32 = ebx7::SMEP | ebx7::INVPCID | ebx7::SMAP;
 /// What leaf 0x8000_0001 reports in EDX.
@@ -122,8 +134,8 @@ mod tests {
     #[test]
     fn no_unimplemented_unit_is_advertised() {
         let (_, _, ecx, edx) = cpuid(1, 0);
-        // x87, APIC, MTRR, PAT, MMX, FXSR, SSE, SSE2 are not implemented yet.
-        for bit in [0, 9, 12, 16, 23, 24, 25, 26] {
+        // x87, MTRR, PAT, MMX, FXSR, SSE, SSE2 are not implemented yet.
+        for bit in [0, 12, 16, 23, 24, 25, 26] {
             assert_eq!(edx & (1 << bit), 0, "leaf 1 EDX bit {bit}");
         }
         // SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, XSAVE.
