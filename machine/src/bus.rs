@@ -73,6 +73,8 @@ pub struct PcBus {
     pub acpi: AcpiPm,
     /// An NMI from the IO-APIC waits for the CPU.
     nmi: bool,
+    /// PIRQA-D, one bit each, set while asserted.
+    pirq_levels: u8,
     /// The local APIC's window moved: cached translations must go.
     apic_moved: bool,
 }
@@ -100,6 +102,7 @@ impl PcBus {
             ioapic: IoApic::new(),
             acpi: AcpiPm::new(),
             nmi: false,
+            pirq_levels: 0,
             apic_moved: false,
         }
     }
@@ -111,8 +114,27 @@ impl PcBus {
 
     /// Drives ISA IRQ `irq` on both the 8259A and the IO-APIC.
     fn set_isa_irq(&mut self, irq: u8, level: bool) {
-        self.pic.set_irq(irq, level);
+        self.pic.set_irq(irq, level || self.pirq_to(irq));
         self.ioapic.set_irq(if irq == 0 { 2 } else { irq }, level);
+    }
+
+    /// Drives PCI interrupt PIRQA-D (`pirq` 0-3, asserted = `true`): IO-APIC pins 16-19, and
+    /// the ISA IRQ the PIIX3's PIRQ route registers pick on the 8259A path. The 8259A input
+    /// is the OR of the ISA device's line and the PIRQs routed to it.
+    pub fn set_pirq(&mut self, pirq: u8, level: bool) {
+        let Some(bit) = 1u8.checked_shl(u32::from(pirq)).filter(|_| pirq < 4) else { return };
+        if level {
+            self.pirq_levels |= bit;
+        } else {
+            self.pirq_levels &= !bit;
+        }
+        self.ioapic.set_irq(16 + pirq, level);
+        self.sync_irqs();
+    }
+
+    /// The 8259A input for ISA IRQ `irq`: the device's line ORed with the PIRQs routed there.
+    fn pirq_to(&self, irq: u8) -> bool {
+        (0..4).any(|p| self.pirq_levels & (1 << p) != 0 && self.pci.pirq_route(p) == Some(irq))
     }
 
     /// Passes level-triggered EOIs back to the IO-APIC and its messages on to the local APIC.
@@ -186,6 +208,7 @@ impl PcBus {
         self.ioapic.reset();
         self.acpi.reset();
         self.nmi = false;
+        self.pirq_levels = 0;
         self.apic_moved = true;
         if let Some(u) = &mut self.com1 {
             u.reset();
