@@ -18,6 +18,7 @@
 //! - [`debug`]: the 0xE9 debug console and QEMU's isa-debug-exit, for test guests.
 //! - [`apic`]: the CPU's local APIC (xAPIC) with its timer.
 //! - [`ioapic`]: the IO-APIC (24 pins) at 0xFEC00000.
+//! - [`hpet`]: the HPET (3 comparators, 100 MHz) at 0xFED00000.
 //! - [`acpi`]: the PIIX4 ACPI PM block (PM timer, PM1 events, S5 power-off) at 0x600.
 //!
 //! # Ports and offsets
@@ -43,6 +44,7 @@
 pub mod acpi;
 pub mod apic;
 pub mod debug;
+pub mod hpet;
 pub mod i8042;
 pub mod ioapic;
 pub mod pic;

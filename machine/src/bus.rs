@@ -15,6 +15,7 @@
 use devices::acpi::{AcpiPm, GPE0_BASE, GPE0_LEN, PM_BASE, PM_LEN, SCI_IRQ};
 use devices::apic::{LocalApic, APIC_WINDOW};
 use devices::debug::{DebugCon, DebugExit};
+use devices::hpet::{Hpet, HpetRoute, HPET_BASE, HPET_WINDOW, TIMERS};
 use devices::i8042::I8042;
 use devices::ioapic::{IoApic, IoApicMessage};
 use devices::pic::Pic;
@@ -32,6 +33,14 @@ const COM1: u16 = 0x3f8;
 const COM1_IRQ: u8 = 4;
 /// The IO-APIC's MMIO base.
 pub const IOAPIC_BASE: u64 = 0xfec0_0000;
+
+/// The interrupt controllers' and the HPET's MMIO windows, decoded ahead of the address map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Window {
+    Apic,
+    IoApic,
+    Hpet,
+}
 
 /// Memory, ports and interrupt routing of the PC, as the CPU reaches them.
 #[derive(Debug)]
@@ -71,6 +80,8 @@ pub struct PcBus {
     pub ioapic: IoApic,
     /// The ACPI PM block.
     pub acpi: AcpiPm,
+    /// The HPET.
+    pub hpet: Hpet,
     /// An NMI from the IO-APIC waits for the CPU.
     nmi: bool,
     /// PIRQA-D, one bit each, set while asserted.
@@ -101,6 +112,7 @@ impl PcBus {
             apic: LocalApic::new(),
             ioapic: IoApic::new(),
             acpi: AcpiPm::new(),
+            hpet: Hpet::new(),
             nmi: false,
             pirq_levels: 0,
             apic_moved: false,
@@ -150,16 +162,49 @@ impl PcBus {
         }
     }
 
-    /// The APIC or IO-APIC window `addr` falls in, and the offset in it.
-    fn apic_window(&self, addr: u64) -> Option<(bool, u64)> {
+    /// The APIC, IO-APIC or HPET window `addr` falls in, and the offset in it.
+    fn window(&self, addr: u64) -> Option<(Window, u64)> {
         let base = self.apic.mmio_base();
         if self.apic.hw_enabled() && (base..base + APIC_WINDOW).contains(&addr) {
-            return Some((true, addr - base));
+            return Some((Window::Apic, addr - base));
         }
         if (IOAPIC_BASE..IOAPIC_BASE + 0x1000).contains(&addr) {
-            return Some((false, addr - IOAPIC_BASE));
+            return Some((Window::IoApic, addr - IOAPIC_BASE));
+        }
+        if (HPET_BASE..HPET_BASE + HPET_WINDOW).contains(&addr) {
+            return Some((Window::Hpet, addr - HPET_BASE));
         }
         None
+    }
+
+    /// Hands the HPET's outputs on; returns the extra IRQ0 edges and IRQ8 level it drives.
+    fn sync_hpet(&mut self) -> (u32, bool) {
+        let (mut irq0, mut irq8) = (0, false);
+        for n in 0..TIMERS {
+            let edges = self.hpet.take_edges(n);
+            let level = self.hpet.level(n);
+            match self.hpet.route(n) {
+                Some(HpetRoute::Isa(0)) => irq0 += edges + u32::from(level),
+                Some(HpetRoute::Isa(irq)) => {
+                    if edges > 0 {
+                        self.set_isa_irq(irq, false);
+                        self.set_isa_irq(irq, true);
+                    }
+                    irq8 |= level;
+                }
+                Some(HpetRoute::IoApic(pin)) => {
+                    if edges > 0 {
+                        self.ioapic.set_irq(pin, true);
+                        self.ioapic.set_irq(pin, false);
+                    }
+                    if self.hpet.level_triggered(n) {
+                        self.ioapic.set_irq(pin, level);
+                    }
+                }
+                None => {}
+            }
+        }
+        (irq0, irq8)
     }
 
     /// Brings the timers up to `now_ns` and the interrupt lines up to date.
@@ -171,6 +216,7 @@ impl PcBus {
         self.kbc.advance(now_ns);
         self.apic.advance(now_ns);
         self.acpi.advance(now_ns);
+        self.hpet.advance(now_ns);
         if let Some(u) = &mut self.com1 {
             u.advance(now_ns);
         }
@@ -190,6 +236,7 @@ impl PcBus {
         take(self.kbc.next_deadline(now_ns));
         take(self.apic.next_deadline(now_ns));
         take(self.acpi.next_deadline(now_ns));
+        take(self.hpet.next_deadline(now_ns));
         if let Some(u) = &self.com1 {
             take(u.next_deadline(now_ns));
         }
@@ -207,6 +254,7 @@ impl PcBus {
         self.apic.reset();
         self.ioapic.reset();
         self.acpi.reset();
+        self.hpet.reset();
         self.nmi = false;
         self.pirq_levels = 0;
         self.apic_moved = true;
@@ -222,7 +270,12 @@ impl PcBus {
     /// rising edges, the others as levels (edge-triggered inputs latch the rise).
     fn sync_irqs(&mut self) {
         let now = self.now_ns;
-        for _ in 0..self.pit.irq0_edges(now).min(1) {
+        let (hpet_irq0, hpet_irq8) = self.sync_hpet();
+        // Legacy replacement disconnects the PIT's and the RTC's lines.
+        let legacy = self.hpet.legacy();
+        let pit_edges = self.pit.irq0_edges(now);
+        let irq0 = if legacy { u64::from(hpet_irq0) } else { pit_edges };
+        for _ in 0..irq0.min(1) {
             self.set_isa_irq(0, false);
             self.set_isa_irq(0, true);
         }
@@ -231,7 +284,8 @@ impl PcBus {
             let l = u.irq_level();
             self.set_isa_irq(COM1_IRQ, l);
         }
-        self.set_isa_irq(8, self.rtc.irq_level());
+        let irq8 = if legacy { hpet_irq8 } else { self.rtc.irq_level() };
+        self.set_isa_irq(8, irq8);
         self.set_isa_irq(SCI_IRQ, self.acpi.sci_level());
         self.set_isa_irq(12, self.kbc.irq12_level());
         self.route_apic();
@@ -271,30 +325,28 @@ impl PcBus {
 impl PhysBus for PcBus {
     #[inline]
     fn read_phys(&mut self, addr: u64, size: AccessBytes) -> u64 {
-        match self.apic_window(addr) {
-            Some((true, off)) => self.apic.mmio_read(off, size, self.now_ns),
-            Some((false, off)) => self.ioapic.mmio_read(off, size, self.now_ns),
+        match self.window(addr) {
+            Some((Window::Apic, off)) => self.apic.mmio_read(off, size, self.now_ns),
+            Some((Window::IoApic, off)) => self.ioapic.mmio_read(off, size, self.now_ns),
+            Some((Window::Hpet, off)) => self.hpet.mmio_read(off, size, self.now_ns),
             None => self.mem.read_phys(addr, size),
         }
     }
 
     #[inline]
     fn write_phys(&mut self, addr: u64, size: AccessBytes, val: u64) {
-        match self.apic_window(addr) {
-            Some((true, off)) => {
-                self.apic.mmio_write(off, size, val, self.now_ns);
-                self.sync_irqs();
-            }
-            Some((false, off)) => {
-                self.ioapic.mmio_write(off, size, val, self.now_ns);
-                self.sync_irqs();
-            }
-            None => self.mem.write_phys(addr, size, val),
+        let now = self.now_ns;
+        match self.window(addr) {
+            Some((Window::Apic, off)) => self.apic.mmio_write(off, size, val, now),
+            Some((Window::IoApic, off)) => self.ioapic.mmio_write(off, size, val, now),
+            Some((Window::Hpet, off)) => self.hpet.mmio_write(off, size, val, now),
+            None => return self.mem.write_phys(addr, size, val),
         }
+        self.sync_irqs();
     }
 
     fn page_backing(&self, paddr: u64) -> PageBacking {
-        if self.apic_window(paddr & !0xfff).is_some() {
+        if self.window(paddr & !0xfff).is_some() {
             return PageBacking::bus(paddr);
         }
         self.mem.page_backing(paddr)
