@@ -1,6 +1,7 @@
 //! The platform interrupt controllers and timers as a guest drives them, in 32-bit protected
 //! mode: the local APIC timer in periodic, one-shot and TSC-deadline modes waking HLT, the PIT
-//! routed through the IO-APIC (ISA IRQ0 on pin 2), the ACPI PM timer's rate against the TSC,
+//! routed through the IO-APIC (ISA IRQ0 on pin 2), then the HPET's timer 0 on the same line in
+//! legacy replacement, the ACPI PM timer's rate against the TSC,
 //! and power-off through PM1a_CNT (S5).
 
 use iced_x86::code_asm::*;
@@ -14,7 +15,10 @@ const PM_START: u64 = 0x510;
 const PM_END: u64 = 0x514;
 const TSC_START: u64 = 0x518;
 const TSC_END: u64 = 0x51c;
+const HPET_START: u64 = 0x520;
+const HPET_END: u64 = 0x524;
 const APIC: u64 = 0xfee0_0000;
+const HPET: u64 = 0xfed0_0000;
 const IOAPIC: u64 = 0xfec0_0000;
 
 const MAIN32: u64 = 0xf1000;
@@ -130,6 +134,18 @@ fn platform_rom() -> Result<Vec<u8>, IcedError> {
     a.mov(al, 0x04u32)?;
     a.out(0x40u32, al)?;
     wait_for(&mut a, PIT_TICKS, 3)?;
+    // HPET timer 0 in legacy replacement, periodic every 200 us, 32-bit as Linux sets it up:
+    // IRQ0 again, now from the HPET (the PIT is disconnected).
+    a.rdtsc()?;
+    a.mov(dword_ptr(HPET_START), eax)?;
+    a.mov(dword_ptr(HPET + 0x100), 0x14cu32)?;
+    a.mov(dword_ptr(HPET + 0x108), 20_000u32)?;
+    a.mov(dword_ptr(HPET + 0x108), 20_000u32)?;
+    a.mov(dword_ptr(HPET + 0x10), 3u32)?;
+    wait_for(&mut a, PIT_TICKS, 6)?;
+    a.mov(dword_ptr(HPET + 0x10), 0u32)?;
+    a.rdtsc()?;
+    a.mov(dword_ptr(HPET_END), eax)?;
     a.mov(dword_ptr(IOAPIC), 0x14u32)?;
     a.mov(dword_ptr(IOAPIC + 0x10), 0x1_0030u32)?;
     // The PM timer against the TSC over a busy loop.
@@ -170,14 +186,17 @@ fn apic_timer_modes_ioapic_routing_pm_timer_and_power_off() -> Result<(), IcedEr
     let outcome = m.run(50_000_000);
     assert_eq!(outcome, Outcome::PowerOff);
     assert_eq!(dword(&mut m, APIC_TICKS), 7);
-    assert_eq!(dword(&mut m, PIT_TICKS), 3);
+    assert_eq!(dword(&mut m, PIT_TICKS), 6);
+    let hpet_us = dword(&mut m, HPET_END).wrapping_sub(dword(&mut m, HPET_START)) / 1000;
+    assert!((550..=700).contains(&hpet_us), "three HPET periods took {hpet_us} us");
     let pm = dword(&mut m, PM_END).wrapping_sub(dword(&mut m, PM_START)) & 0xff_ffff;
     let tsc = dword(&mut m, TSC_END).wrapping_sub(dword(&mut m, TSC_START));
     let hz = u64::from(pm) * 1_000_000_000 / u64::from(tsc);
     assert!((3_570_000..=3_590_000).contains(&hz), "PM timer at {hz} Hz over {tsc} TSC ticks");
-    // Five 100 us periods, 50 us, 100 us and three 1 ms PIT periods, mostly halted.
+    // Five 100 us periods, 50 us, 100 us, three 1 ms PIT periods, three 200 us HPET periods,
+    // mostly halted.
     let us = m.now_ns() / 1000;
-    assert!((3_000..=4_500).contains(&us), "{us} us of virtual time");
+    assert!((3_500..=5_000).contains(&us), "{us} us of virtual time");
     Ok(())
 }
 
