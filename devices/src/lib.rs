@@ -271,6 +271,68 @@ mod tests {
         hammer(&mut p92, &[0], 7, |_, _| {});
         let mut post = post::PostCode::new();
         hammer(&mut post, &[0], 8, |_, _| {});
+
+        let mut pm = acpi::AcpiPm::new();
+        hammer(&mut pm, &[0x600, 0x601, 0x602, 0x603, 0x604, 0x605, 0x608, 0x60a, 0xafe0], 10, |_, _| {});
+        for now in [0, u64::MAX / 2, u64::MAX] {
+            pm.advance(now);
+            let _ = pm.next_deadline(now);
+            pm.port_read(0x608, 4, now);
+        }
+    }
+
+    /// Random MMIO accesses, times and interrupt traffic never panic the APICs or the HPET.
+    #[test]
+    fn random_mmio_accesses_never_panic() {
+        let mut rng = Lcg(11);
+        let mut lapic = apic::LocalApic::new();
+        let mut io = ioapic::IoApic::new();
+        let mut hpet = hpet::Hpet::new();
+        let mut now = 0u64;
+        for _ in 0..100_000 {
+            now = match rng.next() % 100 {
+                0 => rng.next() << 24,
+                1 => now / 2,
+                2 => u64::MAX - rng.next() % 1000,
+                _ => now.saturating_add(rng.next() % 10_000),
+            };
+            let size = [1u8, 2, 4, 4, 8][(rng.next() % 5) as usize];
+            let v = rng.next() | rng.next() << 48;
+            let dev: &mut dyn MmioDevice = match rng.next() % 3 {
+                0 => &mut lapic,
+                1 => &mut io,
+                _ => &mut hpet,
+            };
+            let off = rng.next() % 0x1000;
+            if rng.next() & 1 == 0 {
+                dev.mmio_write(off & !3, size, v, now);
+            } else {
+                dev.mmio_read(off, size, now);
+            }
+            match rng.next() % 8 {
+                0 => io.set_irq((rng.next() % 30) as u8, rng.next() & 1 == 0),
+                1 => lapic.accept(rng.next() as u8, rng.next() & 1 == 0),
+                2 => lapic.set_base_msr(rng.next() << 8),
+                3 => lapic.set_tsc_deadline(rng.next(), now),
+                4 => {
+                    if lapic.has_interrupt() {
+                        lapic.acknowledge();
+                    }
+                }
+                _ => {}
+            }
+            lapic.advance(now);
+            hpet.advance(now);
+            let _ = (lapic.next_deadline(now), hpet.next_deadline(now));
+            while let Some(v) = lapic.take_eoi_broadcast() {
+                io.eoi(v);
+            }
+            while io.take_message().is_some() {}
+            for n in 0..hpet::TIMERS {
+                hpet.take_edges(n);
+                let _ = (hpet.route(n), hpet.level(n));
+            }
+        }
     }
 
     #[test]
