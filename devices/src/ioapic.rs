@@ -264,7 +264,7 @@ mod tests {
         io.set_irq(9, true);
         assert_eq!(io.take_message(), Some(IoApicMessage::Fixed { vector: 0x49, level: true }));
         io.mmio_write(0, 4, 0x10 + 18, 0);
-        assert_ne!(io.mmio_read(0x10, 4, 0) as u64 & REMOTE_IRR, 0);
+        assert_ne!(io.mmio_read(0x10, 4, 0) & REMOTE_IRR, 0);
         io.set_irq(9, true);
         assert_eq!(io.take_message(), None);
         io.eoi(0x49);

@@ -314,10 +314,8 @@ mod tests {
                 1 => lapic.accept(rng.next() as u8, rng.next() & 1 == 0),
                 2 => lapic.set_base_msr(rng.next() << 8),
                 3 => lapic.set_tsc_deadline(rng.next(), now),
-                4 => {
-                    if lapic.has_interrupt() {
-                        lapic.acknowledge();
-                    }
+                4 if lapic.has_interrupt() => {
+                    lapic.acknowledge();
                 }
                 _ => {}
             }

@@ -59,7 +59,7 @@ fn platform_rom() -> Result<Vec<u8>, IcedError> {
     a.cli()?;
     a.mov(ax, cs)?;
     a.mov(ds, ax)?;
-    a.lgdt(ptr((GDT + 0x18 - 0xf0000) as u64))?;
+    a.lgdt(ptr(GDT + 0x18 - 0xf0000))?;
     a.mov(eax, cr0)?;
     a.or(eax, 1)?;
     a.mov(cr0, eax)?;
