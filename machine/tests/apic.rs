@@ -217,3 +217,78 @@ fn triple_fault_still_ends_the_run_as_a_fault() -> Result<(), IcedError> {
     assert_eq!(m.run(1_000_000), Outcome::TripleFault);
     Ok(())
 }
+
+/// 64-bit code: CR8 and the APIC's TPR are one register, the APIC window moves with
+/// IA32_APIC_BASE, the TPR holds back a lower-class interrupt, and IA32_TSC_DEADLINE reads
+/// back in TSC units.
+#[test]
+fn cr8_is_the_tpr_and_the_apic_window_moves() -> Result<(), IcedError> {
+    use frontend_x86::state::{attr, cr0, cr4, efer};
+    use frontend_x86::{SegReg, Segment};
+    const NEW_BASE: u64 = 0x10_0000;
+    const OUT: u64 = 0x3000;
+    let mut m = Machine::new(MachineConfig::new(16 << 20, vec![0xf4; 0x10000])).expect("machine");
+    // Identity map of the first 2 MiB.
+    m.bus.mem.write_bytes(0x20000, &0x21007u64.to_le_bytes());
+    m.bus.mem.write_bytes(0x21000, &0x22007u64.to_le_bytes());
+    m.bus.mem.write_bytes(0x22000, &0x87u64.to_le_bytes());
+    let mut a = CodeAssembler::new(64)?;
+    a.mov(ecx, 0x1bu32)?;
+    a.mov(eax, (NEW_BASE | 0x900) as u32)?;
+    a.xor(edx, edx)?;
+    a.wrmsr()?;
+    a.mov(dword_ptr(NEW_BASE + 0xf0), 0x1ffu32)?;
+    a.mov(eax, 5u32)?;
+    a.mov(cr8, rax)?;
+    a.mov(ebx, dword_ptr(NEW_BASE + 0x80))?;
+    a.mov(qword_ptr(OUT), rbx)?;
+    a.mov(dword_ptr(NEW_BASE + 0x80), 0x90u32)?;
+    a.mov(rdx, cr8)?;
+    a.mov(qword_ptr(OUT + 8), rdx)?;
+    // A self-IPI in class 8, below the TPR's class 9.
+    a.mov(dword_ptr(NEW_BASE + 0x300), 0x4_0085u32)?;
+    a.mov(dword_ptr(NEW_BASE + 0x320), 0x4_0040u32)?;
+    a.mov(ecx, 0x6e0u32)?;
+    a.mov(eax, 0x7fff_ffffu32)?;
+    a.xor(edx, edx)?;
+    a.wrmsr()?;
+    a.rdmsr()?;
+    a.mov(dword_ptr(OUT + 16), eax)?;
+    a.hlt()?;
+    let code = a.assemble(0x8000)?;
+    m.bus.mem.write_bytes(0x8000, &code);
+    m.cpu.cr0 |= cr0::PE | cr0::PG;
+    m.cpu.cr3 = 0x20000;
+    m.cpu.cr4 |= cr4::PAE;
+    m.cpu.efer |= efer::LME | efer::LMA;
+    let data = Segment {
+        selector: 0x10,
+        base: 0,
+        limit: 0xffff_ffff,
+        attr: attr::P | attr::S | attr::RW | attr::ACCESSED | attr::DB | attr::G,
+    };
+    m.cpu.seg = [data; 6];
+    m.cpu.seg[SegReg::Cs as usize] = Segment {
+        selector: 0x08,
+        base: 0,
+        limit: 0xffff_ffff,
+        attr: attr::P | attr::S | attr::CODE | attr::RW | attr::ACCESSED | attr::L | attr::G,
+    };
+    m.cpu.rip = 0x8000;
+    m.interp.flush(&mut m.cpu);
+    let (_, exit) = m.interp.run(&mut m.cpu, &mut m.bus, 1000);
+    assert_eq!(exit, translator::Exit::Halted);
+    let q = |m: &mut Machine, at: u64| {
+        let mut b = [0u8; 8];
+        m.bus.mem.read_bytes(at, &mut b);
+        u64::from_le_bytes(b)
+    };
+    assert_eq!(q(&mut m, OUT), 0x50, "CR8 = 5 is TPR 0x50");
+    assert_eq!(q(&mut m, OUT + 8), 9, "TPR 0x90 is CR8 = 9");
+    assert_eq!(q(&mut m, OUT + 16) & 0xffff_ffff, 0x7fff_ffff);
+    assert_eq!(m.bus.apic.mmio_base(), NEW_BASE);
+    assert!(!m.bus.interrupt_pending(), "the TPR holds back vector 0x85");
+    m.bus.apic.set_tpr(0x70);
+    assert!(m.bus.interrupt_pending());
+    Ok(())
+}
