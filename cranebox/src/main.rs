@@ -157,6 +157,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     Ok(match outcome {
         Outcome::DebugExit { status } => ExitCode::from((status & 0xff) as u8),
+        Outcome::PowerOff => ExitCode::SUCCESS,
         Outcome::HaltedForever => {
             eprintln!("cranebox: the guest halted with interrupts disabled; nothing can wake it");
             ExitCode::SUCCESS

@@ -16,6 +16,10 @@
 //! - [`port92`]: system control port A (fast A20, fast reset).
 //! - [`post`]: the port 0x80 POST code latch.
 //! - [`debug`]: the 0xE9 debug console and QEMU's isa-debug-exit, for test guests.
+//! - [`apic`]: the CPU's local APIC (xAPIC) with its timer.
+//! - [`ioapic`]: the IO-APIC (24 pins) at 0xFEC00000.
+//! - [`hpet`]: the HPET (3 comparators, 100 MHz) at 0xFED00000.
+//! - [`acpi`]: the PIIX4 ACPI PM block (PM timer, PM1 events, S5 power-off) at 0x600.
 //!
 //! # Ports and offsets
 //!
@@ -37,8 +41,12 @@
 //! (`irq_level()` and similar) and hands to the [`pic::Pic`]; the PIT's channel 0 instead counts
 //! its rising edges, because a periodic timer can rise many times between two looks.
 
+pub mod acpi;
+pub mod apic;
 pub mod debug;
+pub mod hpet;
 pub mod i8042;
+pub mod ioapic;
 pub mod pic;
 pub mod pit;
 pub mod port92;
@@ -105,6 +113,8 @@ pub enum SystemRequest {
     /// The device's A20 gate output changed to this level. On Intel chipsets the CPU's A20
     /// line is the OR of the keyboard controller's output and port 0x92 bit 1.
     A20(bool),
+    /// Power the machine off (ACPI S5): the run ends normally.
+    PowerOff,
 }
 
 /// Virtual nanoseconds in one second.
@@ -261,6 +271,66 @@ mod tests {
         hammer(&mut p92, &[0], 7, |_, _| {});
         let mut post = post::PostCode::new();
         hammer(&mut post, &[0], 8, |_, _| {});
+
+        let mut pm = acpi::AcpiPm::new();
+        hammer(&mut pm, &[0x600, 0x601, 0x602, 0x603, 0x604, 0x605, 0x608, 0x60a, 0xafe0], 10, |_, _| {});
+        for now in [0, u64::MAX / 2, u64::MAX] {
+            pm.advance(now);
+            let _ = pm.next_deadline(now);
+            pm.port_read(0x608, 4, now);
+        }
+    }
+
+    /// Random MMIO accesses, times and interrupt traffic never panic the APICs or the HPET.
+    #[test]
+    fn random_mmio_accesses_never_panic() {
+        let mut rng = Lcg(11);
+        let mut lapic = apic::LocalApic::new();
+        let mut io = ioapic::IoApic::new();
+        let mut hpet = hpet::Hpet::new();
+        let mut now = 0u64;
+        for _ in 0..100_000 {
+            now = match rng.next() % 100 {
+                0 => rng.next() << 24,
+                1 => now / 2,
+                2 => u64::MAX - rng.next() % 1000,
+                _ => now.saturating_add(rng.next() % 10_000),
+            };
+            let size = [1u8, 2, 4, 4, 8][(rng.next() % 5) as usize];
+            let v = rng.next() | rng.next() << 48;
+            let dev: &mut dyn MmioDevice = match rng.next() % 3 {
+                0 => &mut lapic,
+                1 => &mut io,
+                _ => &mut hpet,
+            };
+            let off = rng.next() % 0x1000;
+            if rng.next() & 1 == 0 {
+                dev.mmio_write(off & !3, size, v, now);
+            } else {
+                dev.mmio_read(off, size, now);
+            }
+            match rng.next() % 8 {
+                0 => io.set_irq((rng.next() % 30) as u8, rng.next() & 1 == 0),
+                1 => lapic.accept(rng.next() as u8, rng.next() & 1 == 0),
+                2 => lapic.set_base_msr(rng.next() << 8),
+                3 => lapic.set_tsc_deadline(rng.next(), now),
+                4 if lapic.has_interrupt() => {
+                    lapic.acknowledge();
+                }
+                _ => {}
+            }
+            lapic.advance(now);
+            hpet.advance(now);
+            let _ = (lapic.next_deadline(now), hpet.next_deadline(now));
+            while let Some(v) = lapic.take_eoi_broadcast() {
+                io.eoi(v);
+            }
+            while io.take_message().is_some() {}
+            for n in 0..hpet::TIMERS {
+                hpet.take_edges(n);
+                let _ = (hpet.route(n), hpet.level(n));
+            }
+        }
     }
 
     #[test]

@@ -37,4 +37,21 @@ pub trait CpuBus: PhysBus {
     fn take_nmi(&mut self) -> bool {
         false
     }
+    /// A WRMSR to IA32_APIC_BASE (the CPU keeps the value too): the machine moves, enables
+    /// or disables its local APIC. The default has no APIC.
+    fn set_apic_base(&mut self, _value: u64) {}
+    /// The local APIC's task-priority register, which CR8 reads as bits 7:4; `None` when the
+    /// machine has no APIC (CR8 is then a plain register).
+    fn tpr(&mut self) -> Option<u8> {
+        None
+    }
+    /// Writes the local APIC's task-priority register (MOV to CR8 writes `cr8 << 4`).
+    fn set_tpr(&mut self, _tpr: u8) {}
+    /// IA32_TSC_DEADLINE as a virtual time in nanoseconds (0: disarmed); `None` when there is
+    /// no APIC timer (the MSR is then absent).
+    fn tsc_deadline_ns(&mut self) -> Option<u64> {
+        None
+    }
+    /// Arms the APIC timer's TSC deadline at virtual time `at_ns` (0 disarms it).
+    fn set_tsc_deadline_ns(&mut self, _at_ns: u64) {}
 }

@@ -16,6 +16,8 @@ pub mod edx1 {
     pub const PAE: u32 = 1 << 6;
     /// CMPXCHG8B.
     pub const CX8: u32 = 1 << 8;
+    /// The local APIC (xAPIC; the machine provides it on the bus).
+    pub const APIC: u32 = 1 << 9;
     /// SYSENTER/SYSEXIT.
     pub const SEP: u32 = 1 << 11;
     /// Global pages (CR4.PGE).
@@ -56,6 +58,8 @@ pub mod ecx1 {
     pub const CX16: u32 = 1 << 13;
     /// Process-context identifiers (CR4.PCIDE).
     pub const PCID: u32 = 1 << 17;
+    /// The APIC timer's TSC-deadline mode (IA32_TSC_DEADLINE).
+    pub const TSC_DEADLINE: u32 = 1 << 24;
 }
 
 /// Leaf 7 (subleaf 0) EBX bits that are implemented.
@@ -86,6 +90,7 @@ pub const LEAF1_EDX: u32 = edx1::PSE
     | edx1::MSR
     | edx1::PAE
     | edx1::CX8
+    | edx1::APIC
     | edx1::SEP
     | edx1::PGE
     | edx1::CMOV
@@ -95,8 +100,15 @@ pub const LEAF1_EDX: u32 = edx1::PSE
     | edx1::SSE
     | edx1::SSE2;
 /// What leaf 1 reports in ECX.
-pub const LEAF1_ECX: u32 =
-    ecx1::SSE3 | ecx1::SSSE3 | ecx1::CX16 | ecx1::PCID | ecx1::SSE41 | ecx1::SSE42 | ecx1::POPCNT | ecx1::XSAVE;
+pub const LEAF1_ECX: u32 = ecx1::SSE3
+    | ecx1::SSSE3
+    | ecx1::CX16
+    | ecx1::PCID
+    | ecx1::SSE41
+    | ecx1::SSE42
+    | ecx1::POPCNT
+    | ecx1::XSAVE
+    | ecx1::TSC_DEADLINE;
 /// Leaf 0xD subleaf 1 EAX: XSAVEOPT.
 pub const LEAF_D1_EAX: u32 = 1;
 /// What leaf 7 reports in EBX.
@@ -168,8 +180,8 @@ mod tests {
     #[test]
     fn no_unimplemented_unit_is_advertised() {
         let (_, _, ecx, edx) = cpuid(1, 0);
-        // x87, APIC, MTRR, PAT, MMX are not implemented on this branch yet.
-        for bit in [0, 9, 12, 16, 23] {
+        // x87, MTRR, PAT, MMX are not implemented on this branch yet.
+        for bit in [0, 12, 16, 23] {
             assert_eq!(edx & (1 << bit), 0, "leaf 1 EDX bit {bit}");
         }
         // MONITOR, FMA, MOVBE, OSXSAVE (dynamic), AVX, F16C, RDRAND.

@@ -1,22 +1,46 @@
 //! The machine's side of the CPU bus: the physical address map (softmmu's `PhysMap`), the ISA
-//! chipset on the I/O ports, and the interrupt lines from the devices through the 8259A pair
-//! to the CPU.
+//! chipset on the I/O ports, and the interrupt lines from the devices to the CPU.
+//!
+//! Every ISA IRQ line goes to both the 8259A pair and the IO-APIC, as on a real PC: ISA IRQ0
+//! (the PIT) on IO-APIC pin 2, every other ISA IRQ n on pin n (QEMU's pc, and the MADT's
+//! interrupt source override for IRQ0). The local APIC stands between both and the CPU: its
+//! own interrupts (timer, IPIs, IO-APIC messages) come first; the 8259A's INTR reaches the CPU
+//! through LINT0 in ExtINT mode (virtual wire), or directly when the APIC is globally
+//! disabled. The local APIC's window (0xFEE00000 unless moved by IA32_APIC_BASE) and the
+//! IO-APIC's (0xFEC00000) are decoded here, ahead of the address map.
+//!
+//! The ACPI PM block sits at 0x600-0x60B with the SCI on ISA IRQ 9 and GPE0 at 0xAFE0 (see
+//! `devices::acpi` for the FADT values).
 
+use devices::acpi::{AcpiPm, GPE0_BASE, GPE0_LEN, PM_BASE, PM_LEN, SCI_IRQ};
+use devices::apic::{LocalApic, APIC_WINDOW};
 use devices::debug::{DebugCon, DebugExit};
+use devices::hpet::{Hpet, HpetRoute, HPET_BASE, HPET_WINDOW, TIMERS};
 use devices::i8042::I8042;
+use devices::ioapic::{IoApic, IoApicMessage};
 use devices::pic::Pic;
 use devices::pit::Pit;
 use devices::port92::Port92;
 use devices::post::PostCode;
 use devices::rtc::Rtc;
 use devices::uart::Uart;
-use devices::{PortDevice, SystemRequest, Timed};
+use devices::{MmioDevice, PortDevice, SystemRequest, Timed};
 use frontend_x86::CpuBus;
 use softmmu::{all_ones, AccessBytes, PageBacking, PhysBus, PhysMap};
 
 /// COM1's base port and IRQ.
 const COM1: u16 = 0x3f8;
 const COM1_IRQ: u8 = 4;
+/// The IO-APIC's MMIO base.
+pub const IOAPIC_BASE: u64 = 0xfec0_0000;
+
+/// The interrupt controllers' and the HPET's MMIO windows, decoded ahead of the address map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Window {
+    Apic,
+    IoApic,
+    Hpet,
+}
 
 /// Memory, ports and interrupt routing of the PC, as the CPU reaches them.
 #[derive(Debug)]
@@ -48,8 +72,22 @@ pub struct PcBus {
     pub debug_exit: DebugExit,
     /// Virtual time of the current run slice, handed to devices (design principle 10).
     pub now_ns: u64,
-    /// Reset and A20 requests from the keyboard controller and port 0x92, for the machine.
+    /// Reset, A20 and power-off requests from the chipset, for the machine.
     pub requests: Vec<SystemRequest>,
+    /// The CPU's local APIC.
+    pub apic: LocalApic,
+    /// The IO-APIC.
+    pub ioapic: IoApic,
+    /// The ACPI PM block.
+    pub acpi: AcpiPm,
+    /// The HPET.
+    pub hpet: Hpet,
+    /// An NMI from the IO-APIC waits for the CPU.
+    nmi: bool,
+    /// PIRQA-D, one bit each, set while asserted.
+    pirq_levels: u8,
+    /// The local APIC's window moved: cached translations must go.
+    apic_moved: bool,
 }
 
 impl PcBus {
@@ -71,7 +109,102 @@ impl PcBus {
             debug_exit: DebugExit::new(),
             now_ns: 0,
             requests: Vec::new(),
+            apic: LocalApic::new(),
+            ioapic: IoApic::new(),
+            acpi: AcpiPm::new(),
+            hpet: Hpet::new(),
+            nmi: false,
+            pirq_levels: 0,
+            apic_moved: false,
         }
+    }
+
+    /// Whether an interrupt waits for the CPU (the INTR line, as the CPU sees it).
+    pub fn interrupt_pending(&self) -> bool {
+        self.apic.has_interrupt() || (self.apic.accepts_pic() && self.pic.has_interrupt())
+    }
+
+    /// Drives ISA IRQ `irq` on both the 8259A and the IO-APIC.
+    fn set_isa_irq(&mut self, irq: u8, level: bool) {
+        self.pic.set_irq(irq, level || self.pirq_to(irq));
+        self.ioapic.set_irq(if irq == 0 { 2 } else { irq }, level);
+    }
+
+    /// Drives PCI interrupt PIRQA-D (`pirq` 0-3, asserted = `true`): IO-APIC pins 16-19, and
+    /// the ISA IRQ the PIIX3's PIRQ route registers pick on the 8259A path. The 8259A input
+    /// is the OR of the ISA device's line and the PIRQs routed to it.
+    pub fn set_pirq(&mut self, pirq: u8, level: bool) {
+        let Some(bit) = 1u8.checked_shl(u32::from(pirq)).filter(|_| pirq < 4) else { return };
+        if level {
+            self.pirq_levels |= bit;
+        } else {
+            self.pirq_levels &= !bit;
+        }
+        self.ioapic.set_irq(16 + pirq, level);
+        self.sync_irqs();
+    }
+
+    /// The 8259A input for ISA IRQ `irq`: the device's line ORed with the PIRQs routed there.
+    fn pirq_to(&self, irq: u8) -> bool {
+        (0..4).any(|p| self.pirq_levels & (1 << p) != 0 && self.pci.pirq_route(p) == Some(irq))
+    }
+
+    /// Passes level-triggered EOIs back to the IO-APIC and its messages on to the local APIC.
+    fn route_apic(&mut self) {
+        while let Some(v) = self.apic.take_eoi_broadcast() {
+            self.ioapic.eoi(v);
+        }
+        while let Some(m) = self.ioapic.take_message() {
+            match m {
+                IoApicMessage::Fixed { vector, level } => self.apic.accept(vector, level),
+                IoApicMessage::Nmi => self.nmi = true,
+            }
+        }
+    }
+
+    /// The APIC, IO-APIC or HPET window `addr` falls in, and the offset in it.
+    fn window(&self, addr: u64) -> Option<(Window, u64)> {
+        let base = self.apic.mmio_base();
+        if self.apic.hw_enabled() && (base..base + APIC_WINDOW).contains(&addr) {
+            return Some((Window::Apic, addr - base));
+        }
+        if (IOAPIC_BASE..IOAPIC_BASE + 0x1000).contains(&addr) {
+            return Some((Window::IoApic, addr - IOAPIC_BASE));
+        }
+        if (HPET_BASE..HPET_BASE + HPET_WINDOW).contains(&addr) {
+            return Some((Window::Hpet, addr - HPET_BASE));
+        }
+        None
+    }
+
+    /// Hands the HPET's outputs on; returns the extra IRQ0 edges and IRQ8 level it drives.
+    fn sync_hpet(&mut self) -> (u32, bool) {
+        let (mut irq0, mut irq8) = (0, false);
+        for n in 0..TIMERS {
+            let edges = self.hpet.take_edges(n);
+            let level = self.hpet.level(n);
+            match self.hpet.route(n) {
+                Some(HpetRoute::Isa(0)) => irq0 += edges + u32::from(level),
+                Some(HpetRoute::Isa(irq)) => {
+                    if edges > 0 {
+                        self.set_isa_irq(irq, false);
+                        self.set_isa_irq(irq, true);
+                    }
+                    irq8 |= level;
+                }
+                Some(HpetRoute::IoApic(pin)) => {
+                    if edges > 0 {
+                        self.ioapic.set_irq(pin, true);
+                        self.ioapic.set_irq(pin, false);
+                    }
+                    if self.hpet.level_triggered(n) {
+                        self.ioapic.set_irq(pin, level);
+                    }
+                }
+                None => {}
+            }
+        }
+        (irq0, irq8)
     }
 
     /// Brings the timers up to `now_ns` and the interrupt lines up to date.
@@ -81,6 +214,9 @@ impl PcBus {
         self.pit.advance(now_ns);
         self.rtc.advance(now_ns);
         self.kbc.advance(now_ns);
+        self.apic.advance(now_ns);
+        self.acpi.advance(now_ns);
+        self.hpet.advance(now_ns);
         if let Some(u) = &mut self.com1 {
             u.advance(now_ns);
         }
@@ -98,6 +234,9 @@ impl PcBus {
         take(self.pit.next_deadline(now_ns));
         take(self.rtc.next_deadline(now_ns));
         take(self.kbc.next_deadline(now_ns));
+        take(self.apic.next_deadline(now_ns));
+        take(self.acpi.next_deadline(now_ns));
+        take(self.hpet.next_deadline(now_ns));
         if let Some(u) = &self.com1 {
             take(u.next_deadline(now_ns));
         }
@@ -112,6 +251,13 @@ impl PcBus {
         self.rtc.reset();
         self.kbc.reset();
         self.port92.reset();
+        self.apic.reset();
+        self.ioapic.reset();
+        self.acpi.reset();
+        self.hpet.reset();
+        self.nmi = false;
+        self.pirq_levels = 0;
+        self.apic_moved = true;
         if let Some(u) = &mut self.com1 {
             u.reset();
         }
@@ -120,20 +266,32 @@ impl PcBus {
         self.requests.clear();
     }
 
-    /// Hands the devices' interrupt outputs to the PIC: IRQ0 from the PIT's rising edges, the
-    /// others as levels (edge-triggered inputs latch the rise).
+    /// Hands the devices' interrupt outputs to the PIC and the IO-APIC: IRQ0 from the PIT's
+    /// rising edges, the others as levels (edge-triggered inputs latch the rise).
     fn sync_irqs(&mut self) {
         let now = self.now_ns;
-        for _ in 0..self.pit.irq0_edges(now).min(1) {
-            self.pic.set_irq(0, false);
-            self.pic.set_irq(0, true);
+        let (hpet_irq0, hpet_irq8) = self.sync_hpet();
+        // Legacy replacement disconnects the PIT's and the RTC's lines.
+        let legacy = self.hpet.legacy();
+        let pit_edges = self.pit.irq0_edges(now);
+        let irq0 = if legacy { u64::from(hpet_irq0) } else { pit_edges };
+        for _ in 0..irq0.min(1) {
+            self.set_isa_irq(0, false);
+            self.set_isa_irq(0, true);
         }
-        self.pic.set_irq(1, self.kbc.irq1_level());
+        self.set_isa_irq(1, self.kbc.irq1_level());
         if let Some(u) = &self.com1 {
-            self.pic.set_irq(COM1_IRQ, u.irq_level());
+            let l = u.irq_level();
+            self.set_isa_irq(COM1_IRQ, l);
         }
-        self.pic.set_irq(8, self.rtc.irq_level());
-        self.pic.set_irq(12, self.kbc.irq12_level());
+        let irq8 = if legacy { hpet_irq8 } else { self.rtc.irq_level() };
+        self.set_isa_irq(8, irq8);
+        self.set_isa_irq(SCI_IRQ, self.acpi.sci_level());
+        self.set_isa_irq(12, self.kbc.irq12_level());
+        self.route_apic();
+        if let Some(r) = self.acpi.take_request() {
+            self.requests.push(r);
+        }
         while let Some(r) = self.kbc.take_request() {
             self.requests.push(r);
         }
@@ -155,6 +313,9 @@ impl PcBus {
             0x92 => (&mut self.port92, 0),
             0x80 => (&mut self.post, 0),
             0xf4 => (&mut self.debug_exit, 0),
+            p if (PM_BASE..PM_BASE + PM_LEN).contains(&p) || (GPE0_BASE..GPE0_BASE + GPE0_LEN).contains(&p) => {
+                (&mut self.acpi, p)
+            }
             COM1..=0x3ff => (self.com1.as_mut()? as &mut dyn PortDevice, port - COM1),
             _ => return None,
         })
@@ -164,15 +325,30 @@ impl PcBus {
 impl PhysBus for PcBus {
     #[inline]
     fn read_phys(&mut self, addr: u64, size: AccessBytes) -> u64 {
-        self.mem.read_phys(addr, size)
+        match self.window(addr) {
+            Some((Window::Apic, off)) => self.apic.mmio_read(off, size, self.now_ns),
+            Some((Window::IoApic, off)) => self.ioapic.mmio_read(off, size, self.now_ns),
+            Some((Window::Hpet, off)) => self.hpet.mmio_read(off, size, self.now_ns),
+            None => self.mem.read_phys(addr, size),
+        }
     }
 
     #[inline]
     fn write_phys(&mut self, addr: u64, size: AccessBytes, val: u64) {
-        self.mem.write_phys(addr, size, val);
+        let now = self.now_ns;
+        match self.window(addr) {
+            Some((Window::Apic, off)) => self.apic.mmio_write(off, size, val, now),
+            Some((Window::IoApic, off)) => self.ioapic.mmio_write(off, size, val, now),
+            Some((Window::Hpet, off)) => self.hpet.mmio_write(off, size, val, now),
+            None => return self.mem.write_phys(addr, size, val),
+        }
+        self.sync_irqs();
     }
 
     fn page_backing(&self, paddr: u64) -> PageBacking {
+        if self.window(paddr & !0xfff).is_some() {
+            return PageBacking::bus(paddr);
+        }
         self.mem.page_backing(paddr)
     }
 
@@ -232,7 +408,7 @@ impl CpuBus for PcBus {
     }
 
     fn intr(&mut self) -> bool {
-        self.pic.has_interrupt()
+        self.interrupt_pending()
     }
 
     fn exit_requested(&mut self) -> bool {
@@ -240,12 +416,43 @@ impl CpuBus for PcBus {
     }
 
     fn take_map_change(&mut self) -> bool {
-        std::mem::take(&mut self.pci.map_changed)
+        std::mem::take(&mut self.pci.map_changed) | std::mem::take(&mut self.apic_moved)
     }
 
     fn inta(&mut self) -> Option<u8> {
+        if self.apic.has_interrupt() {
+            return Some(self.apic.acknowledge());
+        }
+        if !self.apic.accepts_pic() {
+            return None;
+        }
         let v = self.pic.acknowledge();
         self.sync_irqs();
         Some(v)
+    }
+
+    fn take_nmi(&mut self) -> bool {
+        std::mem::take(&mut self.nmi)
+    }
+
+    fn set_apic_base(&mut self, value: u64) {
+        self.apic.set_base_msr(value);
+        self.apic_moved = true;
+    }
+
+    fn tpr(&mut self) -> Option<u8> {
+        self.apic.hw_enabled().then(|| self.apic.tpr())
+    }
+
+    fn set_tpr(&mut self, tpr: u8) {
+        self.apic.set_tpr(tpr);
+    }
+
+    fn tsc_deadline_ns(&mut self) -> Option<u64> {
+        self.apic.hw_enabled().then(|| self.apic.tsc_deadline())
+    }
+
+    fn set_tsc_deadline_ns(&mut self, at_ns: u64) {
+        self.apic.set_tsc_deadline(at_ns, self.now_ns);
     }
 }

@@ -3,7 +3,8 @@
 //! Today's machine runs a firmware image on softmmu's PC address map (RAM below and above
 //! the PCI hole, the image read-only so it ends at 4 GiB with its last 128 KiB aliased below
 //! 1 MiB), the ISA chipset (8259A pair, 8254, RTC/CMOS, i8042, COM1, port 0x92, POST, the
-//! debug console at 0xE9 and QEMU's isa-debug-exit at 0xF4), and the interpreter tier.
+//! debug console at 0xE9 and QEMU's isa-debug-exit at 0xF4), the local APIC, the IO-APIC, the
+//! ACPI PM block (S5 ends the run with [`Outcome::PowerOff`]), and the interpreter tier.
 //!
 //! Time is virtual and deterministic (design principle 10): one nanosecond per guest
 //! instruction, and a halted CPU skips to the next timer deadline. The chipset (PIC, PIT, RTC, UART, ...) and the direct kernel loaders join
@@ -82,6 +83,8 @@ pub enum Outcome {
     HaltedNoInterrupts,
     /// A triple fault.
     TripleFault,
+    /// The guest powered the machine off (ACPI S5).
+    PowerOff,
     /// The instruction limit given to [`Machine::run`] was reached.
     InstructionLimit,
 }
@@ -160,6 +163,7 @@ impl Machine {
             for r in std::mem::take(&mut self.bus.requests) {
                 match r {
                     SystemRequest::Reset => self.reset(),
+                    SystemRequest::PowerOff => return Outcome::PowerOff,
                     SystemRequest::A20(on) => {
                         self.bus.mem.set_a20(on);
                         // Cached translations and decoded blocks assumed the old gate.
@@ -176,7 +180,7 @@ impl Machine {
                     }
                     let now = self.now_ns();
                     self.bus.advance(now);
-                    if self.bus.pic.has_interrupt() {
+                    if self.bus.interrupt_pending() {
                         continue;
                     }
                     match self.bus.next_deadline(now) {

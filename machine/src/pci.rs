@@ -124,6 +124,15 @@ impl PciHost {
         }
     }
 
+    /// The ISA IRQ that PIIX3 PIRQ route register `pirq` (0-3 for PIRQA-D, configuration
+    /// 0x60-0x63 of the ISA bridge) sends that PCI interrupt to on the 8259A path, or `None`
+    /// when routing is off (bit 7) or names an IRQ the PIIX3 cannot route to.
+    pub fn pirq_route(&self, pirq: usize) -> Option<u8> {
+        let r = *self.isa.get(0x60 + pirq)?;
+        let irq = r & 0x0f;
+        (r & 0x80 == 0 && matches!(irq, 3..=7 | 9..=12 | 14 | 15)).then_some(irq)
+    }
+
     /// The attribute (RE bit 0, WE bit 1) of PAM segment `k`.
     fn pam_attr(&self, k: usize) -> u8 {
         if k == 0 {
@@ -176,6 +185,20 @@ mod tests {
 
     fn select(pci: &mut PciHost, mem: &mut PhysMap, devfn: u32, reg: u32) {
         pci.write(0xcf8, 4, 0x8000_0000 | (devfn << 8) | (reg & 0xfc), mem);
+    }
+
+    #[test]
+    fn pirq_route_registers_route_to_isa_irqs() {
+        let mut mem = PhysMap::pc(16 << 20).expect("map");
+        let mut pci = PciHost::new();
+        assert_eq!(pci.pirq_route(0), None, "routing is off at reset");
+        select(&mut pci, &mut mem, 0x08, 0x60);
+        pci.write(0xcfc, 4, 0x800b_0a02, &mut mem);
+        assert_eq!(pci.pirq_route(0), None, "IRQ 2 cannot be a PIRQ target");
+        assert_eq!(pci.pirq_route(1), Some(10));
+        assert_eq!(pci.pirq_route(2), Some(11));
+        assert_eq!(pci.pirq_route(3), None);
+        assert_eq!(pci.pirq_route(4), None);
     }
 
     #[test]

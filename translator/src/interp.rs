@@ -159,7 +159,7 @@ impl Interpreter {
             return None;
         }
         let region = region(&entry.block, cpu, bus);
-        let Some(jit) = self.jit.as_mut() else { return None };
+        let jit = self.jit.as_mut()?;
         match jit.compile(&region, cpu) {
             Ok(u) => {
                 let f = u.entry;

@@ -267,6 +267,7 @@ pub fn mov_cr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                     return Err(Exception::gp(0));
                 }
                 cpu.cr8 = v;
+                c.bus.set_tpr((v << 4) as u8);
             }
             _ => return Err(Exception::UD),
         }
@@ -277,7 +278,7 @@ pub fn mov_cr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             Register::CR2 => c.cpu.cr2,
             Register::CR3 => c.cpu.cr3,
             Register::CR4 => c.cpu.cr4,
-            Register::CR8 => c.cpu.cr8,
+            Register::CR8 => c.bus.tpr().map_or(c.cpu.cr8, |t| u64::from(t >> 4)),
             _ => return Err(Exception::UD),
         };
         op::write(c, i, 0, w, v)
@@ -321,6 +322,7 @@ pub fn mov_dr(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
 #[allow(missing_docs)]
 pub mod msr {
     pub const TSC: u32 = 0x10;
+    pub const TSC_DEADLINE: u32 = 0x6e0;
     pub const APIC_BASE: u32 = 0x1b;
     pub const SYSENTER_CS: u32 = 0x174;
     pub const SYSENTER_ESP: u32 = 0x175;
@@ -348,6 +350,10 @@ pub fn read_msr(c: &mut Concrete<'_>, n: u32) -> Option<u64> {
     Some(match n {
         msr::TSC => return Some(read_tsc(c)),
         msr::APIC_BASE => m.apic_base,
+        msr::TSC_DEADLINE => {
+            let off = m.tsc_offset;
+            return c.bus.tsc_deadline_ns().map(|ns| if ns == 0 { 0 } else { ns.wrapping_add(off) });
+        }
         msr::SYSENTER_CS => m.sysenter_cs,
         msr::SYSENTER_ESP => m.sysenter_esp,
         msr::SYSENTER_EIP => m.sysenter_eip,
@@ -374,8 +380,28 @@ pub fn write_msr(c: &mut Concrete<'_>, n: u32, v: u64) -> Result<()> {
             c.cpu.msr.tsc_offset = v.wrapping_sub(now);
         }
         msr::APIC_BASE => {
-            // There is no local APIC yet (CPUID says so); keep the value for readers.
+            // Reserved bits: above MAXPHYADDR, 0-7, 9 and 10 (no x2APIC).
+            if v & !(0x000f_ffff_ffff_f000 | (1 << 11) | (1 << 8)) != 0 {
+                return gp;
+            }
             c.cpu.msr.apic_base = v;
+            c.bus.set_apic_base(v);
+        }
+        msr::TSC_DEADLINE => {
+            if c.bus.tsc_deadline_ns().is_none() {
+                return gp;
+            }
+            // The deadline is a TSC value; the APIC timer counts virtual time.
+            let now = c.bus.now_ns();
+            let tsc_now = now.wrapping_add(c.cpu.msr.tsc_offset);
+            let at = if v == 0 {
+                0
+            } else if v <= tsc_now {
+                now.max(1)
+            } else {
+                now.saturating_add(v - tsc_now)
+            };
+            c.bus.set_tsc_deadline_ns(at);
         }
         msr::SYSENTER_CS => c.cpu.msr.sysenter_cs = v & 0xffff,
         msr::SYSENTER_ESP => c.cpu.msr.sysenter_esp = canonical(v)?,
