@@ -37,4 +37,8 @@ pub trait CpuBus: PhysBus {
     fn take_nmi(&mut self) -> bool {
         false
     }
+    /// FERR#: an unmasked x87 exception is pending and a waiting FP or MMX instruction met it
+    /// with CR0.NE clear (the PC/AT path: the chipset raises IRQ13; SDM vol. 1, D.1). The
+    /// machine wires this to IRQ13; the default has no such line.
+    fn ferr(&mut self) {}
 }

@@ -24,6 +24,8 @@ pub mod edx1 {
     pub const CMOV: u32 = 1 << 15;
     /// 36-bit physical addresses in 4 MiB pages.
     pub const PSE36: u32 = 1 << 17;
+    /// MMX (the MMX registers alias the x87 register file).
+    pub const MMX: u32 = 1 << 23;
 }
 
 /// Leaf 1 ECX bits that are implemented.
@@ -57,8 +59,16 @@ pub mod edx81 {
 }
 
 /// What leaf 1 reports in EDX.
-pub const LEAF1_EDX: u32 =
-    edx1::PSE | edx1::TSC | edx1::MSR | edx1::PAE | edx1::CX8 | edx1::SEP | edx1::PGE | edx1::CMOV | edx1::PSE36;
+pub const LEAF1_EDX: u32 = edx1::PSE
+    | edx1::TSC
+    | edx1::MSR
+    | edx1::PAE
+    | edx1::CX8
+    | edx1::SEP
+    | edx1::PGE
+    | edx1::CMOV
+    | edx1::PSE36
+    | edx1::MMX;
 /// What leaf 1 reports in ECX.
 pub const LEAF1_ECX: u32 = ecx1::CX16 | ecx1::PCID;
 /// What leaf 7 reports in EBX.
@@ -122,8 +132,8 @@ mod tests {
     #[test]
     fn no_unimplemented_unit_is_advertised() {
         let (_, _, ecx, edx) = cpuid(1, 0);
-        // x87, APIC, MTRR, PAT, MMX, FXSR, SSE, SSE2 are not implemented yet.
-        for bit in [0, 9, 12, 16, 23, 24, 25, 26] {
+        // x87, APIC, MTRR, PAT, FXSR, SSE, SSE2 are not implemented yet.
+        for bit in [0, 9, 12, 16, 24, 25, 26] {
             assert_eq!(edx & (1 << bit), 0, "leaf 1 EDX bit {bit}");
         }
         // SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, XSAVE.
