@@ -1,10 +1,1205 @@
-//! The x87 floating-point unit (issue 5): not implemented yet, so every x87 instruction is #UD
-//! (CPUID does not report an FPU).
+//! The x87 floating-point unit (issue 5), a first subset: the register stack (TOP, tags,
+//! stack overflow/underflow), the control and status words, loads and stores of every format
+//! (FLD/FST/FSTP m32/m64/m80/ST(i), FILD/FIST/FISTP/FISTTP m16/m32/m64), the constants,
+//! FXCH, FCMOVcc, FCHS/FABS, the four basic operations in all their forms (FADD/FSUB/FSUBR/
+//! FMUL/FDIV/FDIVR, the popping and integer forms), FSQRT, FRNDINT, the compares (FCOM/FUCOM/
+//! FICOM and the popping forms, FCOMI/FUCOMI(P), FTST, FXAM), FINIT/FCLEX/FLDCW/FSTCW/FSTSW,
+//! FINCSTP/FDECSTP/FFREE(P), FNOP.
+//!
+//! Arithmetic is done with `rustc_apfloat` in a 67-bit significand format rounded toward zero
+//! with a sticky ("round to odd") last bit, then rounded once to the precision control's
+//! 24, 53 or 64 bits with the extended exponent range and the rounding control: that double
+//! rounding is exact (the wide format has more than two extra bits).
+//!
+//! Not yet: transcendentals, FPREM/FPREM1, FSCALE, FXTRACT, FBLD/FBSTP, FSTENV/FLDENV,
+//! FSAVE/FRSTOR, and the unmasked overflow/underflow responses (the masked result is stored);
+//! CPUID does not report the FPU until they are there.
 
+use iced_x86::{Mnemonic, OpKind, Register};
+use rustc_apfloat::ieee::{Double, IeeeFloat, Semantics, Single, X87DoubleExtended};
+use rustc_apfloat::{Float, FloatConvert, Round, Status, StatusAnd};
+
+use crate::concrete::Concrete;
+use crate::emit::Emit;
+use crate::exception::{Exception, Result};
 use crate::insn::Insn;
+use crate::mem;
+use crate::operand as op;
 use crate::sem::Op;
+use crate::state::{cr0, FpuState, SegReg, Width};
+
+/// Status word bits.
+pub mod fsw {
+    /// Invalid operation.
+    pub const IE: u16 = 1;
+    /// Denormal operand.
+    pub const DE: u16 = 2;
+    /// Zero divide.
+    pub const ZE: u16 = 4;
+    /// Overflow.
+    pub const OE: u16 = 8;
+    /// Underflow.
+    pub const UE: u16 = 0x10;
+    /// Precision (inexact).
+    pub const PE: u16 = 0x20;
+    /// Stack fault.
+    pub const SF: u16 = 0x40;
+    /// Exception summary.
+    pub const ES: u16 = 0x80;
+    /// Condition codes.
+    pub const C0: u16 = 0x100;
+    /// C1.
+    pub const C1: u16 = 0x200;
+    /// C2.
+    pub const C2: u16 = 0x400;
+    /// C3.
+    pub const C3: u16 = 0x4000;
+    /// Busy.
+    pub const B: u16 = 0x8000;
+}
+
+/// The QNaN floating-point indefinite: sign 1, exponent all ones, significand 0xC000...
+pub const INDEFINITE: u128 = 0xffff_c000_0000_0000_0000;
+
+type X87 = X87DoubleExtended;
+
+/// 67-bit significands with the x87 exponent range: the intermediate format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WideS;
+impl Semantics for WideS {
+    const BITS: usize = 1 + 15 + 66;
+    const EXP_BITS: usize = 15;
+}
+type Wide = IeeeFloat<WideS>;
+
+/// Precision control 24 bits, extended exponent range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct P24S;
+impl Semantics for P24S {
+    const BITS: usize = 1 + 15 + 23;
+    const EXP_BITS: usize = 15;
+}
+
+/// Precision control 53 bits, extended exponent range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct P53S;
+impl Semantics for P53S {
+    const BITS: usize = 1 + 15 + 52;
+    const EXP_BITS: usize = 15;
+}
+
+/// What an 80-bit register holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// ±0.
+    Zero,
+    /// A denormal or pseudo-denormal.
+    Denormal,
+    /// A normal number.
+    Normal,
+    /// ±∞.
+    Inf,
+    /// A quiet NaN.
+    QNan,
+    /// A signaling NaN.
+    SNan,
+    /// Pseudo-NaN, pseudo-infinity, unnormal: invalid operands.
+    Unsupported,
+}
+
+/// Classifies an 80-bit value.
+pub fn classify(v: u128) -> Class {
+    let exp = (v >> 64) as u16 & 0x7fff;
+    let sig = v as u64;
+    let int = sig >> 63 != 0;
+    match exp {
+        0 if sig == 0 => Class::Zero,
+        0 => Class::Denormal,
+        0x7fff if !int => Class::Unsupported,
+        0x7fff if sig << 1 == 0 => Class::Inf,
+        0x7fff if sig & (1 << 62) != 0 => Class::QNan,
+        0x7fff => Class::SNan,
+        _ if !int => Class::Unsupported,
+        _ => Class::Normal,
+    }
+}
+
+fn is_nan_class(c: Class) -> bool {
+    matches!(c, Class::QNan | Class::SNan)
+}
+
+fn sign_of(v: u128) -> bool {
+    v >> 79 & 1 != 0
+}
+
+fn reg_bits(r: &[u8; 10]) -> u128 {
+    let mut b = [0u8; 16];
+    b[..10].copy_from_slice(r);
+    u128::from_le_bytes(b)
+}
+
+fn bits_reg(v: u128) -> [u8; 10] {
+    let b = v.to_le_bytes();
+    let mut r = [0u8; 10];
+    r.copy_from_slice(&b[..10]);
+    r
+}
+
+/// The abridged tag (FXSAVE form) expanded to the full tag word from the registers' contents
+/// (SDM vol. 1, 8.1.7): 00 valid, 01 zero, 10 special, 11 empty, indexed by physical register.
+pub fn full_tag_word(f: &FpuState) -> u16 {
+    (0..8).fold(0u16, |acc, p| {
+        let t = if f.ftw & (1 << p) == 0 {
+            3
+        } else {
+            match classify(reg_bits(&f.st[p])) {
+                Class::Zero => 1,
+                Class::Normal => 0,
+                _ => 2,
+            }
+        };
+        acc | (t << (2 * p))
+    })
+}
+
+/// The full tag word reduced to the abridged form: any tag but 11 is valid.
+pub fn abridged_tag(tw: u16) -> u8 {
+    (0..8).fold(0u8, |acc, p| if (tw >> (2 * p)) & 3 != 3 { acc | (1 << p) } else { acc })
+}
+
+/// The x87 helpers' view of the FPU state.
+struct Fpu<'a>(&'a mut FpuState);
+
+impl Fpu<'_> {
+    fn top(&self) -> usize {
+        usize::from((self.0.fsw >> 11) & 7)
+    }
+    fn set_top(&mut self, t: usize) {
+        self.0.fsw = (self.0.fsw & !0x3800) | ((t as u16 & 7) << 11);
+    }
+    fn phys(&self, i: usize) -> usize {
+        (self.top() + i) & 7
+    }
+    fn empty(&self, i: usize) -> bool {
+        self.0.ftw & (1 << self.phys(i)) == 0
+    }
+    fn get(&self, i: usize) -> u128 {
+        reg_bits(&self.0.st[self.phys(i)])
+    }
+    fn set(&mut self, i: usize, v: u128) {
+        let p = self.phys(i);
+        self.0.st[p] = bits_reg(v);
+        self.0.ftw |= 1 << p;
+    }
+    fn free(&mut self, i: usize) {
+        let p = self.phys(i);
+        self.0.ftw &= !(1 << p);
+    }
+    fn pop(&mut self) {
+        self.free(0);
+        let t = self.top() + 1;
+        self.set_top(t);
+    }
+    fn push(&mut self, v: u128) {
+        let t = self.top().wrapping_sub(1) & 7;
+        self.set_top(t);
+        self.set(0, v);
+    }
+    fn masked(&self, flags: u16) -> bool {
+        self.0.fcw & flags & 0x3f == flags & 0x3f
+    }
+    /// Records exception flags; with any of them unmasked, ES and B too. Returns whether all
+    /// are masked (the masked response goes on).
+    fn raise(&mut self, flags: u16) -> bool {
+        self.0.fsw |= flags;
+        if self.0.fcw & flags & 0x3f != flags & 0x3f {
+            self.0.fsw |= fsw::ES | fsw::B;
+            false
+        } else {
+            true
+        }
+    }
+    fn set_c1(&mut self, on: bool) {
+        self.0.fsw = (self.0.fsw & !fsw::C1) | if on { fsw::C1 } else { 0 };
+    }
+    /// Stack underflow: IE + SF, C1 = 0. Returns whether it is masked.
+    fn underflow(&mut self) -> bool {
+        self.set_c1(false);
+        self.raise(fsw::IE | fsw::SF)
+    }
+    /// Stack overflow: IE + SF, C1 = 1. Returns whether it is masked.
+    fn overflow(&mut self) -> bool {
+        self.set_c1(true);
+        self.raise(fsw::IE | fsw::SF)
+    }
+    fn round(&self) -> Round {
+        match (self.0.fcw >> 10) & 3 {
+            0 => Round::NearestTiesToEven,
+            1 => Round::TowardNegative,
+            2 => Round::TowardPositive,
+            _ => Round::TowardZero,
+        }
+    }
+    /// Pushes `v` or, on stack overflow, the masked response (QNaN indefinite).
+    fn push_checked(&mut self, v: u128) {
+        let t = self.top().wrapping_sub(1) & 7;
+        if self.0.ftw & (1 << t) != 0 {
+            if self.overflow() {
+                self.push(INDEFINITE);
+            }
+        } else {
+            self.set_c1(false);
+            self.push(v);
+        }
+    }
+}
+
+fn to_x87(v: u128) -> X87 {
+    X87::from_bits(v)
+}
+
+fn to_wide(v: u128) -> Wide {
+    let mut lost = false;
+    let r: StatusAnd<Wide> = to_x87(v).convert(&mut lost);
+    r.value
+}
+
+/// Rounds an exact-or-sticky wide result to the precision control and rounding control.
+/// Returns the 80-bit result and the exception flags (OE, UE, PE) and whether it rounded up.
+fn round_wide(fcw: u16, round: Round, w: StatusAnd<Wide>) -> (u128, u16, bool) {
+    let mut v = w.value;
+    if w.status.contains(Status::INEXACT) && !v.is_nan() {
+        v = Wide::from_bits(v.to_bits() | 1);
+    }
+    let mut lost = false;
+    let (r, st): (X87, Status) = match (fcw >> 8) & 3 {
+        0 => {
+            let StatusAnd { status, value }: StatusAnd<IeeeFloat<P24S>> = v.convert_r(round, &mut lost);
+            let mut l2 = false;
+            (value.convert(&mut l2).value, status)
+        }
+        2 => {
+            let StatusAnd { status, value }: StatusAnd<IeeeFloat<P53S>> = v.convert_r(round, &mut lost);
+            let mut l2 = false;
+            (value.convert(&mut l2).value, status)
+        }
+        _ => {
+            let StatusAnd { status, value } = v.convert_r(round, &mut lost);
+            (value, status)
+        }
+    };
+    let mut flags = 0;
+    if st.contains(Status::OVERFLOW) {
+        flags |= fsw::OE;
+    }
+    if st.contains(Status::UNDERFLOW) && st.contains(Status::INEXACT) {
+        flags |= fsw::UE;
+    }
+    if st.contains(Status::INEXACT) {
+        flags |= fsw::PE;
+    }
+    let mut l3 = false;
+    let back: Wide = r.convert(&mut l3).value;
+    let up = st.contains(Status::INEXACT) && back.abs() > v.abs();
+    (r.to_bits(), flags, up)
+}
+
+/// The quiet form of a NaN.
+fn quiet(v: u128) -> u128 {
+    v | (1 << 62)
+}
+
+/// The x87 NaN rule for two operands: a signaling NaN is IE; the result is the quieted NaN
+/// with the larger significand (the first when equal), or the only NaN.
+fn nan_result(a: u128, b: u128) -> (u128, u16) {
+    let (ca, cb) = (classify(a), classify(b));
+    let ie = if ca == Class::SNan || cb == Class::SNan { fsw::IE } else { 0 };
+    let r = match (is_nan_class(ca), is_nan_class(cb)) {
+        (true, true) => {
+            let (sa, sb) = (a as u64 & !(1 << 62), b as u64 & !(1 << 62));
+            if sa > sb || (sa == sb && !sign_of(a)) || (sa == sb && sign_of(a) == sign_of(b)) {
+                a
+            } else {
+                b
+            }
+        }
+        (true, false) => a,
+        _ => b,
+    };
+    (quiet(r), ie)
+}
+
+/// The four basic operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Arith {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// `a op b` with every x87 special case: returns the result bits (None: no result because an
+/// unmasked exception) after recording flags.
+fn arith(f: &mut Fpu<'_>, op: Arith, a: u128, b: u128) -> Option<u128> {
+    let (ca, cb) = (classify(a), classify(b));
+    if ca == Class::Unsupported || cb == Class::Unsupported {
+        return f.raise(fsw::IE).then_some(INDEFINITE);
+    }
+    if is_nan_class(ca) || is_nan_class(cb) {
+        let (r, ie) = nan_result(a, b);
+        return f.raise(ie).then_some(r);
+    }
+    let (wa, wb) = (to_wide(a), to_wide(b));
+    // Invalid combinations before the denormal check (SDM vol. 1, 4.9.1.2 priorities).
+    let invalid = match op {
+        Arith::Add => ca == Class::Inf && cb == Class::Inf && sign_of(a) != sign_of(b),
+        Arith::Sub => ca == Class::Inf && cb == Class::Inf && sign_of(a) == sign_of(b),
+        Arith::Mul => (ca == Class::Inf && cb == Class::Zero) || (ca == Class::Zero && cb == Class::Inf),
+        Arith::Div => (ca == Class::Inf && cb == Class::Inf) || (ca == Class::Zero && cb == Class::Zero),
+    };
+    if invalid {
+        return f.raise(fsw::IE).then_some(INDEFINITE);
+    }
+    if (ca == Class::Denormal || cb == Class::Denormal) && !f.raise(fsw::DE) {
+        return None;
+    }
+    if op == Arith::Div && cb == Class::Zero && ca != Class::Inf {
+        if !f.raise(fsw::ZE) {
+            return None;
+        }
+        let s = sign_of(a) != sign_of(b);
+        return Some(0x7fff_8000_0000_0000_0000u128 | if s { 1 << 79 } else { 0 });
+    }
+    let round = f.round();
+    let r = match op {
+        Arith::Add => wa.add_r(wb, round),
+        Arith::Sub => wa.sub_r(wb, round),
+        Arith::Mul => wa.mul_r(wb, round),
+        Arith::Div => wa.div_r(wb, round),
+    };
+    // The wide operation is exact or rounds by less than its extra bits; round toward zero
+    // there and mark stickiness, so the one real rounding below is correct.
+    let wide = match op {
+        Arith::Add => wa.add_r(wb, Round::TowardZero),
+        Arith::Sub => wa.sub_r(wb, Round::TowardZero),
+        Arith::Mul => wa.mul_r(wb, Round::TowardZero),
+        Arith::Div => wa.div_r(wb, Round::TowardZero),
+    };
+    // An exact zero sum takes its sign from the rounding mode (IEEE 754 6.3).
+    if wide.value.is_zero() && !wide.status.contains(Status::INEXACT) {
+        return Some(X87::to_bits(r.value.convert(&mut false).value));
+    }
+    finish(f, wide)
+}
+
+/// Rounds a wide result and records OE/UE/PE and C1.
+fn finish(f: &mut Fpu<'_>, wide: StatusAnd<Wide>) -> Option<u128> {
+    let (bits, flags, up) = round_wide(f.0.fcw, f.round(), wide);
+    f.set_c1(up);
+    if flags != 0 && !f.raise(flags) && flags & (fsw::OE | fsw::UE) != 0 {
+        // The unmasked overflow/underflow response (a re-biased exponent) is not done yet:
+        // the masked result is stored.
+        return Some(bits);
+    }
+    Some(bits)
+}
+
+/// Converts a memory operand of `size` bytes to 80 bits: (value, IE, DE). m32/m64 signaling
+/// NaNs are quieted with IE; denormals set DE.
+fn from_mem_real(raw: u128, size: usize) -> (u128, u16) {
+    let mut lost = false;
+    match size {
+        4 => {
+            let v = Single::from_bits(raw);
+            let den = (raw >> 23) & 0xff == 0 && raw & 0x7f_ffff != 0;
+            if v.is_nan() {
+                let s = (raw >> 31) & 1;
+                let sig = ((raw & 0x7f_ffff) << 40) | (1 << 63);
+                let ie = if raw & (1 << 22) == 0 { fsw::IE } else { 0 };
+                return (quiet((s << 79) | (0x7fff << 64) | sig), ie);
+            }
+            let r: StatusAnd<X87> = v.convert(&mut lost);
+            (r.value.to_bits(), if den { fsw::DE } else { 0 })
+        }
+        8 => {
+            let v = Double::from_bits(raw);
+            let den = (raw >> 52) & 0x7ff == 0 && raw & 0xf_ffff_ffff_ffff != 0;
+            if v.is_nan() {
+                let s = (raw >> 63) & 1;
+                let sig = ((raw & 0xf_ffff_ffff_ffff) << 11) | (1 << 63);
+                let ie = if raw & (1 << 51) == 0 { fsw::IE } else { 0 };
+                return (quiet((s << 79) | (0x7fff << 64) | sig), ie);
+            }
+            let r: StatusAnd<X87> = v.convert(&mut lost);
+            (r.value.to_bits(), if den { fsw::DE } else { 0 })
+        }
+        _ => (raw, 0),
+    }
+}
+
+/// Converts an 80-bit value for FST m32/m64: (bits, flags, rounded up).
+fn to_mem_real(f: &Fpu<'_>, v: u128, size: usize) -> (u64, u16, bool) {
+    let c = classify(v);
+    let s = u64::from(sign_of(v));
+    match c {
+        Class::Unsupported => {
+            let ind = if size == 4 { 0xffc0_0000 } else { 0xfff8_0000_0000_0000 };
+            return (ind, fsw::IE, false);
+        }
+        Class::QNan | Class::SNan => {
+            let ie = if c == Class::SNan { fsw::IE } else { 0 };
+            let sig = v as u64 | (1 << 62);
+            let r = if size == 4 {
+                (s << 31) | (0xff << 23) | ((sig >> 40) & 0x7f_ffff)
+            } else {
+                (s << 63) | (0x7ff << 52) | ((sig >> 11) & 0xf_ffff_ffff_ffff)
+            };
+            return (r, ie, false);
+        }
+        _ => {}
+    }
+    let den = if c == Class::Denormal { fsw::DE } else { 0 };
+    let x = to_x87(v);
+    let mut lost = false;
+    let round = f.round();
+    let (bits, st, back): (u64, Status, X87) = if size == 4 {
+        let r: StatusAnd<Single> = x.convert_r(round, &mut lost);
+        (r.value.to_bits() as u64, r.status, r.value.convert(&mut false).value)
+    } else {
+        let r: StatusAnd<Double> = x.convert_r(round, &mut lost);
+        (r.value.to_bits() as u64, r.status, r.value.convert(&mut false).value)
+    };
+    let mut flags = den;
+    if st.contains(Status::OVERFLOW) {
+        flags |= fsw::OE;
+    }
+    if st.contains(Status::UNDERFLOW) && st.contains(Status::INEXACT) {
+        flags |= fsw::UE;
+    }
+    if st.contains(Status::INEXACT) {
+        flags |= fsw::PE;
+    }
+    let up = st.contains(Status::INEXACT) && back.abs() > x.abs();
+    (bits, flags, up)
+}
+
+/// An integer to 80 bits (exact).
+fn from_int(v: i64) -> u128 {
+    let r: StatusAnd<X87> = X87::from_i128(i128::from(v));
+    r.value.to_bits()
+}
+
+/// An 80-bit value to a `bits`-bit integer with `round`: (value, flags, rounded up). Out of
+/// range, NaN, ∞ and unsupported are IE with the integer indefinite.
+fn to_int(v: u128, bits: usize, round: Round) -> (u64, u16, bool) {
+    let indefinite = 1u64 << (bits - 1);
+    let c = classify(v);
+    if matches!(c, Class::Unsupported | Class::QNan | Class::SNan | Class::Inf) {
+        return (indefinite, fsw::IE, false);
+    }
+    let den = if c == Class::Denormal { fsw::DE } else { 0 };
+    let x = to_x87(v);
+    let r = x.round_to_integral(round);
+    let max = 1i128 << (bits - 1);
+    let mut exact = false;
+    let i = r.value.to_i128_r(128, Round::TowardZero, &mut exact).value;
+    if i < -max || i >= max {
+        return (indefinite, fsw::IE | den, false);
+    }
+    let inexact = r.status.contains(Status::INEXACT);
+    let up = inexact && r.value.abs() > x.abs();
+    (i as u64 & ((1u128 << bits) - 1) as u64, den | if inexact { fsw::PE } else { 0 }, up)
+}
 
 /// The x87 instruction `i` resolves to, or None when it is not one.
-pub fn resolve(_i: &Insn) -> Option<Op> {
-    None
+pub fn resolve(i: &Insn) -> Option<Op> {
+    use Mnemonic::*;
+    Some(Op::Helper(match i.mnemonic() {
+        Fninit | Finit => control,
+        Fnclex | Fclex => control,
+        Fldcw | Fnstcw | Fstcw | Fnstsw | Fstsw | Fincstp | Fdecstp | Ffree | Ffreep | Fnop => control,
+        Fld | Fild | Fld1 | Fldz | Fldpi | Fldl2e | Fldl2t | Fldlg2 | Fldln2 => load,
+        Fst | Fstp | Fist | Fistp | Fisttp => store,
+        Fxch => fxch,
+        Fcmovb | Fcmove | Fcmovbe | Fcmovu | Fcmovnb | Fcmovne | Fcmovnbe | Fcmovnu => fcmov,
+        Fchs | Fabs => sign_op,
+        Fadd | Faddp | Fiadd | Fsub | Fsubp | Fisub | Fsubr | Fsubrp | Fisubr | Fmul | Fmulp | Fimul | Fdiv | Fdivp
+        | Fidiv | Fdivr | Fdivrp | Fidivr => binary,
+        Fsqrt | Frndint => unary,
+        Fcom | Fcomp | Fcompp | Fucom | Fucomp | Fucompp | Ficom | Ficomp | Ftst | Fcomi | Fcomip | Fucomi
+        | Fucomip => compare,
+        Fxam => fxam,
+        _ => return None,
+    }))
+}
+
+/// #NM with CR0.EM or CR0.TS; for waiting instructions a pending unmasked exception first.
+fn check(c: &mut Concrete<'_>, waiting: bool) -> Result<()> {
+    if c.cpu.cr0 & (cr0::EM | cr0::TS) != 0 {
+        return Err(Exception::NM);
+    }
+    if waiting {
+        crate::sem::mmx::pending_x87(c)?;
+    }
+    Ok(())
+}
+
+/// ST(i) of a register operand.
+fn st_index(r: Register) -> Option<usize> {
+    (r.is_st()).then(|| (r as usize).wrapping_sub(Register::ST0 as usize) & 7)
+}
+
+/// Records the last instruction (FIP/FCS/FOP) and data (FDP/FDS) pointers.
+fn note(c: &mut Concrete<'_>, i: &Insn, data: Option<(SegReg, u64)>) {
+    let f = &mut c.cpu.fpu;
+    f.fip = i.ip();
+    f.fcs = c.cpu.seg[SegReg::Cs as usize].selector;
+    if let Some((s, ea)) = data {
+        f.fdp = ea;
+        f.fds = c.cpu.seg[s as usize].selector;
+    }
+}
+
+/// Reads an x87 memory operand of `size` bytes (up to 10): (raw bits, segment, offset).
+fn read_mem(c: &mut Concrete<'_>, i: &Insn, size: usize) -> Result<(u128, SegReg, u64)> {
+    let seg = op::mem_seg(i);
+    let ea = op::ea(c, i);
+    let aw = op::addr_width(i, c.mode64());
+    let v = match size {
+        2 => u128::from(mem::read(c.cpu, c.bus, seg, ea, Width::W16)?),
+        4 => u128::from(mem::read(c.cpu, c.bus, seg, ea, Width::W32)?),
+        8 => u128::from(mem::read(c.cpu, c.bus, seg, ea, Width::W64)?),
+        10 => {
+            let lo = mem::read(c.cpu, c.bus, seg, ea, Width::W64)?;
+            let hi = mem::read(c.cpu, c.bus, seg, ea.wrapping_add(8) & aw.mask(), Width::W16)?;
+            u128::from(lo) | (u128::from(hi) << 64)
+        }
+        _ => return Err(Exception::UD),
+    };
+    Ok((v, seg, ea))
+}
+
+/// Writes an x87 memory operand, checking every byte's page before writing any.
+fn write_mem(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width, size: usize, v: u128) -> Result<()> {
+    match size {
+        2 => mem::write(c.cpu, c.bus, seg, ea, Width::W16, v as u64),
+        4 => mem::write(c.cpu, c.bus, seg, ea, Width::W32, v as u64),
+        8 => mem::write(c.cpu, c.bus, seg, ea, Width::W64, v as u64),
+        10 => {
+            let hi_ea = ea.wrapping_add(8) & aw.mask();
+            let lin = mem::seg_linear(c.cpu, seg, hi_ea, 2, mem::AccessKind::Write)?;
+            mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
+            let lin = mem::seg_linear(c.cpu, seg, ea, 8, mem::AccessKind::Write)?;
+            mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
+            mem::write(c.cpu, c.bus, seg, ea, Width::W64, v as u64)?;
+            mem::write(c.cpu, c.bus, seg, hi_ea, Width::W16, (v >> 64) as u64)
+        }
+        _ => Err(Exception::UD),
+    }
+}
+
+fn mem_size(i: &Insn) -> usize {
+    i.memory_size().size()
+}
+
+/// FNINIT, FNCLEX, FLDCW, FNSTCW, FNSTSW, FINCSTP, FDECSTP, FFREE(P), FNOP.
+pub fn control(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    let m = i.mnemonic();
+    // FINIT/FCLEX/FSTCW/FSTSW are FWAIT + the no-wait form in one instruction for iced.
+    let waiting = matches!(m, Fldcw | Fincstp | Fdecstp | Ffree | Ffreep | Fnop | Finit | Fclex | Fstcw | Fstsw);
+    check(c, waiting)?;
+    match m {
+        Fninit | Finit => {
+            let f = &mut c.cpu.fpu;
+            f.fcw = 0x037f;
+            f.fsw = 0;
+            f.ftw = 0;
+            f.fop = 0;
+            f.fip = 0;
+            f.fcs = 0;
+            f.fdp = 0;
+            f.fds = 0;
+        }
+        Fnclex | Fclex => c.cpu.fpu.fsw &= !0x80ff,
+        Fldcw => {
+            let (v, _, _) = read_mem(c, i, 2)?;
+            c.cpu.fpu.fcw = v as u16 | 0x40;
+            // Unmasking a raised flag makes it pending (ES), masking all clears ES.
+            let f = &mut c.cpu.fpu;
+            if f.fsw & !f.fcw & 0x3f != 0 {
+                f.fsw |= fsw::ES | fsw::B;
+            } else {
+                f.fsw &= !(fsw::ES | fsw::B);
+            }
+        }
+        Fnstcw | Fstcw => {
+            let v = c.cpu.fpu.fcw;
+            op::write(c, i, 0, Width::W16, u64::from(v))?;
+        }
+        Fnstsw | Fstsw => {
+            let v = c.cpu.fpu.fsw;
+            op::write(c, i, 0, Width::W16, u64::from(v))?;
+        }
+        Fincstp | Fdecstp => {
+            let mut f = Fpu(&mut c.cpu.fpu);
+            let t = if m == Fincstp { f.top() + 1 } else { f.top() + 7 };
+            f.set_top(t);
+            f.set_c1(false);
+            note(c, i, None);
+        }
+        Ffree | Ffreep => {
+            let n = st_index(i.op_register(0)).ok_or(Exception::UD)?;
+            let mut f = Fpu(&mut c.cpu.fpu);
+            f.free(n);
+            if m == Ffreep {
+                let t = f.top() + 1;
+                f.set_top(t);
+            }
+            note(c, i, None);
+        }
+        _ => note(c, i, None),
+    }
+    Ok(())
+}
+
+/// A constant's 80-bit value, adjusted for the rounding control as the hardware does: the
+/// stored constants are rounded to nearest; π, log2(e), log10(2), ln(2) round down under RC
+/// down/zero, log2(10) rounds up under RC up.
+fn constant(m: Mnemonic, rc: u16) -> u128 {
+    use Mnemonic::*;
+    let down = rc == 1 || rc == 3;
+    match m {
+        Fld1 => 0x3fff_8000_0000_0000_0000,
+        Fldz => 0,
+        Fldpi => 0x4000_c90f_daa2_2168_c235 - u128::from(down),
+        Fldl2e => 0x3fff_b8aa_3b29_5c17_f0bc - u128::from(down),
+        Fldl2t => 0x4000_d49a_784b_cd1b_8afe + u128::from(rc == 2),
+        Fldlg2 => 0x3ffd_9a20_9a84_fbcf_f799 - u128::from(down),
+        Fldln2 => 0x3ffe_b172_17f7_d1cf_79ac - u128::from(down),
+        _ => 0,
+    }
+}
+
+/// FLD (m32/m64/m80/ST(i)), FILD, and the constants.
+pub fn load(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    check(c, true)?;
+    let m = i.mnemonic();
+    let mut data = None;
+    let mut flags = 0;
+    let v = if i.op_count() == 0 {
+        constant(m, (c.cpu.fpu.fcw >> 10) & 3)
+    } else if i.op_kind(0) == OpKind::Register {
+        let n = st_index(i.op_register(0)).ok_or(Exception::UD)?;
+        let f = Fpu(&mut c.cpu.fpu);
+        if f.empty(n) {
+            let mut f = Fpu(&mut c.cpu.fpu);
+            if f.underflow() {
+                f.push_checked(INDEFINITE);
+            }
+            note(c, i, None);
+            return Ok(());
+        }
+        f.get(n)
+    } else {
+        let size = mem_size(i);
+        let (raw, seg, ea) = read_mem(c, i, size)?;
+        data = Some((seg, ea));
+        if m == Fild {
+            let bits = 8 * size as u32;
+            from_int(((raw as u64) << (64 - bits)) as i64 >> (64 - bits))
+        } else {
+            let (v, fl) = from_mem_real(raw, size);
+            flags = fl;
+            v
+        }
+    };
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if flags != 0 && !f.raise(flags) {
+        note(c, i, data);
+        return Ok(());
+    }
+    f.push_checked(v);
+    note(c, i, data);
+    Ok(())
+}
+
+/// FST/FSTP (m32/m64/m80/ST(i)), FIST/FISTP (m16/m32/m64), FISTTP.
+pub fn store(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    check(c, true)?;
+    let m = i.mnemonic();
+    let pop = matches!(m, Fstp | Fistp | Fisttp);
+    let f = Fpu(&mut c.cpu.fpu);
+    let empty = f.empty(0);
+    let v = f.get(0);
+    if i.op_kind(0) == OpKind::Register {
+        let n = st_index(i.op_register(0)).ok_or(Exception::UD)?;
+        let mut f = Fpu(&mut c.cpu.fpu);
+        if empty {
+            if !f.underflow() {
+                note(c, i, None);
+                return Ok(());
+            }
+            f.set(n, INDEFINITE);
+        } else {
+            f.set_c1(false);
+            f.set(n, v);
+        }
+        if pop {
+            f.pop();
+        }
+        note(c, i, None);
+        return Ok(());
+    }
+    let size = mem_size(i);
+    let seg = op::mem_seg(i);
+    let ea = op::ea(c, i);
+    let aw = op::addr_width(i, c.mode64());
+    let round = Fpu(&mut c.cpu.fpu).round();
+    let (bits, flags, up) = if empty {
+        let ind: u128 = match (m, size) {
+            (Fst | Fstp, 4) => 0xffc0_0000,
+            (Fst | Fstp, 8) => 0xfff8_0000_0000_0000,
+            (Fst | Fstp, _) => INDEFINITE,
+            (_, s) => 1u128 << (8 * s - 1),
+        };
+        (ind, fsw::IE | fsw::SF, false)
+    } else {
+        match (m, size) {
+            (Fst | Fstp, 10) => (v, 0, false),
+            (Fst | Fstp, s) => {
+                let (b, fl, up) = to_mem_real(&Fpu(&mut c.cpu.fpu), v, s);
+                (u128::from(b), fl, up)
+            }
+            (Fisttp, s) => {
+                let (b, fl, up) = to_int(v, 8 * s, Round::TowardZero);
+                (u128::from(b), fl, up)
+            }
+            (_, s) => {
+                let (b, fl, up) = to_int(v, 8 * s, round);
+                (u128::from(b), fl, up)
+            }
+        }
+    };
+    // Masked or not decides whether anything is written; the write's faults come first.
+    let f = Fpu(&mut c.cpu.fpu);
+    let store_it = flags & !(fsw::PE | fsw::UE | fsw::OE) == 0 || f.masked(flags & !(fsw::PE | fsw::UE | fsw::OE));
+    if store_it {
+        write_mem(c, seg, ea, aw, size, bits)?;
+    }
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if empty {
+        f.underflow();
+    } else {
+        f.set_c1(up);
+        if flags != 0 {
+            f.raise(flags);
+        }
+    }
+    if pop && store_it {
+        f.pop();
+    }
+    note(c, i, Some((seg, ea)));
+    Ok(())
+}
+
+/// FXCH ST(i).
+pub fn fxch(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c, true)?;
+    let n = (0..i.op_count()).filter_map(|k| st_index(i.op_register(k))).max().unwrap_or(1);
+    let mut f = Fpu(&mut c.cpu.fpu);
+    let (e0, en) = (f.empty(0), f.empty(n));
+    if e0 || en {
+        if !f.underflow() {
+            note(c, i, None);
+            return Ok(());
+        }
+        let a = if e0 { INDEFINITE } else { f.get(0) };
+        let b = if en { INDEFINITE } else { f.get(n) };
+        f.set(0, b);
+        f.set(n, a);
+    } else {
+        let (a, b) = (f.get(0), f.get(n));
+        f.set(0, b);
+        f.set(n, a);
+        f.set_c1(false);
+    }
+    note(c, i, None);
+    Ok(())
+}
+
+/// FCMOVcc ST(0), ST(i).
+pub fn fcmov(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    check(c, true)?;
+    let n = st_index(i.op_register(1)).ok_or(Exception::UD)?;
+    let fl = c.get_rflags();
+    let (cf, zf, pf) = (fl & 1 != 0, fl & 0x40 != 0, fl & 4 != 0);
+    let cond = match i.mnemonic() {
+        Fcmovb => cf,
+        Fcmove => zf,
+        Fcmovbe => cf || zf,
+        Fcmovu => pf,
+        Fcmovnb => !cf,
+        Fcmovne => !zf,
+        Fcmovnbe => !cf && !zf,
+        _ => !pf,
+    };
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if f.empty(0) || f.empty(n) {
+        if f.underflow() {
+            f.set(0, INDEFINITE);
+        }
+    } else {
+        f.set_c1(false);
+        if cond {
+            let v = f.get(n);
+            f.set(0, v);
+        }
+    }
+    note(c, i, None);
+    Ok(())
+}
+
+/// FCHS and FABS.
+pub fn sign_op(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c, true)?;
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if f.empty(0) {
+        if f.underflow() {
+            f.set(0, INDEFINITE);
+        }
+    } else {
+        let v = f.get(0);
+        let r = if i.mnemonic() == Mnemonic::Fchs { v ^ (1 << 79) } else { v & !(1 << 79) };
+        f.set(0, r);
+        f.set_c1(false);
+    }
+    note(c, i, None);
+    Ok(())
+}
+
+/// The two-operand arithmetic: every form of FADD/FSUB/FSUBR/FMUL/FDIV/FDIVR.
+pub fn binary(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    check(c, true)?;
+    let m = i.mnemonic();
+    let (op, reverse) = match m {
+        Fadd | Faddp | Fiadd => (Arith::Add, false),
+        Fsub | Fsubp | Fisub => (Arith::Sub, false),
+        Fsubr | Fsubrp | Fisubr => (Arith::Sub, true),
+        Fmul | Fmulp | Fimul => (Arith::Mul, false),
+        Fdiv | Fdivp | Fidiv => (Arith::Div, false),
+        _ => (Arith::Div, true),
+    };
+    let pop = matches!(m, Faddp | Fsubp | Fsubrp | Fmulp | Fdivp | Fdivrp);
+    // dst and src as ST indexes, or a memory source.
+    let mut data = None;
+    let (dst, src_val, src_empty, flags) = if i.op_count() > 0 && i.op_kind(0) == OpKind::Memory {
+        let size = mem_size(i);
+        let (raw, seg, ea) = read_mem(c, i, size)?;
+        data = Some((seg, ea));
+        let (v, fl) = if matches!(m, Fiadd | Fisub | Fisubr | Fimul | Fidiv | Fidivr) {
+            let bits = 8 * size as u32;
+            (from_int(((raw as u64) << (64 - bits)) as i64 >> (64 - bits)), 0)
+        } else {
+            from_mem_real(raw, size)
+        };
+        (0, v, false, fl)
+    } else {
+        let regs: Vec<usize> = (0..i.op_count()).filter_map(|k| st_index(i.op_register(k))).collect();
+        let (d, s) = match regs.as_slice() {
+            [d, s] => (*d, *s),
+            [s] => (0, *s),
+            _ => (1, 0),
+        };
+        let f = Fpu(&mut c.cpu.fpu);
+        (d, f.get(s), f.empty(s), 0)
+    };
+    let mut f = Fpu(&mut c.cpu.fpu);
+    let dst_val = f.get(dst);
+    if f.empty(dst) || src_empty {
+        if f.underflow() {
+            f.set(dst, INDEFINITE);
+            if pop {
+                f.pop();
+            }
+        }
+        note(c, i, data);
+        return Ok(());
+    }
+    // A signaling NaN loaded from m32/m64 was quieted with IE already.
+    let (a, b) = if reverse { (src_val, dst_val) } else { (dst_val, src_val) };
+    if flags & fsw::IE != 0 {
+        // SNaN from memory: IE, then the usual NaN rule on the quieted value.
+        if !f.raise(fsw::IE) {
+            note(c, i, data);
+            return Ok(());
+        }
+    }
+    f.set_c1(false);
+    if let Some(r) = arith(&mut f, op, a, b) {
+        f.set(dst, r);
+        if pop {
+            f.pop();
+        }
+    }
+    note(c, i, data);
+    Ok(())
+}
+
+/// FSQRT and FRNDINT on ST(0).
+pub fn unary(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c, true)?;
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if f.empty(0) {
+        if f.underflow() {
+            f.set(0, INDEFINITE);
+        }
+        note(c, i, None);
+        return Ok(());
+    }
+    f.set_c1(false);
+    let v = f.get(0);
+    let cl = classify(v);
+    let r = match cl {
+        Class::Unsupported => f.raise(fsw::IE).then_some(INDEFINITE),
+        Class::QNan | Class::SNan => {
+            let ie = if cl == Class::SNan { fsw::IE } else { 0 };
+            f.raise(ie).then_some(quiet(v))
+        }
+        Class::Zero => Some(v),
+        Class::Inf if i.mnemonic() == Mnemonic::Frndint || !sign_of(v) => Some(v),
+        _ if i.mnemonic() == Mnemonic::Fsqrt && sign_of(v) => f.raise(fsw::IE).then_some(INDEFINITE),
+        _ => {
+            if cl == Class::Denormal && !f.raise(fsw::DE) {
+                None
+            } else if i.mnemonic() == Mnemonic::Frndint {
+                let r = to_x87(v).round_to_integral(f.round());
+                let inexact = r.status.contains(Status::INEXACT);
+                f.set_c1(inexact && r.value.abs() > to_x87(v).abs());
+                if inexact && !f.raise(fsw::PE) {
+                    Some(r.value.to_bits())
+                } else {
+                    Some(r.value.to_bits())
+                }
+            } else {
+                let w = sqrt_wide(v);
+                finish(&mut f, w)
+            }
+        }
+    };
+    if let Some(r) = r {
+        f.set(0, r);
+    }
+    note(c, i, None);
+    Ok(())
+}
+
+/// √v (v positive, finite, nonzero) truncated to the wide format with the inexact status.
+fn sqrt_wide(v: u128) -> StatusAnd<Wide> {
+    let exp = ((v >> 64) as i32 & 0x7fff).max(1) - 16383 - 63;
+    let mut sig = v as u64 as u128;
+    let mut e = exp;
+    // Normalise the significand to bit 63 (denormals).
+    let lz = (sig as u64).leading_zeros();
+    sig <<= lz;
+    e -= lz as i32;
+    // value = sig * 2^e; make e even and scale sig up to 2^126.. so the root has 67+ bits.
+    let mut s = sig << 62;
+    e -= 62;
+    if e & 1 != 0 {
+        s <<= 1;
+        e -= 1;
+    }
+    let r = isqrt(s);
+    let inexact = r * r != s;
+    let w = Wide::from_u128(r).value.scalbn(e / 2);
+    // r has 63-64 bits, exactly representable; r is truncated, so the wide value is too.
+    let mut st = Status::OK;
+    if inexact {
+        st |= Status::INEXACT;
+    }
+    StatusAnd { status: st, value: w }
+}
+
+/// ⌊√n⌋.
+fn isqrt(n: u128) -> u128 {
+    if n == 0 {
+        return 0;
+    }
+    let mut x = 1u128 << (128 - n.leading_zeros()).div_ceil(2);
+    loop {
+        let y = (x + n / x) / 2;
+        if y >= x {
+            return x;
+        }
+        x = y;
+    }
+}
+
+/// The compares: FCOM/FCOMP/FCOMPP, FUCOM/FUCOMP/FUCOMPP, FICOM/FICOMP, FTST, FCOMI/FCOMIP,
+/// FUCOMI/FUCOMIP.
+pub fn compare(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    check(c, true)?;
+    let m = i.mnemonic();
+    let pops = match m {
+        Fcomp | Fucomp | Ficomp | Fcomip | Fucomip => 1,
+        Fcompp | Fucompp => 2,
+        _ => 0,
+    };
+    let unordered_ok = matches!(m, Fucom | Fucomp | Fucompp | Fucomi | Fucomip);
+    let mut data = None;
+    let (b, b_empty, mut flags) = if m == Ftst {
+        (0u128, false, 0)
+    } else if i.op_count() > 0 && i.op_kind(i.op_count() - 1) == OpKind::Memory {
+        let size = mem_size(i);
+        let (raw, seg, ea) = read_mem(c, i, size)?;
+        data = Some((seg, ea));
+        if matches!(m, Ficom | Ficomp) {
+            let bits = 8 * size as u32;
+            (from_int(((raw as u64) << (64 - bits)) as i64 >> (64 - bits)), false, 0)
+        } else {
+            let (v, fl) = from_mem_real(raw, size);
+            // The NaN rule below raises IE for SNaNs itself.
+            (if fl & fsw::IE != 0 { v & !(1 << 62) } else { v }, false, fl & !fsw::IE)
+        }
+    } else {
+        let n = (0..i.op_count()).filter_map(|k| st_index(i.op_register(k))).max().unwrap_or(1);
+        let f = Fpu(&mut c.cpu.fpu);
+        (f.get(n), f.empty(n), 0)
+    };
+    let mut f = Fpu(&mut c.cpu.fpu);
+    let a = f.get(0);
+    let comi = matches!(m, Fcomi | Fcomip | Fucomi | Fucomip);
+    // (C3, C2, C0) or (ZF, PF, CF).
+    let res: Option<(bool, bool, bool)> = if f.empty(0) || b_empty {
+        f.underflow().then_some((true, true, true))
+    } else {
+        let (ca, cb) = (classify(a), classify(b));
+        if ca == Class::Denormal || cb == Class::Denormal {
+            flags |= fsw::DE;
+        }
+        if is_nan_class(ca) || is_nan_class(cb) || ca == Class::Unsupported || cb == Class::Unsupported {
+            let snan = ca == Class::SNan || cb == Class::SNan || ca == Class::Unsupported || cb == Class::Unsupported;
+            let ie = if snan || !unordered_ok { fsw::IE } else { 0 };
+            f.raise(ie | (flags & fsw::DE)).then_some((true, true, true))
+        } else if flags != 0 && !f.raise(flags) {
+            None
+        } else {
+            let (x, y) = (to_x87(a), to_x87(b));
+            Some(match x.partial_cmp(&y) {
+                Some(std::cmp::Ordering::Greater) => (false, false, false),
+                Some(std::cmp::Ordering::Less) => (false, false, true),
+                _ => (true, false, false),
+            })
+        }
+    };
+    let f = Fpu(&mut c.cpu.fpu);
+    let unmasked = f.0.fsw & fsw::ES != 0 && res.is_none();
+    let mut f = f;
+    if let Some((z, p, cf)) = res {
+        if comi {
+            let v = u64::from(z) << 6 | u64::from(p) << 2 | u64::from(cf);
+            f.set_c1(false);
+            c.set_rflags(0x8d5, v);
+        } else {
+            let w = &mut f.0.fsw;
+            *w &= !(fsw::C0 | fsw::C1 | fsw::C2 | fsw::C3);
+            *w |= if z { fsw::C3 } else { 0 } | if p { fsw::C2 } else { 0 } | if cf { fsw::C0 } else { 0 };
+        }
+    }
+    if !unmasked {
+        let mut f = Fpu(&mut c.cpu.fpu);
+        for _ in 0..pops {
+            f.pop();
+        }
+    }
+    note(c, i, data);
+    Ok(())
+}
+
+/// FXAM: classifies ST(0) into C3, C2, C0 with its sign in C1.
+pub fn fxam(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c, true)?;
+    let f = Fpu(&mut c.cpu.fpu);
+    let v = f.get(0);
+    let (c3, c2, c0) = if f.empty(0) {
+        (true, false, true)
+    } else {
+        match classify(v) {
+            Class::Unsupported => (false, false, false),
+            Class::QNan | Class::SNan => (false, false, true),
+            Class::Normal => (false, true, false),
+            Class::Inf => (false, true, true),
+            Class::Zero => (true, false, false),
+            Class::Denormal => (true, true, false),
+        }
+    };
+    let w = &mut c.cpu.fpu.fsw;
+    *w &= !(fsw::C0 | fsw::C1 | fsw::C2 | fsw::C3);
+    *w |= if c3 { fsw::C3 } else { 0 }
+        | if c2 { fsw::C2 } else { 0 }
+        | if c0 { fsw::C0 } else { 0 }
+        | if sign_of(v) { fsw::C1 } else { 0 };
+    note(c, i, None);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_word_round_trips_through_the_abridged_form() {
+        let mut f = FpuState { ftw: 0b1010_0111, ..FpuState::default() };
+        f.st[0] = bits_reg(0x3fff_8000_0000_0000_0000); // valid
+        f.st[1] = bits_reg(0); // zero
+        f.st[2] = bits_reg(0x7fff_c000_0000_0000_0000); // special (NaN)
+        f.st[5] = bits_reg(0x0000_0000_0000_0000_0001); // special (denormal)
+        f.st[7] = bits_reg(0x4000_0000_0000_0000_0000); // special (unnormal)
+        let tw = full_tag_word(&f);
+        assert_eq!(tw, 0b10_11_10_11_11_10_01_00);
+        assert_eq!(abridged_tag(tw), f.ftw);
+        assert_eq!(full_tag_word(&FpuState::default()), 0xffff);
+    }
+
+    #[test]
+    fn stack_overflow_and_underflow_set_ie_sf_and_c1() {
+        let mut s = FpuState::default();
+        let mut f = Fpu(&mut s);
+        for _ in 0..8 {
+            f.push_checked(0x3fff_8000_0000_0000_0000);
+        }
+        assert_eq!(f.0.fsw & 0x7f, 0);
+        f.push_checked(0);
+        assert_eq!(f.0.fsw & (fsw::IE | fsw::SF | fsw::C1), fsw::IE | fsw::SF | fsw::C1);
+        assert_eq!(f.get(0), INDEFINITE, "masked overflow pushes the indefinite");
+        let mut s = FpuState::default();
+        let mut f = Fpu(&mut s);
+        assert!(f.underflow());
+        assert_eq!(f.0.fsw & (fsw::IE | fsw::SF | fsw::C1 | fsw::ES), fsw::IE | fsw::SF);
+        let mut s = FpuState { fcw: 0x037e, ..FpuState::default() };
+        assert!(!Fpu(&mut s).underflow(), "IE unmasked");
+        assert_eq!(s.fsw & (fsw::ES | fsw::B), fsw::ES | fsw::B);
+    }
+
+    #[test]
+    fn classification_and_arithmetic_basics() {
+        assert_eq!(classify(0x4000_0000_0000_0000_0000), Class::Unsupported);
+        assert_eq!(classify(0x0000_8000_0000_0000_0000), Class::Denormal);
+        assert_eq!(classify(0x7fff_8000_0000_0000_0001), Class::SNan);
+        let mut s = FpuState::default();
+        let mut f = Fpu(&mut s);
+        let one = 0x3fff_8000_0000_0000_0000;
+        assert_eq!(arith(&mut f, Arith::Add, one, one), Some(0x4000_8000_0000_0000_0000));
+        // 1/3 at PC=24 rounds to 24 bits.
+        f.0.fcw = 0x007f;
+        let three = 0x4000_c000_0000_0000_0000;
+        assert_eq!(arith(&mut f, Arith::Div, one, three), Some(0x3ffd_aaaa_ab00_0000_0000));
+        assert_eq!(isqrt(17), 4);
+    }
 }
