@@ -272,6 +272,15 @@ fn round_wide(fcw: u16, round: Round, w: StatusAnd<Wide>) -> (u128, u16, bool) {
         v = Wide::from_bits(v.to_bits() | 1);
     }
     let mut lost = false;
+    let mut l0 = false;
+    let largest: Wide = match (fcw >> 8) & 3 {
+        0 => IeeeFloat::<P24S>::largest().convert(&mut l0).value,
+        2 => IeeeFloat::<P53S>::largest().convert(&mut l0).value,
+        _ => X87::largest().convert(&mut l0).value,
+    };
+    // A magnitude past the largest finite number overflows whatever the rounding (apfloat
+    // only says so when it rounds to infinity).
+    let overflow = !v.is_nan() && !v.is_infinite() && v.abs() > largest;
     let (r, st): (X87, Status) = match (fcw >> 8) & 3 {
         0 => {
             let StatusAnd { status, value }: StatusAnd<IeeeFloat<P24S>> = v.convert_r(round, &mut lost);
@@ -289,8 +298,8 @@ fn round_wide(fcw: u16, round: Round, w: StatusAnd<Wide>) -> (u128, u16, bool) {
         }
     };
     let mut flags = 0;
-    if st.contains(Status::OVERFLOW) {
-        flags |= fsw::OE;
+    if st.contains(Status::OVERFLOW) || overflow {
+        flags |= fsw::OE | fsw::PE;
     }
     if st.contains(Status::UNDERFLOW) && st.contains(Status::INEXACT) {
         flags |= fsw::UE;
@@ -315,9 +324,18 @@ fn nan_result(a: u128, b: u128) -> (u128, u16) {
     let (ca, cb) = (classify(a), classify(b));
     let ie = if ca == Class::SNan || cb == Class::SNan { fsw::IE } else { 0 };
     let r = match (is_nan_class(ca), is_nan_class(cb)) {
+        // A QNaN wins over an SNaN; two of a kind: the larger significand (SDM vol. 1,
+        // table 4-7).
+        (true, true) if ca != cb => {
+            if ca == Class::QNan {
+                a
+            } else {
+                b
+            }
+        }
         (true, true) => {
-            let (sa, sb) = (a as u64 & !(1 << 62), b as u64 & !(1 << 62));
-            if sa > sb || (sa == sb && !sign_of(a)) || (sa == sb && sign_of(a) == sign_of(b)) {
+            let (sa, sb) = (a as u64, b as u64);
+            if sa >= sb {
                 a
             } else {
                 b
@@ -340,7 +358,7 @@ enum Arith {
 
 /// `a op b` with every x87 special case: returns the result bits (None: no result because an
 /// unmasked exception) after recording flags.
-fn arith(f: &mut Fpu<'_>, op: Arith, a: u128, b: u128) -> Option<u128> {
+fn arith(f: &mut Fpu<'_>, op: Arith, a: u128, b: u128, mem_denormal: bool) -> Option<u128> {
     let (ca, cb) = (classify(a), classify(b));
     if ca == Class::Unsupported || cb == Class::Unsupported {
         return f.raise(fsw::IE).then_some(INDEFINITE);
@@ -360,15 +378,16 @@ fn arith(f: &mut Fpu<'_>, op: Arith, a: u128, b: u128) -> Option<u128> {
     if invalid {
         return f.raise(fsw::IE).then_some(INDEFINITE);
     }
-    if (ca == Class::Denormal || cb == Class::Denormal) && !f.raise(fsw::DE) {
-        return None;
-    }
+    // Zero divide ranks with the invalid operations, before the denormal operand.
     if op == Arith::Div && cb == Class::Zero && ca != Class::Inf {
         if !f.raise(fsw::ZE) {
             return None;
         }
         let s = sign_of(a) != sign_of(b);
         return Some(0x7fff_8000_0000_0000_0000u128 | if s { 1 << 79 } else { 0 });
+    }
+    if (ca == Class::Denormal || cb == Class::Denormal || mem_denormal) && !f.raise(fsw::DE) {
+        return None;
     }
     let round = f.round();
     let r = match op {
@@ -405,7 +424,7 @@ fn finish(f: &mut Fpu<'_>, wide: StatusAnd<Wide>) -> Option<u128> {
 }
 
 /// Converts a memory operand of `size` bytes to 80 bits: (value, IE, DE). m32/m64 signaling
-/// NaNs are quieted with IE; denormals set DE.
+/// NaNs stay signaling (with IE, for FLD to quiet them); denormals set DE.
 fn from_mem_real(raw: u128, size: usize) -> (u128, u16) {
     let mut lost = false;
     match size {
@@ -416,7 +435,7 @@ fn from_mem_real(raw: u128, size: usize) -> (u128, u16) {
                 let s = (raw >> 31) & 1;
                 let sig = ((raw & 0x7f_ffff) << 40) | (1 << 63);
                 let ie = if raw & (1 << 22) == 0 { fsw::IE } else { 0 };
-                return (quiet((s << 79) | (0x7fff << 64) | sig), ie);
+                return ((s << 79) | (0x7fff << 64) | sig, ie);
             }
             let r: StatusAnd<X87> = v.convert(&mut lost);
             (r.value.to_bits(), if den { fsw::DE } else { 0 })
@@ -428,7 +447,7 @@ fn from_mem_real(raw: u128, size: usize) -> (u128, u16) {
                 let s = (raw >> 63) & 1;
                 let sig = ((raw & 0xf_ffff_ffff_ffff) << 11) | (1 << 63);
                 let ie = if raw & (1 << 51) == 0 { fsw::IE } else { 0 };
-                return (quiet((s << 79) | (0x7fff << 64) | sig), ie);
+                return ((s << 79) | (0x7fff << 64) | sig, ie);
             }
             let r: StatusAnd<X87> = v.convert(&mut lost);
             (r.value.to_bits(), if den { fsw::DE } else { 0 })
@@ -458,7 +477,8 @@ fn to_mem_real(f: &Fpu<'_>, v: u128, size: usize) -> (u64, u16, bool) {
         }
         _ => {}
     }
-    let den = if c == Class::Denormal { fsw::DE } else { 0 };
+    // The host does not report DE for a denormal stored to m32/m64.
+    let den = 0;
     let x = to_x87(v);
     let mut lost = false;
     let round = f.round();
@@ -470,8 +490,11 @@ fn to_mem_real(f: &Fpu<'_>, v: u128, size: usize) -> (u64, u16, bool) {
         (r.value.to_bits() as u64, r.status, r.value.convert(&mut false).value)
     };
     let mut flags = den;
-    if st.contains(Status::OVERFLOW) {
-        flags |= fsw::OE;
+    let mut l0 = false;
+    let largest: X87 =
+        if size == 4 { Single::largest().convert(&mut l0).value } else { Double::largest().convert(&mut l0).value };
+    if st.contains(Status::OVERFLOW) || (!x.is_infinite() && x.abs() > largest) {
+        flags |= fsw::OE | fsw::PE;
     }
     if st.contains(Status::UNDERFLOW) && st.contains(Status::INEXACT) {
         flags |= fsw::UE;
@@ -497,7 +520,8 @@ fn to_int(v: u128, bits: usize, round: Round) -> (u64, u16, bool) {
     if matches!(c, Class::Unsupported | Class::QNan | Class::SNan | Class::Inf) {
         return (indefinite, fsw::IE, false);
     }
-    let den = if c == Class::Denormal { fsw::DE } else { 0 };
+    // The host does not report DE for a denormal stored as an integer.
+    let den = 0;
     let x = to_x87(v);
     let r = x.round_to_integral(round);
     let max = 1i128 << (bits - 1);
@@ -712,7 +736,11 @@ pub fn load(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         } else {
             let (v, fl) = from_mem_real(raw, size);
             flags = fl;
-            v
+            if fl & fsw::IE != 0 {
+                quiet(v)
+            } else {
+                v
+            }
         }
     };
     let mut f = Fpu(&mut c.cpu.fpu);
@@ -932,15 +960,8 @@ pub fn binary(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     }
     // A signaling NaN loaded from m32/m64 was quieted with IE already.
     let (a, b) = if reverse { (src_val, dst_val) } else { (dst_val, src_val) };
-    if flags & fsw::IE != 0 {
-        // SNaN from memory: IE, then the usual NaN rule on the quieted value.
-        if !f.raise(fsw::IE) {
-            note(c, i, data);
-            return Ok(());
-        }
-    }
     f.set_c1(false);
-    if let Some(r) = arith(&mut f, op, a, b) {
+    if let Some(r) = arith(&mut f, op, a, b, flags & fsw::DE != 0) {
         f.set(dst, r);
         if pop {
             f.pop();
@@ -1007,17 +1028,23 @@ fn sqrt_wide(v: u128) -> StatusAnd<Wide> {
     let lz = (sig as u64).leading_zeros();
     sig <<= lz;
     e -= lz as i32;
-    // value = sig * 2^e; make e even and scale sig up to 2^126.. so the root has 67+ bits.
-    let mut s = sig << 62;
-    e -= 62;
-    if e & 1 != 0 {
-        s <<= 1;
-        e -= 1;
+    // value = sig * 2^e: scale to a 127-128-bit radicand with an even exponent, take the
+    // 64-bit root and its remainder, then three more root bits digit by digit (67 in all).
+    let k = if (e - 63) & 1 == 0 { 63 } else { 64 };
+    let rad = sig << k;
+    let mut r = isqrt(rad);
+    let mut rem = rad - r * r;
+    for _ in 0..3 {
+        rem *= 4;
+        r *= 2;
+        if rem > 2 * r {
+            rem -= 2 * r + 1;
+            r += 1;
+        }
     }
-    let r = isqrt(s);
-    let inexact = r * r != s;
-    let w = Wide::from_u128(r).value.scalbn(e / 2);
-    // r has 63-64 bits, exactly representable; r is truncated, so the wide value is too.
+    let inexact = rem != 0;
+    let w = Wide::from_u128(r).value.scalbn((e - k) / 2 - 3);
+    // r has 67 bits, exactly representable; it is truncated, so the wide value is too.
     let mut st = Status::OK;
     if inexact {
         st |= Status::INEXACT;
@@ -1065,7 +1092,7 @@ pub fn compare(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         } else {
             let (v, fl) = from_mem_real(raw, size);
             // The NaN rule below raises IE for SNaNs itself.
-            (if fl & fsw::IE != 0 { v & !(1 << 62) } else { v }, false, fl & !fsw::IE)
+            (v, false, fl & !fsw::IE)
         }
     } else {
         let n = (0..i.op_count()).filter_map(|k| st_index(i.op_register(k))).max().unwrap_or(1);
@@ -1086,7 +1113,7 @@ pub fn compare(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         if is_nan_class(ca) || is_nan_class(cb) || ca == Class::Unsupported || cb == Class::Unsupported {
             let snan = ca == Class::SNan || cb == Class::SNan || ca == Class::Unsupported || cb == Class::Unsupported;
             let ie = if snan || !unordered_ok { fsw::IE } else { 0 };
-            f.raise(ie | (flags & fsw::DE)).then_some((true, true, true))
+            f.raise(ie).then_some((true, true, true))
         } else if flags != 0 && !f.raise(flags) {
             None
         } else {
@@ -1195,11 +1222,11 @@ mod tests {
         let mut s = FpuState::default();
         let mut f = Fpu(&mut s);
         let one = 0x3fff_8000_0000_0000_0000;
-        assert_eq!(arith(&mut f, Arith::Add, one, one), Some(0x4000_8000_0000_0000_0000));
+        assert_eq!(arith(&mut f, Arith::Add, one, one, false), Some(0x4000_8000_0000_0000_0000));
         // 1/3 at PC=24 rounds to 24 bits.
         f.0.fcw = 0x007f;
         let three = 0x4000_c000_0000_0000_0000;
-        assert_eq!(arith(&mut f, Arith::Div, one, three), Some(0x3ffd_aaaa_ab00_0000_0000));
+        assert_eq!(arith(&mut f, Arith::Div, one, three, false), Some(0x3ffd_aaaa_ab00_0000_0000));
         assert_eq!(isqrt(17), 4);
     }
 }

@@ -1,0 +1,214 @@
+//! The x87 instructions implemented so far, against the host's x87: each runs natively on
+//! random 80-bit operands (NaNs quiet and signaling, denormals and pseudo-denormals,
+//! infinities, signed zeros, huge and tiny values) under every rounding control and precision
+//! control, and on the interpreter; the 80-bit result, the memory result and the status word
+//! must agree bit for bit. x86-64 hosts only.
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::asm;
+
+use cranebox_tests::{long_mode_cpu, Rng, SparseBus};
+use frontend_x86::state::cr0;
+use frontend_x86::CpuState;
+use iced_x86::code_asm::*;
+
+/// What one run leaves: ST(0) after the operation (stored with FSTP m80), the status word
+/// after the operation, and the 8-byte memory operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Out {
+    st0: u128,
+    sw: u16,
+    mem: u64,
+}
+
+type Host = fn(u16, u128, u128, u64) -> Out;
+
+macro_rules! host {
+    ($text:literal) => {{
+        fn run(cw: u16, a: u128, b: u128, m: u64) -> Out {
+            let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
+            let mut m = m.to_le_bytes();
+            let mut r = [0u8; 16];
+            let mut sw = 0u16;
+            // SAFETY: the template reads the 2-byte control word and the 16-byte operand
+            // arrays, reads and writes the 8-byte local `m`, writes 10 bytes of `r` and 2 at
+            // `sw`; every exception is masked in `cw`, and FNINIT at the end leaves the x87
+            // stack empty as the Rust ABI expects.
+            unsafe {
+                asm!(
+                    "fninit",
+                    "mov {m}, {m}",
+                    "fldcw word ptr [{cw}]",
+                    "fld tbyte ptr [{b}]",
+                    "fld tbyte ptr [{a}]",
+                    $text,
+                    "fnstsw word ptr [{sw}]",
+                    "fstp tbyte ptr [{r}]",
+                    "fninit",
+                    cw = in(reg) &cw,
+                    a = in(reg) a.as_ptr(),
+                    b = in(reg) b.as_ptr(),
+                    m = in(reg) m.as_mut_ptr(),
+                    r = in(reg) r.as_mut_ptr(),
+                    sw = in(reg) &mut sw,
+                    out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                    out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+                );
+            }
+            Out { st0: u128::from_le_bytes(r) & ((1 << 80) - 1), sw, mem: u64::from_le_bytes(m) }
+        }
+        run as Host
+    }};
+}
+
+type Emu = fn(&mut CodeAssembler) -> Result<(), IcedError>;
+
+macro_rules! case {
+    ($text:literal, $e:expr) => {
+        ($text, host!($text), $e as Emu)
+    };
+}
+
+const CW: u64 = 0x3000;
+const A: u64 = 0x3010;
+const B: u64 = 0x3020;
+const R: u64 = 0x3030;
+const SW: u64 = 0x3040;
+const M: u64 = 0x3100;
+
+fn emulate(op: Emu, cw: u16, a: u128, b: u128, m: u64) -> Result<Out, IcedError> {
+    let mut asm = CodeAssembler::new(64)?;
+    asm.fninit()?;
+    asm.fldcw(word_ptr(CW))?;
+    asm.fld(tword_ptr(B))?;
+    asm.fld(tword_ptr(A))?;
+    op(&mut asm)?;
+    asm.fnstsw(word_ptr(SW))?;
+    asm.fstp(tword_ptr(R))?;
+    asm.hlt()?;
+    let code = asm.assemble(0x8000)?;
+    let mut bus = SparseBus::new(32);
+    bus.put(0x20000, &0x21003u64.to_le_bytes());
+    bus.put(0x21000, &0x22003u64.to_le_bytes());
+    bus.put(0x22000, &0x83u64.to_le_bytes());
+    bus.put(0x8000, &code);
+    bus.put(CW, &cw.to_le_bytes());
+    bus.put(A, &a.to_le_bytes()[..10]);
+    bus.put(B, &b.to_le_bytes()[..10]);
+    bus.put(M, &m.to_le_bytes());
+    let mut cpu: CpuState = long_mode_cpu(0x20000);
+    cpu.cr0 |= cr0::NE;
+    cpu.rip = 0x8000;
+    let (_, exit) = translator::run(&mut cpu, &mut bus, 40);
+    assert_eq!(exit, translator::Exit::Halted);
+    let top = u128::from(bus.get(R, 8)) | (u128::from(bus.get(R + 8, 2)) << 64);
+    Ok(Out { st0: top, sw: bus.get(SW, 2) as u16, mem: bus.get(M, 8) })
+}
+
+/// A random 80-bit operand from every class the x87 distinguishes.
+fn random80(rng: &mut Rng) -> u128 {
+    let sign = u128::from(rng.next_u64() & 1) << 79;
+    let sig = rng.next_u64();
+    let (exp, sig): (u128, u64) = match rng.next_u64() % 16 {
+        0 => (0, 0),                                                              // zero
+        1 => (0, sig >> (rng.next_u64() % 64)),                                   // denormal
+        2 => (0, sig | 1 << 63),                                                  // pseudo-denormal
+        3 => (0x7fff, 1 << 63),                                                   // infinity
+        4 => (0x7fff, sig | 3 << 62),                                             // QNaN
+        5 => (0x7fff, (sig & !(1 << 62)) | 1 << 63 | 1),                          // SNaN
+        6 => (u128::from(rng.next_u64() % 64), sig | 1 << 63),                    // tiny
+        7 => (0x7fff - 1 - u128::from(rng.next_u64() % 64), sig | 1 << 63),       // huge
+        8 => (0x3fff, (sig | 1 << 63) & !0xffff_ffff),                            // short significands: exact results
+        9 => (0x3fff + u128::from(rng.next_u64() % 64), (sig | 1 << 63) & !0xff), // integers-ish
+        _ => (0x3fff - 40 + u128::from(rng.next_u64() % 80), sig | 1 << 63),
+    };
+    sign | exp << 64 | u128::from(sig)
+}
+
+/// A random m64 value (doubles of every class, or integers).
+fn random64(rng: &mut Rng) -> u64 {
+    let v = rng.next_u64();
+    match rng.next_u64() % 8 {
+        0 => v & 0x800f_ffff_ffff_ffff,                           // double zero/denormal
+        1 => v | 0x7ff0_0000_0000_0000,                           // double NaN/inf
+        2 => v & 0xffff,                                          // small integers
+        3 => (v & 0x8000_0000_0000_0000) | 0x7ff0_0000_0000_0000, // double infinity
+        _ => v,
+    }
+}
+
+fn check(cases: &[(&str, Host, Emu)], n: usize, seed: u64) -> Result<(), IcedError> {
+    let mut rng = Rng(seed);
+    for &(name, host, emu) in cases {
+        for pc in [0u16, 2, 3] {
+            for rc in 0..4u16 {
+                let cw = 0x003f | pc << 8 | rc << 10;
+                for _ in 0..n {
+                    let (a, b, m) = (random80(&mut rng), random80(&mut rng), random64(&mut rng));
+                    let want = host(cw, a, b, m);
+                    let got = emulate(emu, cw, a, b, m)?;
+                    assert_eq!(
+                        got, want,
+                        "{name} cw={cw:#06x} a={a:#022x} b={b:#022x} m={m:#018x}: got {got:x?} want {want:x?}"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn arithmetic_matches_the_host() -> Result<(), IcedError> {
+    let cases = [
+        case!("fadd st(0), st(1)", |a: &mut CodeAssembler| a.fadd_2(st0, st1)),
+        case!("fsub st(0), st(1)", |a: &mut CodeAssembler| a.fsub_2(st0, st1)),
+        case!("fsubr st(0), st(1)", |a: &mut CodeAssembler| a.fsubr_2(st0, st1)),
+        case!("fmul st(0), st(1)", |a: &mut CodeAssembler| a.fmul_2(st0, st1)),
+        case!("fdiv st(0), st(1)", |a: &mut CodeAssembler| a.fdiv_2(st0, st1)),
+        case!("fdivr st(0), st(1)", |a: &mut CodeAssembler| a.fdivr_2(st0, st1)),
+        case!("fdivp st(1), st(0)", |a: &mut CodeAssembler| a.fdivp(st1, st0)),
+        case!("fsubrp st(1), st(0)", |a: &mut CodeAssembler| a.fsubrp(st1, st0)),
+        case!("fadd qword ptr [{m}]", |a: &mut CodeAssembler| a.fadd(qword_ptr(M))),
+        case!("fmul dword ptr [{m}]", |a: &mut CodeAssembler| a.fmul(dword_ptr(M))),
+        case!("fidiv dword ptr [{m}]", |a: &mut CodeAssembler| a.fidiv(dword_ptr(M))),
+        case!("fisub word ptr [{m}]", |a: &mut CodeAssembler| a.fisub(word_ptr(M))),
+        case!("fsqrt", |a: &mut CodeAssembler| a.fsqrt()),
+        case!("frndint", |a: &mut CodeAssembler| a.frndint()),
+        case!("fchs", |a: &mut CodeAssembler| a.fchs()),
+        case!("fabs", |a: &mut CodeAssembler| a.fabs()),
+    ];
+    check(&cases, 60, 0x87_0001)
+}
+
+#[test]
+fn loads_stores_and_compares_match_the_host() -> Result<(), IcedError> {
+    let cases = [
+        case!("fst dword ptr [{m}]", |a: &mut CodeAssembler| a.fst(dword_ptr(M))),
+        case!("fst qword ptr [{m}]", |a: &mut CodeAssembler| a.fst(qword_ptr(M))),
+        case!("fstp qword ptr [{m}]", |a: &mut CodeAssembler| a.fstp(qword_ptr(M))),
+        case!("fist dword ptr [{m}]", |a: &mut CodeAssembler| a.fist(dword_ptr(M))),
+        case!("fist word ptr [{m}]", |a: &mut CodeAssembler| a.fist(word_ptr(M))),
+        case!("fistp qword ptr [{m}]", |a: &mut CodeAssembler| a.fistp(qword_ptr(M))),
+        case!("fisttp qword ptr [{m}]", |a: &mut CodeAssembler| a.fisttp(qword_ptr(M))),
+        case!("fld qword ptr [{m}]", |a: &mut CodeAssembler| a.fld(qword_ptr(M))),
+        case!("fld dword ptr [{m}]", |a: &mut CodeAssembler| a.fld(dword_ptr(M))),
+        case!("fild qword ptr [{m}]", |a: &mut CodeAssembler| a.fild(qword_ptr(M))),
+        case!("fild word ptr [{m}]", |a: &mut CodeAssembler| a.fild(word_ptr(M))),
+        case!("fcom st(1)", |a: &mut CodeAssembler| a.fcom_2(st0, st1)),
+        case!("fucom st(1)", |a: &mut CodeAssembler| a.fucom(st0, st1)),
+        case!("fcomp qword ptr [{m}]", |a: &mut CodeAssembler| a.fcomp(qword_ptr(M))),
+        case!("ficom dword ptr [{m}]", |a: &mut CodeAssembler| a.ficom(dword_ptr(M))),
+        case!("ftst", |a: &mut CodeAssembler| a.ftst()),
+        case!("fxam", |a: &mut CodeAssembler| a.fxam()),
+        case!("fxch st(1)", |a: &mut CodeAssembler| a.fxch(st0, st1)),
+        case!("fldpi", |a: &mut CodeAssembler| a.fldpi()),
+        case!("fldl2t", |a: &mut CodeAssembler| a.fldl2t()),
+        case!("fldl2e", |a: &mut CodeAssembler| a.fldl2e()),
+        case!("fldlg2", |a: &mut CodeAssembler| a.fldlg2()),
+        case!("fldln2", |a: &mut CodeAssembler| a.fldln2()),
+        case!("fincstp", |a: &mut CodeAssembler| a.fincstp()),
+        case!("ffree st(0)", |a: &mut CodeAssembler| a.ffree(st0)),
+    ];
+    check(&cases, 40, 0x87_0002)
+}
