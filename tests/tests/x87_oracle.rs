@@ -212,3 +212,79 @@ fn loads_stores_and_compares_match_the_host() -> Result<(), IcedError> {
     ];
     check(&cases, 40, 0x87_0002)
 }
+
+/// FNSTENV and FNSAVE images after a few operations, against the host byte for byte, with
+/// the pointer fields (FIP, FCS, FOP, FDP, FDS: bytes 12-27) masked: they hold host
+/// addresses there.
+#[test]
+fn fnstenv_and_fnsave_images_match_the_host() -> Result<(), IcedError> {
+    let mut rng = Rng(0x87_0003);
+    for round in 0..200 {
+        let (a, b) = (random80(&mut rng), random80(&mut rng));
+        let cw: u16 = 0x037f & !((rng.next_u64() as u16) & 0x0c00);
+        let (ab, bb) = (a.to_le_bytes(), b.to_le_bytes());
+        let mut env = [0u8; 28];
+        let mut save = [0u8; 108];
+        // SAFETY: reads the local control word and two 16-byte arrays, writes the 28- and
+        // 108-byte local arrays; all exceptions are masked, FNSAVE reinitialises the FPU and
+        // the final FNINIT leaves the x87 stack empty as the Rust ABI expects.
+        unsafe {
+            asm!(
+                "fninit",
+                "fldcw word ptr [{cw}]",
+                "fld tbyte ptr [{a}]",
+                "fld tbyte ptr [{b}]",
+                "fld st(0)",
+                "fadd st(0), st(2)",
+                "fdecstp",
+                "ffree st(0)",
+                "fincstp",
+                "fnstenv [{env}]",
+                "fnsave [{save}]",
+                "fninit",
+                cw = in(reg) &cw,
+                a = in(reg) ab.as_ptr(),
+                b = in(reg) bb.as_ptr(),
+                env = in(reg) env.as_mut_ptr(),
+                save = in(reg) save.as_mut_ptr(),
+                out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+            );
+        }
+        let mut asm = CodeAssembler::new(64)?;
+        asm.fninit()?;
+        asm.fldcw(word_ptr(CW))?;
+        asm.fld(tword_ptr(A))?;
+        asm.fld(tword_ptr(B))?;
+        asm.fld(st0)?;
+        asm.fadd_2(st0, st2)?;
+        asm.fdecstp()?;
+        asm.ffree(st0)?;
+        asm.fincstp()?;
+        asm.fnstenv(ptr(0x4000u64))?;
+        asm.fnsave(ptr(0x5000u64))?;
+        asm.hlt()?;
+        let code = asm.assemble(0x8000)?;
+        let mut bus = SparseBus::new(32);
+        bus.put(0x20000, &0x21003u64.to_le_bytes());
+        bus.put(0x21000, &0x22003u64.to_le_bytes());
+        bus.put(0x22000, &0x83u64.to_le_bytes());
+        bus.put(0x8000, &code);
+        bus.put(CW, &cw.to_le_bytes());
+        bus.put(A, &ab[..10]);
+        bus.put(B, &bb[..10]);
+        let mut cpu: CpuState = long_mode_cpu(0x20000);
+        cpu.rip = 0x8000;
+        let (_, exit) = translator::run(&mut cpu, &mut bus, 40);
+        assert_eq!(exit, translator::Exit::Halted);
+        let got_env: Vec<u8> = (0..28).map(|k| bus.get(0x4000 + k, 1) as u8).collect();
+        let got_save: Vec<u8> = (0..108).map(|k| bus.get(0x5000 + k, 1) as u8).collect();
+        let masked = |v: &[u8]| -> Vec<u8> {
+            v.iter().enumerate().map(|(k, b)| if (12..28).contains(&k) { 0 } else { *b }).collect()
+        };
+        assert_eq!(masked(&got_env), masked(&env), "round {round}: fnstenv a={a:#x} b={b:#x} cw={cw:#x}");
+        assert_eq!(masked(&got_save), masked(&save), "round {round}: fnsave a={a:#x} b={b:#x} cw={cw:#x}");
+        assert_eq!(cpu.fpu, frontend_x86::state::FpuState::default(), "FNSAVE reinitialises");
+    }
+    Ok(())
+}

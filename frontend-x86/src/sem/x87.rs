@@ -553,6 +553,7 @@ pub fn resolve(i: &Insn) -> Option<Op> {
         Fcom | Fcomp | Fcompp | Fucom | Fucomp | Fucompp | Ficom | Ficomp | Ftst | Fcomi | Fcomip | Fucomi
         | Fucomip => compare,
         Fxam => fxam,
+        Fnstenv | Fstenv | Fldenv | Fnsave | Fsave | Frstor => env,
         _ => return None,
     }))
 }
@@ -1173,6 +1174,132 @@ pub fn fxam(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         | if c0 { fsw::C0 } else { 0 }
         | if sign_of(v) { fsw::C1 } else { 0 };
     note(c, i, None);
+    Ok(())
+}
+
+/// The x87 environment image (FSTENV/FLDENV, the first part of FSAVE/FRSTOR): 14 bytes for
+/// 16-bit operands, 28 for 32-bit (SDM vol. 1, figures 8-9 to 8-12), in the protected-mode
+/// layout (selectors and offsets) or, in real and virtual-8086 mode, the real-mode layout
+/// (20- or 32-bit linear pointers split with FOP).
+fn env_image(f: &FpuState, wide: bool, real: bool) -> Vec<u8> {
+    let tw = full_tag_word(f);
+    let fop = u32::from(f.fop & 0x7ff);
+    let (ip, dp) = (f.fip as u32, f.fdp as u32);
+    let words: [u32; 7] = if real {
+        [
+            u32::from(f.fcw),
+            u32::from(f.fsw),
+            u32::from(tw),
+            ip & 0xffff,
+            ((ip >> 16) << 12) | fop,
+            dp & 0xffff,
+            (dp >> 16) << 12,
+        ]
+    } else {
+        [u32::from(f.fcw), u32::from(f.fsw), u32::from(tw), ip, u32::from(f.fcs) | (fop << 16), dp, u32::from(f.fds)]
+    };
+    let mut out = Vec::with_capacity(28);
+    for (k, w) in words.iter().enumerate() {
+        if wide {
+            // The unused upper halves of the first three and the selector fields read as ones.
+            let hi = match (k, real) {
+                (0..=2, _) | (6, false) => 0xffff_0000,
+                _ => 0,
+            };
+            out.extend_from_slice(&(w | hi).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(*w as u16).to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Loads an environment image (the inverse of `env_image`).
+fn load_env(f: &mut FpuState, img: &[u8], wide: bool, real: bool) {
+    let word = |k: usize| -> u32 {
+        if wide {
+            u32::from_le_bytes([img[4 * k], img[4 * k + 1], img[4 * k + 2], img[4 * k + 3]])
+        } else {
+            u32::from(u16::from_le_bytes([img[2 * k], img[2 * k + 1]]))
+        }
+    };
+    f.fcw = word(0) as u16 | 0x40;
+    f.fsw = word(1) as u16;
+    f.ftw = abridged_tag(word(2) as u16);
+    if real {
+        f.fip = u64::from((word(3) & 0xffff) | ((word(4) >> 12) << 16));
+        f.fop = (word(4) & 0x7ff) as u16;
+        f.fdp = u64::from((word(5) & 0xffff) | ((word(6) >> 12) << 16));
+        f.fcs = 0;
+        f.fds = 0;
+    } else {
+        f.fip = u64::from(word(3));
+        f.fcs = word(4) as u16;
+        f.fop = if wide { ((word(4) >> 16) & 0x7ff) as u16 } else { 0 };
+        f.fdp = u64::from(word(5));
+        f.fds = word(6) as u16;
+    }
+    // ES (and B) follow the loaded flags and masks.
+    if f.fsw & !f.fcw & 0x3f != 0 {
+        f.fsw |= fsw::ES | fsw::B;
+    } else {
+        f.fsw &= !(fsw::ES | fsw::B);
+    }
+}
+
+/// FNSTENV/FLDENV and FNSAVE/FRSTOR (FSTENV/FSAVE are FWAIT first). Stores check every page
+/// before writing; loads read everything before changing anything.
+pub fn env(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    let m = i.mnemonic();
+    check(c, matches!(m, Fstenv | Fsave | Fldenv | Frstor))?;
+    let size = mem_size(i);
+    let wide = matches!(size, 28 | 108);
+    let env_len = if wide { 28 } else { 14 };
+    let real = !c.cpu.protected() || c.cpu.v86();
+    let seg = op::mem_seg(i);
+    let ea = op::ea(c, i);
+    let aw = op::addr_width(i, c.mode64());
+    let with_regs = matches!(m, Fnsave | Fsave | Frstor);
+    let total = env_len + if with_regs { 80 } else { 0 };
+    if matches!(m, Fldenv | Frstor) {
+        let mut img = vec![0u8; total];
+        for (k, b) in img.iter_mut().enumerate() {
+            *b = mem::read(c.cpu, c.bus, seg, ea.wrapping_add(k as u64) & aw.mask(), Width::W8)? as u8;
+        }
+        let mut f = c.cpu.fpu;
+        load_env(&mut f, &img, wide, real);
+        if with_regs {
+            let top = usize::from((f.fsw >> 11) & 7);
+            for k in 0..8 {
+                let mut r = [0u8; 10];
+                r.copy_from_slice(&img[env_len + 10 * k..env_len + 10 * k + 10]);
+                f.st[(top + k) & 7] = r;
+            }
+        }
+        c.cpu.fpu = f;
+        return Ok(());
+    }
+    let mut img = env_image(&c.cpu.fpu, wide, real);
+    if with_regs {
+        let f = &c.cpu.fpu;
+        let top = usize::from((f.fsw >> 11) & 7);
+        for k in 0..8 {
+            img.extend_from_slice(&f.st[(top + k) & 7]);
+        }
+    }
+    for k in (0..total).step_by(8).chain(std::iter::once(total - 1)) {
+        let lin = mem::seg_linear(c.cpu, seg, ea.wrapping_add(k as u64) & aw.mask(), 1, mem::AccessKind::Write)?;
+        mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
+    }
+    for (k, b) in img.iter().enumerate() {
+        mem::write(c.cpu, c.bus, seg, ea.wrapping_add(k as u64) & aw.mask(), Width::W8, u64::from(*b))?;
+    }
+    if with_regs {
+        c.cpu.fpu = FpuState::default();
+    } else {
+        c.cpu.fpu.fcw |= 0x3f;
+    }
     Ok(())
 }
 
