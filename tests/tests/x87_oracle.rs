@@ -27,11 +27,11 @@ macro_rules! host {
     ($text:literal) => {{
         fn run(cw: u16, a: u128, b: u128, m: u64) -> Out {
             let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
-            let mut m = m.to_le_bytes();
+            let mut m = u128::from(m).to_le_bytes();
             let mut r = [0u8; 16];
             let mut sw = 0u16;
             // SAFETY: the template reads the 2-byte control word and the 16-byte operand
-            // arrays, reads and writes the 8-byte local `m`, writes 10 bytes of `r` and 2 at
+            // arrays, reads and writes (at most 10 bytes of) the 16-byte local `m`, writes 10 bytes of `r` and 2 at
             // `sw`; every exception is masked in `cw`, and FNINIT at the end leaves the x87
             // stack empty as the Rust ABI expects.
             unsafe {
@@ -55,7 +55,7 @@ macro_rules! host {
                     out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
                 );
             }
-            Out { st0: u128::from_le_bytes(r) & ((1 << 80) - 1), sw, mem: u64::from_le_bytes(m) }
+            Out { st0: u128::from_le_bytes(r) & ((1 << 80) - 1), sw, mem: u128::from_le_bytes(m) as u64 }
         }
         run as Host
     }};
@@ -177,6 +177,14 @@ fn arithmetic_matches_the_host() -> Result<(), IcedError> {
         case!("frndint", |a: &mut CodeAssembler| a.frndint()),
         case!("fchs", |a: &mut CodeAssembler| a.fchs()),
         case!("fabs", |a: &mut CodeAssembler| a.fabs()),
+        case!("fprem", |a: &mut CodeAssembler| a.fprem()),
+        case!("fprem1", |a: &mut CodeAssembler| a.fprem1()),
+        case!("fscale", |a: &mut CodeAssembler| a.fscale()),
+        case!("fxtract", |a: &mut CodeAssembler| a.fxtract()),
+        case!("fbstp tbyte ptr [{m}]\nfbld tbyte ptr [{m}]", |a: &mut CodeAssembler| {
+            a.fbstp(tword_ptr(M))?;
+            a.fbld(tword_ptr(M))
+        }),
     ];
     check(&cases, 60, 0x87_0001)
 }

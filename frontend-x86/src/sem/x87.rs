@@ -313,6 +313,15 @@ fn round_wide(fcw: u16, round: Round, w: StatusAnd<Wide>) -> (u128, u16, bool) {
     (r.to_bits(), flags, up)
 }
 
+/// A pseudo-denormal passed through arithmetic comes out as the equal normal (exponent 1).
+fn canon(v: u128) -> u128 {
+    if (v >> 64) & 0x7fff == 0 && v as u64 >> 63 != 0 {
+        v | (1 << 64)
+    } else {
+        v
+    }
+}
+
 /// The quiet form of a NaN.
 fn quiet(v: u128) -> u128 {
     v | (1 << 62)
@@ -554,6 +563,10 @@ pub fn resolve(i: &Insn) -> Option<Op> {
         | Fucomip => compare,
         Fxam => fxam,
         Fnstenv | Fstenv | Fldenv | Fnsave | Fsave | Frstor => env,
+        Fprem | Fprem1 | Fscale => two_st,
+        Fxtract => fxtract,
+        Fbld => fbld,
+        Fbstp => fbstp,
         _ => return None,
     }))
 }
@@ -1174,6 +1187,279 @@ pub fn fxam(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         | if c0 { fsw::C0 } else { 0 }
         | if sign_of(v) { fsw::C1 } else { 0 };
     note(c, i, None);
+    Ok(())
+}
+
+/// A finite nonzero 80-bit value as (sign, 64-bit significand, unbiased exponent of the
+/// significand's lowest bit).
+fn unpack(v: u128) -> (bool, u64, i32) {
+    let exp = ((v >> 64) as i32 & 0x7fff).max(1);
+    (sign_of(v), v as u64, exp - 16383 - 63)
+}
+
+/// FPREM, FPREM1 (ST(0) = remainder of ST(0) / ST(1), quotient bits in C0/C3/C1, C2 for a
+/// partial remainder) and FSCALE (ST(0) · 2^trunc(ST(1))).
+pub fn two_st(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c, true)?;
+    let m = i.mnemonic();
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if f.empty(0) || f.empty(1) {
+        if f.underflow() {
+            f.set(0, INDEFINITE);
+        }
+        note(c, i, None);
+        return Ok(());
+    }
+    let (a, b) = (f.get(0), f.get(1));
+    let (ca, cb) = (classify(a), classify(b));
+    f.set_c1(false);
+    let r = if ca == Class::Unsupported || cb == Class::Unsupported {
+        f.raise(fsw::IE).then_some(INDEFINITE)
+    } else if is_nan_class(ca) || is_nan_class(cb) {
+        let (r, ie) = nan_result(a, b);
+        f.raise(ie).then_some(r)
+    } else if m == Mnemonic::Fscale {
+        fscale(&mut f, a, b, ca, cb)
+    } else {
+        fprem(&mut f, a, b, ca, cb, m == Mnemonic::Fprem1)
+    };
+    if let Some(r) = r {
+        f.set(0, r);
+    }
+    note(c, i, None);
+    Ok(())
+}
+
+fn fscale(f: &mut Fpu<'_>, a: u128, b: u128, ca: Class, cb: Class) -> Option<u128> {
+    match (ca, cb) {
+        (Class::Zero, Class::Inf) if !sign_of(b) => return f.raise(fsw::IE).then_some(INDEFINITE),
+        (Class::Inf, Class::Inf) if sign_of(b) => return f.raise(fsw::IE).then_some(INDEFINITE),
+        _ => {}
+    }
+    if (ca == Class::Denormal || cb == Class::Denormal) && !f.raise(fsw::DE) {
+        return None;
+    }
+    match (ca, cb) {
+        (Class::Zero | Class::Inf, _) => return Some(canon(a)),
+        (_, Class::Inf) if sign_of(b) => return Some(a & (1 << 79)),
+        (_, Class::Inf) => return Some((a & (1 << 79)) | 0x7fff_8000_0000_0000_0000),
+        _ => {}
+    }
+    let n = to_x87(b).round_to_integral(Round::TowardZero).value;
+    let mut exact = false;
+    let n = n.to_i128_r(64, Round::TowardZero, &mut exact).value.clamp(-70000, 70000) as i32;
+    let (sign, m, e) = unpack(a);
+    // Normalise, then scale in the wide format: exact unless the result leaves the range.
+    let lz = m.leading_zeros() as i32;
+    let (m, e) = (u128::from(m) << lz, e - lz);
+    let target = e + n;
+    let w = Wide::from_u128(m).value;
+    let w = if sign { -w } else { w };
+    let mut st = Status::OK;
+    let mut v = w.scalbn(e.clamp(-16000, 16000));
+    let mut cur = e.clamp(-16000, 16000);
+    while cur != target {
+        let step = (target - cur).clamp(-16000, 16000);
+        let p = Wide::from_u128(1).value.scalbn(step);
+        let r = v.mul_r(p, Round::TowardZero);
+        st |= r.status;
+        v = r.value;
+        cur += step;
+        if v.is_zero() || v.is_infinite() || r.status.contains(Status::INEXACT) {
+            break;
+        }
+    }
+    // The precision control applies to the basic operations and FSQRT only.
+    let fcw = f.0.fcw;
+    f.0.fcw |= 0x300;
+    let r = finish(f, StatusAnd { status: st, value: v });
+    f.0.fcw = fcw;
+    r
+}
+
+fn fprem(f: &mut Fpu<'_>, a: u128, b: u128, ca: Class, cb: Class, ieee: bool) -> Option<u128> {
+    if ca == Class::Inf || cb == Class::Zero {
+        return f.raise(fsw::IE).then_some(INDEFINITE);
+    }
+    if (ca == Class::Denormal || cb == Class::Denormal) && !f.raise(fsw::DE) {
+        return None;
+    }
+    let set_q = |f: &mut Fpu<'_>, q: u64, partial: bool| {
+        let w = &mut f.0.fsw;
+        *w &= !(fsw::C0 | fsw::C1 | fsw::C2 | fsw::C3);
+        if partial {
+            *w |= fsw::C2;
+        } else {
+            *w |= if q & 4 != 0 { fsw::C0 } else { 0 }
+                | if q & 2 != 0 { fsw::C3 } else { 0 }
+                | if q & 1 != 0 { fsw::C1 } else { 0 };
+        }
+    };
+    if ca == Class::Zero || cb == Class::Inf {
+        set_q(f, 0, false);
+        return Some(canon(a));
+    }
+    let (sa, ma, ea) = unpack(a);
+    let (_, mb, eb) = unpack(b);
+    // Normalise both significands (denormals).
+    let (la, lb) = (ma.leading_zeros() as i32, mb.leading_zeros() as i32);
+    let (ma, ea) = (u128::from(ma) << la, ea - la);
+    let (mb, eb) = (u128::from(mb) << lb, eb - lb);
+    let d = ea - eb;
+    if d >= 64 {
+        // Partial remainder: reduce by 2^(d-n) · ST(1) · QQ with n = 32 + (d - 64) % 32.
+        let n = 32 + (d - 64) % 32;
+        let shift = (d - n) as u32;
+        // QQ = trunc(a / b / 2^(d-n)) and a - QQ·b·2^(d-n), in units of 2^(eb+shift).
+        let num = ma << n;
+        let qq = num / mb;
+        let r = num - qq * mb;
+        set_q(f, 0, true);
+        return Some(pack_rem(sa, r, eb + shift as i32));
+    }
+    if d < -1 || (d == -1 && !ieee) {
+        set_q(f, 0, false);
+        return Some(canon(a));
+    }
+    let (num, den) = if d >= 0 { (ma << d, mb) } else { (ma, mb << 1) };
+    let mut q = num / den;
+    let mut r = num - q * den;
+    let mut neg = false;
+    if ieee && (2 * r > den || (2 * r == den && q & 1 != 0)) {
+        q += 1;
+        r = den - r;
+        neg = true;
+    }
+    set_q(f, q as u64, false);
+    let e = if d >= 0 { eb } else { eb - 1 };
+    Some(pack_rem(sa != neg, r, e))
+}
+
+/// An exact remainder `±r · 2^e` (r < 2^64; zero keeps the dividend's sign). Remainders are
+/// exact: no rounding, the precision control does not apply.
+fn pack_rem(sign: bool, r: u128, e: i32) -> u128 {
+    if r == 0 {
+        return if sign { 1 << 79 } else { 0 };
+    }
+    let v = X87::from_u128(r).value.scalbn(e);
+    (if sign { -v } else { v }).to_bits()
+}
+
+/// FXTRACT: ST(0) is replaced by its unbiased exponent and the significand (exponent 0,
+/// same sign) is pushed: ST(1) = exponent, ST(0) = significand.
+pub fn fxtract(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c, true)?;
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if f.empty(0) {
+        if f.underflow() {
+            f.set(0, INDEFINITE);
+            f.push(INDEFINITE);
+        }
+        note(c, i, None);
+        return Ok(());
+    }
+    if !f.empty(7) {
+        if f.overflow() {
+            f.set(0, INDEFINITE);
+            f.push(INDEFINITE);
+        }
+        note(c, i, None);
+        return Ok(());
+    }
+    f.set_c1(false);
+    let v = f.get(0);
+    let cl = classify(v);
+    let res = match cl {
+        Class::Unsupported => f.raise(fsw::IE).then_some((INDEFINITE, INDEFINITE)),
+        Class::QNan | Class::SNan => {
+            let ie = if cl == Class::SNan { fsw::IE } else { 0 };
+            f.raise(ie).then_some((quiet(v), quiet(v)))
+        }
+        Class::Zero => f.raise(fsw::ZE).then_some((0xffff_8000_0000_0000_0000, v)),
+        Class::Inf => Some((0x7fff_8000_0000_0000_0000, v)),
+        _ => {
+            if cl == Class::Denormal && !f.raise(fsw::DE) {
+                None
+            } else {
+                let (sign, m, e) = unpack(v);
+                let lz = m.leading_zeros() as i32;
+                let exp = e + 63 - lz;
+                let sig = (u128::from(sign) << 79) | (0x3fff << 64) | u128::from(m << lz);
+                Some((from_int(i64::from(exp)), sig))
+            }
+        }
+    };
+    if let Some((e, s)) = res {
+        f.set(0, e);
+        f.push(s);
+    }
+    note(c, i, None);
+    Ok(())
+}
+
+/// FBLD m80bcd: 18 packed BCD digits and a sign byte.
+pub fn fbld(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c, true)?;
+    let (raw, seg, ea) = read_mem(c, i, 10)?;
+    let digits = (0..18).rev().fold(0u64, |acc, k| acc * 10 + ((raw >> (4 * k)) & 0xf) as u64);
+    let mut v = from_int(digits as i64);
+    if raw >> 79 & 1 != 0 {
+        v |= 1 << 79;
+    }
+    Fpu(&mut c.cpu.fpu).push_checked(v);
+    note(c, i, Some((seg, ea)));
+    Ok(())
+}
+
+/// FBSTP m80bcd: ST(0) rounded to an integer, stored as packed BCD, and popped. Out of range
+/// (|x| ≥ 10^18), NaN, ∞: IE and the BCD indefinite.
+pub fn fbstp(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c, true)?;
+    let seg = op::mem_seg(i);
+    let ea = op::ea(c, i);
+    let aw = op::addr_width(i, c.mode64());
+    let f = Fpu(&mut c.cpu.fpu);
+    let empty = f.empty(0);
+    let v = f.get(0);
+    let round = f.round();
+    const BCD_INDEFINITE: u128 = 0xffff_c000_0000_0000_0000;
+    let (bits, flags, up) = if empty {
+        (BCD_INDEFINITE, fsw::IE | fsw::SF, false)
+    } else {
+        let (n, fl, up) = to_int(v, 64, round);
+        let mag = (n as i64).unsigned_abs();
+        if fl & fsw::IE != 0 || mag >= 1_000_000_000_000_000_000 {
+            (BCD_INDEFINITE, fsw::IE, false)
+        } else {
+            let mut bcd = 0u128;
+            let mut x = mag;
+            for k in 0..18 {
+                bcd |= u128::from(x % 10) << (4 * k);
+                x /= 10;
+            }
+            if sign_of(v) {
+                bcd |= 1 << 79;
+            }
+            (bcd, fl, up)
+        }
+    };
+    let store_it = flags & fsw::IE == 0 || Fpu(&mut c.cpu.fpu).masked(fsw::IE);
+    if store_it {
+        write_mem(c, seg, ea, aw, 10, bits)?;
+    }
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if empty {
+        f.underflow();
+    } else {
+        f.set_c1(up);
+        if flags != 0 {
+            f.raise(flags);
+        }
+    }
+    if store_it {
+        f.pop();
+    }
+    note(c, i, Some((seg, ea)));
     Ok(())
 }
 
