@@ -1117,6 +1117,7 @@ pub fn compare(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let a = f.get(0);
     let comi = matches!(m, Fcomi | Fcomip | Fucomi | Fucomip);
     // (C3, C2, C0) or (ZF, PF, CF).
+    let mut no_pop = false;
     let res: Option<(bool, bool, bool)> = if f.empty(0) || b_empty {
         f.underflow().then_some((true, true, true))
     } else {
@@ -1127,10 +1128,17 @@ pub fn compare(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         if is_nan_class(ca) || is_nan_class(cb) || ca == Class::Unsupported || cb == Class::Unsupported {
             let snan = ca == Class::SNan || cb == Class::SNan || ca == Class::Unsupported || cb == Class::Unsupported;
             let ie = if snan || !unordered_ok { fsw::IE } else { 0 };
-            f.raise(ie).then_some((true, true, true))
-        } else if flags != 0 && !f.raise(flags) {
-            None
+            // Unordered, even with IE unmasked (then nothing is popped).
+            if !f.raise(ie) {
+                no_pop = true;
+            }
+            Some((true, true, true))
         } else {
+            // An unmasked denormal still sets the condition codes (the host does), but
+            // nothing is popped.
+            if flags != 0 && !f.raise(flags) {
+                no_pop = true;
+            }
             let (x, y) = (to_x87(a), to_x87(b));
             Some(match x.partial_cmp(&y) {
                 Some(std::cmp::Ordering::Greater) => (false, false, false),
@@ -1153,7 +1161,7 @@ pub fn compare(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             *w |= if z { fsw::C3 } else { 0 } | if p { fsw::C2 } else { 0 } | if cf { fsw::C0 } else { 0 };
         }
     }
-    if !unmasked {
+    if !unmasked && !no_pop {
         let mut f = Fpu(&mut c.cpu.fpu);
         for _ in 0..pops {
             f.pop();
