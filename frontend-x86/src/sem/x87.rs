@@ -1600,6 +1600,97 @@ pub fn env(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::CpuBus;
+    use crate::state::CpuState;
+
+    /// 64 KiB of RAM and a FERR# counter.
+    struct Bus {
+        ram: Vec<u8>,
+        ferr: u32,
+    }
+
+    impl softmmu::PhysBus for Bus {
+        fn read_phys(&mut self, addr: u64, size: u8) -> u64 {
+            (0..u64::from(size)).fold(0, |acc, k| {
+                acc | u64::from(self.ram.get((addr + k) as usize).copied().unwrap_or(0xff)) << (8 * k)
+            })
+        }
+        fn write_phys(&mut self, addr: u64, size: u8, val: u64) {
+            for k in 0..u64::from(size) {
+                if let Some(b) = self.ram.get_mut((addr + k) as usize) {
+                    *b = (val >> (8 * k)) as u8;
+                }
+            }
+        }
+    }
+
+    impl CpuBus for Bus {
+        fn io_read(&mut self, _port: u16, _size: u8) -> u32 {
+            u32::MAX
+        }
+        fn io_write(&mut self, _port: u16, _size: u8, _val: u32) {}
+        fn now_ns(&mut self) -> u64 {
+            0
+        }
+        fn ferr(&mut self) {
+            self.ferr += 1;
+        }
+    }
+
+    /// Runs the 16-bit real-mode instruction `bytes` on `cpu`: its exception vector, if any.
+    fn run(cpu: &mut CpuState, bus: &mut Bus, bytes: &[u8]) -> Option<u8> {
+        let mut d = iced_x86::Decoder::new(16, bytes, iced_x86::DecoderOptions::NONE);
+        let insn = Insn::new(d.decode(), 16);
+        let mut c = Concrete { cpu, bus };
+        crate::sem::execute(&mut c, &insn).err().map(|e| e.vector)
+    }
+
+    const FADD: &[u8] = &[0xd8, 0xc1];
+    const FNINIT: &[u8] = &[0xdb, 0xe3];
+    const FNSTSW_AX: &[u8] = &[0xdf, 0xe0];
+    const WAIT: &[u8] = &[0x9b];
+    const PADDB: &[u8] = &[0x0f, 0xfc, 0xc1];
+
+    #[test]
+    fn nm_ud_and_mf_conditions() {
+        let mut bus = Bus { ram: vec![0; 0x10000], ferr: 0 };
+        // CR0.EM or CR0.TS: #NM for x87 instructions, #UD / #NM for MMX.
+        for (bit, x87, mmx) in [(cr0::EM, Some(7), Some(6)), (cr0::TS, Some(7), Some(7))] {
+            let mut cpu = CpuState::new();
+            cpu.cr0 |= bit;
+            assert_eq!(run(&mut cpu, &mut bus, FADD), x87);
+            assert_eq!(run(&mut cpu, &mut bus, FNINIT), x87);
+            assert_eq!(run(&mut cpu, &mut bus, PADDB), mmx);
+            assert_eq!(cpu.fpu, FpuState::default(), "nothing changed");
+        }
+        // WAIT: #NM only with both MP and TS.
+        let mut cpu = CpuState::new();
+        cpu.cr0 |= cr0::TS;
+        assert_eq!(run(&mut cpu, &mut bus, WAIT), None);
+        cpu.cr0 |= cr0::MP;
+        assert_eq!(run(&mut cpu, &mut bus, WAIT), Some(7));
+        // A pending unmasked exception with CR0.NE: #MF at waiting instructions only.
+        let mut cpu = CpuState::new();
+        cpu.cr0 |= cr0::NE;
+        cpu.fpu.fcw = 0x037e; // IE unmasked
+        assert_eq!(run(&mut cpu, &mut bus, FADD), None, "stack underflow, unmasked");
+        assert_eq!(cpu.fpu.fsw & (fsw::ES | fsw::IE | fsw::SF), fsw::ES | fsw::IE | fsw::SF);
+        assert_eq!(cpu.fpu.ftw, 0, "no result stored");
+        assert_eq!(run(&mut cpu, &mut bus, FADD), Some(16));
+        assert_eq!(run(&mut cpu, &mut bus, WAIT), Some(16));
+        assert_eq!(run(&mut cpu, &mut bus, PADDB), Some(16));
+        assert_eq!(run(&mut cpu, &mut bus, FNSTSW_AX), None, "no-wait forms do not fault");
+        assert_eq!(cpu.reg(crate::state::Gpr::Rax, Width::W16), u64::from(cpu.fpu.fsw));
+        assert_eq!(run(&mut cpu, &mut bus, FNINIT), None);
+        assert_eq!(run(&mut cpu, &mut bus, FADD), None, "FNINIT cleared it");
+        // Without CR0.NE: FERR# (IRQ13 on a PC) and the instruction goes on.
+        let mut cpu = CpuState::new();
+        cpu.fpu.fcw = 0x037e;
+        assert_eq!(run(&mut cpu, &mut bus, FADD), None);
+        assert_eq!(bus.ferr, 0);
+        assert_eq!(run(&mut cpu, &mut bus, WAIT), None);
+        assert_eq!(bus.ferr, 1);
+    }
 
     #[test]
     fn tag_word_round_trips_through_the_abridged_form() {
