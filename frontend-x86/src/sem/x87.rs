@@ -424,10 +424,10 @@ fn arith(f: &mut Fpu<'_>, op: Arith, a: u128, b: u128, mem_denormal: bool) -> Op
 fn finish(f: &mut Fpu<'_>, wide: StatusAnd<Wide>) -> Option<u128> {
     let (bits, flags, up) = round_wide(f.0.fcw, f.round(), wide);
     f.set_c1(up);
-    if flags != 0 && !f.raise(flags) && flags & (fsw::OE | fsw::UE) != 0 {
-        // The unmasked overflow/underflow response (a re-biased exponent) is not done yet:
-        // the masked result is stored.
-        return Some(bits);
+    if flags != 0 {
+        // PE unmasked stores the result too. The unmasked overflow/underflow response (a
+        // re-biased exponent) is not done yet: the masked result is stored.
+        f.raise(flags);
     }
     Some(bits)
 }
@@ -1015,11 +1015,11 @@ pub fn unary(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                 let r = to_x87(v).round_to_integral(f.round());
                 let inexact = r.status.contains(Status::INEXACT);
                 f.set_c1(inexact && r.value.abs() > to_x87(v).abs());
-                if inexact && !f.raise(fsw::PE) {
-                    Some(r.value.to_bits())
-                } else {
-                    Some(r.value.to_bits())
+                if inexact {
+                    // PE unmasked still stores the result.
+                    f.raise(fsw::PE);
                 }
+                Some(canon(r.value.to_bits()))
             } else {
                 let w = sqrt_wide(v);
                 finish(&mut f, w)
