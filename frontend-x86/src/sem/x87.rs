@@ -796,6 +796,9 @@ pub fn store(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         return Ok(());
     }
     let size = mem_size(i);
+    if !matches!(size, 2 | 4 | 8 | 10) {
+        return Err(Exception::UD);
+    }
     let seg = op::mem_seg(i);
     let ea = op::ea(c, i);
     let aw = op::addr_width(i, c.mode64());
