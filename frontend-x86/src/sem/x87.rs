@@ -567,6 +567,8 @@ pub fn resolve(i: &Insn) -> Option<Op> {
         Fxtract => fxtract,
         Fbld => fbld,
         Fbstp => fbstp,
+        F2xm1 => f2xm1,
+        Fyl2x | Fyl2xp1 => fyl2x,
         _ => return None,
     }))
 }
@@ -1471,6 +1473,200 @@ pub fn fbstp(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         f.pop();
     }
     note(c, i, Some((seg, ea)));
+    Ok(())
+}
+
+type Q = rustc_apfloat::ieee::Quad;
+
+fn q_of(v: u128) -> Q {
+    let mut lost = false;
+    to_x87(v).convert(&mut lost).value
+}
+
+fn q_int(n: i64) -> Q {
+    Q::from_i128(i128::from(n)).value
+}
+
+/// atanh(z) = z + z³/3 + z⁵/5 + ... for |z| ≤ 1/3, in 113-bit arithmetic.
+fn atanh_q(z: Q) -> Q {
+    let z2 = (z * z).value;
+    let mut term = z;
+    let mut sum = z;
+    for k in 1..48 {
+        term = (term * z2).value;
+        sum = (sum + (term / q_int(2 * k + 1)).value).value;
+    }
+    sum
+}
+
+/// ln 2 = 2·atanh(1/3).
+fn ln2_q() -> Q {
+    (q_int(2) * atanh_q((q_int(1) / q_int(3)).value)).value
+}
+
+/// e^y - 1 for |y| ≤ 1 by its series.
+fn expm1_q(y: Q) -> Q {
+    let mut term = y;
+    let mut sum = y;
+    for k in 2..45 {
+        term = ((term * y).value / q_int(k)).value;
+        sum = (sum + term).value;
+    }
+    sum
+}
+
+/// log2(x) for a finite positive x (80-bit): e + 2·atanh((m-1)/(m+1))/ln 2 with m in
+/// [√½, √2) (exact for powers of two).
+fn log2_q(v: u128) -> Q {
+    let (_, m, e) = unpack(v);
+    let lz = m.leading_zeros() as i32;
+    let m = m << lz;
+    let mut e = i64::from(e - lz + 63);
+    // m as a Quad in [1, 2).
+    let mut mq = Q::from_u128(u128::from(m)).value.scalbn(-63);
+    if m > 0xb504_f333_f9de_6484 {
+        mq = (mq / q_int(2)).value;
+        e += 1;
+    }
+    let z = ((mq - q_int(1)).value / (mq + q_int(1)).value).value;
+    let frac = ((q_int(2) * atanh_q(z)).value / ln2_q()).value;
+    (q_int(e) + frac).value
+}
+
+/// Rounds a 113-bit result to 80 bits by the rounding control (the precision control does
+/// not apply to the transcendentals) and records PE/UE/OE and C1.
+fn finish_q(f: &mut Fpu<'_>, q: Q, inexact: bool) -> u128 {
+    let mut lost = false;
+    let r: StatusAnd<X87> = q.convert_r(f.round(), &mut lost);
+    let largest: Q = X87::largest().convert(&mut lost).value;
+    let mut flags = 0;
+    if q.is_infinite() || q.abs() > largest {
+        flags |= fsw::OE | fsw::PE;
+    }
+    if r.status.contains(Status::INEXACT) || inexact {
+        flags |= fsw::PE;
+        // Tiny: below the smallest normal (before rounding).
+        let tiny: Q = X87::smallest_normalized().convert(&mut lost).value;
+        if r.status.contains(Status::UNDERFLOW) || q.abs() < tiny {
+            flags |= fsw::UE;
+        }
+    }
+    if r.status.contains(Status::OVERFLOW) {
+        flags |= fsw::OE;
+    }
+    let back: Q = r.value.convert(&mut lost).value;
+    f.set_c1(r.status.contains(Status::INEXACT) && back.abs() > q.abs());
+    if flags != 0 {
+        f.raise(flags);
+    }
+    r.value.to_bits()
+}
+
+/// F2XM1: ST(0) = 2^ST(0) - 1 (for -1 ≤ ST(0) ≤ 1).
+pub fn f2xm1(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c, true)?;
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if f.empty(0) {
+        if f.underflow() {
+            f.set(0, INDEFINITE);
+        }
+        note(c, i, None);
+        return Ok(());
+    }
+    f.set_c1(false);
+    let v = f.get(0);
+    let cl = classify(v);
+    let r = match cl {
+        Class::Unsupported => f.raise(fsw::IE).then_some(INDEFINITE),
+        Class::QNan | Class::SNan => {
+            let ie = if cl == Class::SNan { fsw::IE } else { 0 };
+            f.raise(ie).then_some(quiet(v))
+        }
+        Class::Zero => Some(v),
+        Class::Inf if sign_of(v) => Some(0xbfff_8000_0000_0000_0000),
+        Class::Inf => Some(v),
+        _ => {
+            if cl == Class::Denormal && !f.raise(fsw::DE) {
+                None
+            } else {
+                Some(finish_q(&mut f, expm1_q((q_of(v) * ln2_q()).value), true))
+            }
+        }
+    };
+    if let Some(r) = r {
+        f.set(0, r);
+    }
+    note(c, i, None);
+    Ok(())
+}
+
+/// FYL2X: ST(1) = ST(1)·log2(ST(0)), FYL2XP1: ST(1) = ST(1)·log2(ST(0) + 1); then pop.
+pub fn fyl2x(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c, true)?;
+    let p1 = i.mnemonic() == Mnemonic::Fyl2xp1;
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if f.empty(0) || f.empty(1) {
+        if f.underflow() {
+            f.set(1, INDEFINITE);
+            f.pop();
+        }
+        note(c, i, None);
+        return Ok(());
+    }
+    f.set_c1(false);
+    let (x, y) = (f.get(0), f.get(1));
+    let (cx, cy) = (classify(x), classify(y));
+    let inf = |neg: bool| 0x7fff_8000_0000_0000_0000u128 | if neg { 1 << 79 } else { 0 };
+    let r = if cx == Class::Unsupported || cy == Class::Unsupported {
+        f.raise(fsw::IE).then_some(INDEFINITE)
+    } else if is_nan_class(cx) || is_nan_class(cy) {
+        let (r, ie) = nan_result(x, y);
+        f.raise(ie).then_some(r)
+    } else if p1 {
+        // log2(1 + x): x = ±0 gives y·x's zero; the rest by the series (|x| < 1 - √½).
+        if cx == Class::Inf || cy == Class::Inf {
+            f.raise(fsw::IE).then_some(INDEFINITE)
+        } else if (cx == Class::Denormal || cy == Class::Denormal) && !f.raise(fsw::DE) {
+            None
+        } else if cx == Class::Zero || cy == Class::Zero {
+            Some(if sign_of(x) != sign_of(y) { 1 << 79 } else { 0 })
+        } else {
+            let xq = q_of(x);
+            let l = ((q_int(2) * atanh_q((xq / (q_int(2) + xq).value).value)).value / ln2_q()).value;
+            let p = q_of(y).mul_r(l, f.round()).value;
+            Some(finish_q(&mut f, p, true))
+        }
+    } else {
+        let x_neg = sign_of(x) && cx != Class::Zero;
+        let one = x == 0x3fff_8000_0000_0000_0000;
+        let below_one = !one && (cx == Class::Zero || (cx != Class::Inf && (x >> 64) & 0x7fff < 0x3fff));
+        match (cx, cy) {
+            _ if x_neg => f.raise(fsw::IE).then_some(INDEFINITE),
+            (Class::Zero, Class::Zero) | (Class::Inf, Class::Zero) => f.raise(fsw::IE).then_some(INDEFINITE),
+            (_, Class::Inf) if one => f.raise(fsw::IE).then_some(INDEFINITE),
+            (_, Class::Inf) => Some(inf(sign_of(y) == below_one)),
+            // Zero divide ranks before the denormal operand.
+            (Class::Zero, _) => f.raise(fsw::ZE).then_some(inf(!sign_of(y))),
+            (Class::Inf, _) => Some(inf(sign_of(y))),
+            _ => {
+                if (cx == Class::Denormal || cy == Class::Denormal) && !f.raise(fsw::DE) {
+                    None
+                } else if cy == Class::Zero {
+                    Some(if sign_of(y) != below_one { 1 << 79 } else { 0 })
+                } else {
+                    let l = log2_q(x);
+                    let p = q_of(y).mul_r(l, f.round());
+                    let exact = x & ((1 << 63) - 1) == 0 && !p.status.contains(Status::INEXACT);
+                    Some(finish_q(&mut f, p.value, !exact))
+                }
+            }
+        }
+    };
+    if let Some(r) = r {
+        f.set(1, r);
+        f.pop();
+    }
+    note(c, i, None);
     Ok(())
 }
 
