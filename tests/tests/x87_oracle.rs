@@ -405,6 +405,10 @@ fn transcendentals_are_within_one_ulp_of_the_host() -> Result<(), IcedError> {
         case!("f2xm1", |a: &mut CodeAssembler| a.f2xm1()),
         case!("fyl2x", |a: &mut CodeAssembler| a.fyl2x()),
         case!("fyl2xp1", |a: &mut CodeAssembler| a.fyl2xp1()),
+        case!("fsin", |a: &mut CodeAssembler| a.fsin()),
+        case!("fcos", |a: &mut CodeAssembler| a.fcos()),
+        case!("fptan", |a: &mut CodeAssembler| a.fptan()),
+        case!("fsincos", |a: &mut CodeAssembler| a.fsincos()),
     ];
     let mut rng = Rng(0x87_0005);
     let mut off_by_one = 0;
@@ -426,6 +430,9 @@ fn transcendentals_are_within_one_ulp_of_the_host() -> Result<(), IcedError> {
                 match name {
                     "f2xm1" => a = (a & !(0x7fffu128 << 64)) | (0x3fff - 1 - u128::from(rng.next_u64() % 70)) << 64,
                     "fyl2x" => a &= !(1 << 79),
+                    "fsin" | "fcos" | "fptan" | "fsincos" => {
+                        a = (a & !(0x7fffu128 << 64)) | (0x3fff - 20 + u128::from(rng.next_u64() % 86)) << 64
+                    }
                     _ => a = (a & !(0x7fffu128 << 64)) | (0x3ffc - u128::from(rng.next_u64() % 70)) << 64,
                 }
                 let want = host(cw, a, b, 0);

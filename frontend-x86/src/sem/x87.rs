@@ -568,6 +568,7 @@ pub fn resolve(i: &Insn) -> Option<Op> {
         Fbld => fbld,
         Fbstp => fbstp,
         F2xm1 => f2xm1,
+        Fsin | Fcos | Fsincos | Fptan => trig,
         Fyl2x | Fyl2xp1 => fyl2x,
         _ => return None,
     }))
@@ -1665,6 +1666,127 @@ pub fn fyl2x(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     if let Some(r) = r {
         f.set(1, r);
         f.pop();
+    }
+    note(c, i, None);
+    Ok(())
+}
+
+/// sin(r) and cos(r) for |r| ≤ π/4 by their series.
+fn sin_cos_q(r: Q) -> (Q, Q) {
+    let r2 = (r * r).value;
+    let (mut st, mut s) = (r, r);
+    let (mut ct, mut c) = (q_int(1), q_int(1));
+    for k in 1..30 {
+        st = ((-(st * r2).value) / q_int((2 * k) * (2 * k + 1))).value;
+        s = (s + st).value;
+        ct = ((-(ct * r2).value) / q_int((2 * k - 1) * (2 * k))).value;
+        c = (c + ct).value;
+    }
+    (s, c)
+}
+
+/// x reduced by the x87's own 66-bit π/2 (as the hardware does, so large arguments come out
+/// as the host's): (r, quadrant) with |r| ≤ π/4 (about). |x| < 2^63.
+fn reduce_q(x: Q) -> (Q, u64) {
+    // π/2 = 0xC90FDAA22168C234C · 2^-67 (the 66-bit approximation of FPREM's reduction).
+    let half_pi = Q::from_u128(0xc_90fd_aa22_168c_234c).value.scalbn(-67);
+    let mut r = x;
+    let mut quad = 0u64;
+    for _ in 0..4 {
+        let e = r.ilogb();
+        let s = (e - 40).max(0);
+        let unit = half_pi.scalbn(s);
+        let k = if s == 0 {
+            (r / unit).value.round_to_integral(Round::NearestTiesToEven).value
+        } else {
+            (r / unit).value.round_to_integral(Round::TowardZero).value
+        };
+        let mut exact = false;
+        let ki = k.to_i128_r(64, Round::TowardZero, &mut exact).value;
+        if s <= 1 {
+            quad = quad.wrapping_add((ki << s) as u64);
+        }
+        r = (r - (k * unit).value).value;
+        if s == 0 {
+            break;
+        }
+    }
+    (r, quad & 3)
+}
+
+/// FSIN, FCOS, FSINCOS, FPTAN: |ST(0)| ≥ 2^63 sets C2 and leaves it alone.
+pub fn trig(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    use Mnemonic::*;
+    check(c, true)?;
+    let m = i.mnemonic();
+    let pushes = matches!(m, Fsincos | Fptan);
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if f.empty(0) || (pushes && !f.empty(7)) {
+        let masked = if f.empty(0) { f.underflow() } else { f.overflow() };
+        if masked {
+            f.set(0, INDEFINITE);
+            if pushes {
+                f.push(INDEFINITE);
+            }
+        }
+        note(c, i, None);
+        return Ok(());
+    }
+    f.0.fsw &= !(fsw::C1 | fsw::C2);
+    let v = f.get(0);
+    let cl = classify(v);
+    // (ST(0), pushed) results.
+    let res: Option<(u128, Option<u128>)> = match cl {
+        Class::Unsupported | Class::Inf => f.raise(fsw::IE).then_some((INDEFINITE, pushes.then_some(INDEFINITE))),
+        Class::QNan | Class::SNan => {
+            let ie = if cl == Class::SNan { fsw::IE } else { 0 };
+            f.raise(ie).then_some((quiet(v), pushes.then_some(quiet(v))))
+        }
+        _ if (v >> 64) & 0x7fff >= 0x3fff + 63 => {
+            f.0.fsw |= fsw::C2;
+            note(c, i, None);
+            return Ok(());
+        }
+        _ => {
+            if cl == Class::Denormal && !f.raise(fsw::DE) {
+                None
+            } else if cl == Class::Zero {
+                let one = 0x3fff_8000_0000_0000_0000;
+                Some(match m {
+                    Fsin => (v, None),
+                    Fcos => (one, None),
+                    Fsincos => (one, Some(v)),
+                    _ => (v, Some(one)),
+                })
+            } else {
+                let (r, q) = reduce_q(q_of(v));
+                let (s0, c0) = sin_cos_q(r);
+                let (sin, cos) = match q {
+                    0 => (s0, c0),
+                    1 => (c0, -s0),
+                    2 => (-s0, -c0),
+                    _ => (-c0, s0),
+                };
+                Some(match m {
+                    Fsin => (finish_q(&mut f, sin, true), None),
+                    Fcos => (finish_q(&mut f, cos, true), None),
+                    Fsincos => {
+                        let sv = finish_q(&mut f, sin, true);
+                        (sv, Some(finish_q(&mut f, cos, true)))
+                    }
+                    _ => {
+                        let t = finish_q(&mut f, (sin / cos).value, true);
+                        (t, Some(0x3fff_8000_0000_0000_0000))
+                    }
+                })
+            }
+        }
+    };
+    if let Some((a, b)) = res {
+        f.set(0, a);
+        if let Some(b) = b {
+            f.push(b);
+        }
     }
     note(c, i, None);
     Ok(())
