@@ -6,6 +6,8 @@ pub const SIGNATURE: u32 = 0x0000_06f1;
 
 /// Leaf 1 EDX bits that are implemented.
 pub mod edx1 {
+    /// The x87 FPU on the chip.
+    pub const FPU: u32 = 1;
     /// 4 MiB pages (CR4.PSE).
     pub const PSE: u32 = 1 << 3;
     /// RDTSC and CR4.TSD.
@@ -132,8 +134,8 @@ mod tests {
     #[test]
     fn no_unimplemented_unit_is_advertised() {
         let (_, _, ecx, edx) = cpuid(1, 0);
-        // x87, APIC, MTRR, PAT, FXSR, SSE, SSE2 are not implemented yet.
-        for bit in [0, 9, 12, 16, 24, 25, 26] {
+        // APIC, MTRR, PAT, FXSR, SSE, SSE2 are not implemented yet.
+        for bit in [9, 12, 16, 24, 25, 26] {
             assert_eq!(edx & (1 << bit), 0, "leaf 1 EDX bit {bit}");
         }
         // SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, XSAVE.

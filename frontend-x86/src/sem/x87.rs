@@ -1,19 +1,23 @@
-//! The x87 floating-point unit (issue 5), a first subset: the register stack (TOP, tags,
-//! stack overflow/underflow), the control and status words, loads and stores of every format
-//! (FLD/FST/FSTP m32/m64/m80/ST(i), FILD/FIST/FISTP/FISTTP m16/m32/m64), the constants,
-//! FXCH, FCMOVcc, FCHS/FABS, the four basic operations in all their forms (FADD/FSUB/FSUBR/
-//! FMUL/FDIV/FDIVR, the popping and integer forms), FSQRT, FRNDINT, the compares (FCOM/FUCOM/
-//! FICOM and the popping forms, FCOMI/FUCOMI(P), FTST, FXAM), FINIT/FCLEX/FLDCW/FSTCW/FSTSW,
-//! FINCSTP/FDECSTP/FFREE(P), FNOP.
+//! The x87 floating-point unit (issue 5): the register stack (TOP, tags, stack overflow and
+//! underflow), the control and status words, loads and stores of every format (FLD/FST/FSTP
+//! m32/m64/m80/ST(i), FILD/FIST/FISTP/FISTTP m16/m32/m64, FBLD/FBSTP), the constants, FXCH,
+//! FCMOVcc, FCHS/FABS, the basic operations in all their forms, FSQRT, FRNDINT, FPREM/FPREM1,
+//! FSCALE, FXTRACT, the compares (FCOM/FUCOM/FICOM and popping forms, FCOMI/FUCOMI(P), FTST,
+//! FXAM), the transcendentals (F2XM1, FYL2X, FYL2XP1, FSIN, FCOS, FSINCOS, FPTAN, FPATAN),
+//! FINIT/FCLEX/FLDCW/FSTCW/FSTSW, FSTENV/FLDENV/FSAVE/FRSTOR, FINCSTP/FDECSTP/FFREE(P), FNOP.
 //!
-//! Arithmetic is done with `rustc_apfloat` in a 67-bit significand format rounded toward zero
+//! The basic operations use `rustc_apfloat` in a 67-bit significand format rounded toward zero
 //! with a sticky ("round to odd") last bit, then rounded once to the precision control's
 //! 24, 53 or 64 bits with the extended exponent range and the rounding control: that double
-//! rounding is exact (the wide format has more than two extra bits).
+//! rounding is exact (the wide format has more than two extra bits). The transcendentals are
+//! computed in 113-bit (IEEE quad) arithmetic by series and rounded once; FSIN/FCOS/FPTAN
+//! reduce by the x87's own 66-bit π/2 so large arguments agree with the hardware.
 //!
-//! Not yet: transcendentals, FPREM/FPREM1, FSCALE, FXTRACT, FBLD/FBSTP, FSTENV/FLDENV,
-//! FSAVE/FRSTOR, and the unmasked overflow/underflow responses (the masked result is stored);
-//! CPUID does not report the FPU until they are there.
+//! Exceptions: masked responses as the SDM gives them; unmasked IE/ZE/DE leave the destination
+//! alone, unmasked OE/UE deliver the re-biased result for the basic operations and FPREM;
+//! either way ES and B are set and the next waiting instruction raises #MF (CR0.NE) or FERR#.
+//! Not yet: FOP (the last opcode is recorded as 0), the re-biased unmasked OE/UE results of
+//! FSCALE, FST m32/m64 and the transcendentals (the masked result is stored there).
 
 use iced_x86::{Mnemonic, OpKind, Register};
 use rustc_apfloat::ieee::{Double, IeeeFloat, Semantics, Single, X87DoubleExtended};
@@ -417,6 +421,28 @@ fn arith(f: &mut Fpu<'_>, op: Arith, a: u128, b: u128, mem_denormal: bool) -> Op
     if wide.value.is_zero() && !wide.status.contains(Status::INEXACT) {
         return Some(X87::to_bits(r.value.convert(&mut false).value));
     }
+    // Unmasked overflow/underflow: the result is delivered with its exponent re-biased by
+    // ∓24576 (SDM vol. 1, 4.9.1.4/5): redo the operation on operands scaled so it fits.
+    let (_, flags, _) = round_wide(f.0.fcw, round, wide);
+    let unmasked = flags & (fsw::OE | fsw::UE) & !f.0.fcw;
+    if unmasked != 0 {
+        let k = if unmasked & fsw::OE != 0 { -12288 } else { 12288 };
+        let (sa, sb) = match op {
+            Arith::Add | Arith::Sub => (wa.scalbn(2 * k), wb.scalbn(2 * k)),
+            Arith::Mul => (wa.scalbn(k), wb.scalbn(k)),
+            Arith::Div => (wa.scalbn(k), wb.scalbn(-k)),
+        };
+        let scaled = match op {
+            Arith::Add => sa.add_r(sb, Round::TowardZero),
+            Arith::Sub => sa.sub_r(sb, Round::TowardZero),
+            Arith::Mul => sa.mul_r(sb, Round::TowardZero),
+            Arith::Div => sa.div_r(sb, Round::TowardZero),
+        };
+        let (bits, fl, up) = round_wide(f.0.fcw, round, scaled);
+        f.set_c1(up);
+        f.raise(unmasked | (fl & fsw::PE));
+        return Some(bits);
+    }
     finish(f, wide)
 }
 
@@ -569,6 +595,7 @@ pub fn resolve(i: &Insn) -> Option<Op> {
         Fbstp => fbstp,
         F2xm1 => f2xm1,
         Fsin | Fcos | Fsincos | Fptan => trig,
+        Fpatan => fpatan,
         Fyl2x | Fyl2xp1 => fyl2x,
         _ => return None,
     }))
@@ -1235,7 +1262,7 @@ pub fn two_st(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     } else if m == Mnemonic::Fscale {
         fscale(&mut f, a, b, ca, cb)
     } else {
-        fprem(&mut f, a, b, ca, cb, m == Mnemonic::Fprem1)
+        fprem(&mut f, a, b, ca, cb, m == Mnemonic::Fprem1).and_then(|r| tiny_remainder(&mut f, r))
     };
     if let Some(r) = r {
         f.set(0, r);
@@ -1347,6 +1374,19 @@ fn fprem(f: &mut Fpu<'_>, a: u128, b: u128, ca: Class, cb: Class, ieee: bool) ->
     set_q(f, q as u64, false);
     let e = if d >= 0 { eb } else { eb - 1 };
     Some(pack_rem(sa != neg, r, e))
+}
+
+/// A denormal (exact) remainder: no flag when UE is masked (it is exact); unmasked, UE and
+/// the normalised value with its exponent re-biased by +24576.
+fn tiny_remainder(f: &mut Fpu<'_>, r: u128) -> Option<u128> {
+    if classify(r) != Class::Denormal || f.0.fcw & fsw::UE != 0 {
+        return Some(r);
+    }
+    f.raise(fsw::UE);
+    let m = r as u64;
+    let lz = m.leading_zeros();
+    let exp = (1 + 24576 - lz) as u128;
+    Some((r & (1 << 79)) | (exp << 64) | u128::from(m << lz))
 }
 
 /// An exact remainder `±r · 2^e` (r < 2^64; zero keeps the dividend's sign). Remainders are
@@ -1787,6 +1827,100 @@ pub fn trig(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         if let Some(b) = b {
             f.push(b);
         }
+    }
+    note(c, i, None);
+    Ok(())
+}
+
+/// atan(u) for |u| ≤ 1/8 by its series.
+fn atan_small_q(u: Q) -> Q {
+    let u2 = (u * u).value;
+    let (mut t, mut s) = (u, u);
+    for k in 1..32 {
+        t = -(t * u2).value;
+        s = (s + (t / q_int(2 * k + 1)).value).value;
+    }
+    s
+}
+
+/// atan(t) for 0 ≤ t ≤ 1: atan(k/8) (a sum of small arctangents) + atan((t - k/8)/(1 + t·k/8)).
+fn atan_unit_q(t: Q) -> Q {
+    let k = (t * q_int(8)).value.round_to_integral(Round::NearestTiesToEven).value;
+    let mut exact = false;
+    let kn = k.to_i128_r(8, Round::TowardZero, &mut exact).value as i64;
+    let mut sum = q_int(0);
+    for j in 1..=kn {
+        sum = (sum + atan_small_q((q_int(8) / q_int(64 + j * (j - 1))).value)).value;
+    }
+    let c = (k / q_int(8)).value;
+    let u = ((t - c).value / (q_int(1) + (t * c).value).value).value;
+    (sum + atan_small_q(u)).value
+}
+
+/// π in 113-bit arithmetic.
+fn pi_q() -> Q {
+    (q_int(4) * atan_unit_q(q_int(1))).value
+}
+
+/// FPATAN: ST(1) = atan2(ST(1), ST(0)), then pop.
+pub fn fpatan(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    check(c, true)?;
+    let mut f = Fpu(&mut c.cpu.fpu);
+    if f.empty(0) || f.empty(1) {
+        if f.underflow() {
+            f.set(1, INDEFINITE);
+            f.pop();
+        }
+        note(c, i, None);
+        return Ok(());
+    }
+    f.set_c1(false);
+    let (x, y) = (f.get(0), f.get(1));
+    let (cx, cy) = (classify(x), classify(y));
+    let r = if cx == Class::Unsupported || cy == Class::Unsupported {
+        f.raise(fsw::IE).then_some(INDEFINITE)
+    } else if is_nan_class(cx) || is_nan_class(cy) {
+        let (r, ie) = nan_result(x, y);
+        f.raise(ie).then_some(r)
+    } else if (cx == Class::Denormal || cy == Class::Denormal) && !f.raise(fsw::DE) {
+        None
+    } else {
+        let (sx, sy) = (sign_of(x), sign_of(y));
+        let pi = pi_q();
+        let half = (pi / q_int(2)).value;
+        let signed = |q: Q| if sy { -q } else { q };
+        let mag: Option<Q> = match (cx, cy) {
+            (_, Class::Zero) if !sx => None,
+            (_, Class::Zero) => Some(pi),
+            (Class::Zero, _) => Some(half),
+            (Class::Inf, Class::Inf) => {
+                let quarter = (pi / q_int(4)).value;
+                Some(if sx { (quarter * q_int(3)).value } else { quarter })
+            }
+            (_, Class::Inf) => Some(half),
+            (Class::Inf, _) if !sx => None,
+            (Class::Inf, _) => Some(pi),
+            _ => {
+                let (ax, ay) = (q_of(x).abs(), q_of(y).abs());
+                let a =
+                    if ay <= ax { atan_unit_q((ay / ax).value) } else { (half - atan_unit_q((ax / ay).value)).value };
+                Some(if sx { (pi - a).value } else { a })
+            }
+        };
+        Some(match mag {
+            None => {
+                if sy {
+                    1 << 79
+                } else {
+                    0
+                }
+            }
+            Some(q) => finish_q(&mut f, signed(q), true),
+        })
+    };
+    if let Some(r) = r {
+        f.set(1, r);
+        f.pop();
     }
     note(c, i, None);
     Ok(())
