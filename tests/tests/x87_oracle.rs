@@ -307,7 +307,8 @@ fn unmasked_exception_responses_match_the_host() -> Result<(), IcedError> {
         ($text:literal, $e:expr) => {{
             fn run(cw: u16, a: [u8; 16], b: [u8; 16], save: &mut [u8; 108]) {
                 // SAFETY: reads the local control word and two 16-byte arrays, writes the
-                // 108-byte local array; FNSAVE does not wait on the pending exception and
+                // 108-byte local array (and, for the stores, 8 bytes below RSP: without
+                // `nostack` the compiler keeps no data there across the asm); FNSAVE does not wait on the pending exception and
                 // reinitialises the FPU (empty stack, all masked) as the Rust ABI expects.
                 unsafe {
                     asm!(
@@ -337,6 +338,9 @@ fn unmasked_exception_responses_match_the_host() -> Result<(), IcedError> {
         op!("fcomp st(1)", |a: &mut CodeAssembler| a.fcomp_2(st0, st1)),
         op!("fxtract", |a: &mut CodeAssembler| a.fxtract()),
         op!("fprem", |a: &mut CodeAssembler| a.fprem()),
+        op!("fstp dword ptr [rsp-16]", |a: &mut CodeAssembler| a.fstp(dword_ptr(M))),
+        op!("fst qword ptr [rsp-16]", |a: &mut CodeAssembler| a.fst(qword_ptr(M))),
+        op!("fistp dword ptr [rsp-16]", |a: &mut CodeAssembler| a.fistp(dword_ptr(M))),
     ];
     let mut rng = Rng(0x87_0004);
     for (name, host, emu) in cases {

@@ -16,8 +16,9 @@
 //! Exceptions: masked responses as the SDM gives them; unmasked IE/ZE/DE leave the destination
 //! alone, unmasked OE/UE deliver the re-biased result for the basic operations and FPREM;
 //! either way ES and B are set and the next waiting instruction raises #MF (CR0.NE) or FERR#.
-//! Not yet: FOP (the last opcode is recorded as 0), the re-biased unmasked OE/UE results of
-//! FSCALE, FST m32/m64 and the transcendentals (the masked result is stored there).
+//! FST/FIST to memory store nothing on an unmasked exception. Not yet: FOP (the last opcode
+//! is recorded as 0), and the re-biased unmasked OE/UE results of FSCALE and the
+//! transcendentals (the masked result is stored there).
 
 use iced_x86::{Mnemonic, OpKind, Register};
 use rustc_apfloat::ieee::{Double, IeeeFloat, Semantics, Single, X87DoubleExtended};
@@ -860,18 +861,24 @@ pub fn store(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     };
     // Masked or not decides whether anything is written; the write's faults come first.
     let f = Fpu(&mut c.cpu.fpu);
-    let store_it = flags & !(fsw::PE | fsw::UE | fsw::OE) == 0 || f.masked(flags & !(fsw::PE | fsw::UE | fsw::OE));
+    // Unmasked IE/DE/OE/UE store nothing (a re-biased result does not fit m32/m64); PE alone
+    // does not stop the store.
+    let store_it = f.masked(flags & !fsw::PE);
     if store_it {
         write_mem(c, seg, ea, aw, size, bits)?;
     }
     let mut f = Fpu(&mut c.cpu.fpu);
     if empty {
         f.underflow();
-    } else {
+    } else if store_it {
         f.set_c1(up);
         if flags != 0 {
             f.raise(flags);
         }
+    } else {
+        // Nothing stored: no rounding happened (no PE, C1 clear).
+        f.set_c1(false);
+        f.raise(flags & !fsw::PE);
     }
     if pop && store_it {
         f.pop();
