@@ -2169,6 +2169,45 @@ mod tests {
     }
 
     #[test]
+    fn environment_images_round_trip_in_all_four_layouts() {
+        let mut f = FpuState {
+            fcw: 0x0b7a,
+            fsw: 0xb8a5, // IE pending (unmasked), so ES and B
+            ftw: 0b0110_0001,
+            fop: 0x5d9,
+            fip: 0x000c_1234,
+            fcs: 0x1b,
+            fdp: 0x000a_5678,
+            fds: 0x23,
+            ..FpuState::default()
+        };
+        f.st[0] = bits_reg(0x3fff_8000_0000_0000_0000);
+        for (wide, real) in [(false, false), (false, true), (true, false), (true, true)] {
+            let img = env_image(&f, wide, real);
+            assert_eq!(img.len(), if wide { 28 } else { 14 });
+            assert_eq!(u16::from_le_bytes([img[0], img[1]]), f.fcw);
+            let tw_at = if wide { 8 } else { 4 };
+            assert_eq!(u16::from_le_bytes([img[tw_at], img[tw_at + 1]]), full_tag_word(&f));
+            let mut g = FpuState { st: f.st, ..FpuState::default() };
+            load_env(&mut g, &img, wide, real);
+            assert_eq!((g.fcw, g.fsw, g.ftw), (f.fcw, f.fsw, f.ftw), "wide={wide} real={real}");
+            // 16-bit layouts keep 16-bit (protected) or 20-bit (real) pointers.
+            let ip_mask = match (wide, real) {
+                (false, false) => 0xffff,
+                (false, true) => 0xf_ffff,
+                _ => 0xffff_ffff,
+            };
+            assert_eq!(g.fip, f.fip & ip_mask);
+            assert_eq!(g.fdp, f.fdp & ip_mask);
+            if real {
+                assert_eq!(g.fop, f.fop);
+            } else {
+                assert_eq!((g.fcs, g.fds), (f.fcs, f.fds));
+            }
+        }
+    }
+
+    #[test]
     fn stack_overflow_and_underflow_set_ie_sf_and_c1() {
         let mut s = FpuState::default();
         let mut f = Fpu(&mut s);
