@@ -54,4 +54,8 @@ pub trait CpuBus: PhysBus {
     }
     /// Arms the APIC timer's TSC deadline at virtual time `at_ns` (0 disarms it).
     fn set_tsc_deadline_ns(&mut self, _at_ns: u64) {}
+    /// FERR#: an unmasked x87 exception is pending and a waiting FP or MMX instruction met it
+    /// with CR0.NE clear (the PC/AT path: the chipset raises IRQ13; SDM vol. 1, D.1). The
+    /// machine wires this to IRQ13; the default has no such line.
+    fn ferr(&mut self) {}
 }

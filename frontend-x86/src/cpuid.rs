@@ -6,6 +6,8 @@ pub const SIGNATURE: u32 = 0x0000_06f1;
 
 /// Leaf 1 EDX bits that are implemented.
 pub mod edx1 {
+    /// The x87 FPU on the chip.
+    pub const FPU: u32 = 1;
     /// 4 MiB pages (CR4.PSE).
     pub const PSE: u32 = 1 << 3;
     /// RDTSC and CR4.TSD.
@@ -34,6 +36,8 @@ pub mod edx1 {
     pub const SSE: u32 = 1 << 25;
     /// SSE2.
     pub const SSE2: u32 = 1 << 26;
+    /// MMX (the MMX registers alias the x87 register file).
+    pub const MMX: u32 = 1 << 23;
 }
 
 /// Leaf 1 ECX bits that are implemented.
@@ -85,7 +89,8 @@ pub mod edx81 {
 }
 
 /// What leaf 1 reports in EDX.
-pub const LEAF1_EDX: u32 = edx1::PSE
+pub const LEAF1_EDX: u32 = edx1::FPU
+    | edx1::PSE
     | edx1::TSC
     | edx1::MSR
     | edx1::PAE
@@ -98,7 +103,8 @@ pub const LEAF1_EDX: u32 = edx1::PSE
     | edx1::CLFSH
     | edx1::FXSR
     | edx1::SSE
-    | edx1::SSE2;
+    | edx1::SSE2
+    | edx1::MMX;
 /// What leaf 1 reports in ECX.
 pub const LEAF1_ECX: u32 = ecx1::SSE3
     | ecx1::SSSE3
@@ -180,8 +186,8 @@ mod tests {
     #[test]
     fn no_unimplemented_unit_is_advertised() {
         let (_, _, ecx, edx) = cpuid(1, 0);
-        // x87, MTRR, PAT, MMX are not implemented on this branch yet.
-        for bit in [0, 12, 16, 23] {
+        // MTRR, PAT are not implemented.
+        for bit in [12, 16] {
             assert_eq!(edx & (1 << bit), 0, "leaf 1 EDX bit {bit}");
         }
         // MONITOR, FMA, MOVBE, OSXSAVE (dynamic), AVX, F16C, RDRAND.

@@ -392,5 +392,6 @@ pub fn wait(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     if c.cpu.cr0 & (cr0::MP | cr0::TS) == (cr0::MP | cr0::TS) {
         return Err(Exception::NM);
     }
-    Ok(())
+    // A pending unmasked x87 exception: #MF with CR0.NE, else FERR# (IRQ13 on a PC).
+    crate::sem::mmx::pending_x87(c)
 }
