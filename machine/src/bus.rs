@@ -84,6 +84,8 @@ pub struct PcBus {
     pub hpet: Hpet,
     /// An NMI from the IO-APIC waits for the CPU.
     nmi: bool,
+    /// FERR# from the x87 (CR0.NE clear): IRQ13 until a write to port 0xF0 clears it.
+    ferr: bool,
     /// PIRQA-D, one bit each, set while asserted.
     pirq_levels: u8,
     /// The local APIC's window moved: cached translations must go.
@@ -114,6 +116,7 @@ impl PcBus {
             acpi: AcpiPm::new(),
             hpet: Hpet::new(),
             nmi: false,
+            ferr: false,
             pirq_levels: 0,
             apic_moved: false,
         }
@@ -256,6 +259,7 @@ impl PcBus {
         self.acpi.reset();
         self.hpet.reset();
         self.nmi = false;
+        self.ferr = false;
         self.pirq_levels = 0;
         self.apic_moved = true;
         if let Some(u) = &mut self.com1 {
@@ -288,6 +292,7 @@ impl PcBus {
         self.set_isa_irq(8, irq8);
         self.set_isa_irq(SCI_IRQ, self.acpi.sci_level());
         self.set_isa_irq(12, self.kbc.irq12_level());
+        self.set_isa_irq(13, self.ferr);
         self.route_apic();
         if let Some(r) = self.acpi.take_request() {
             self.requests.push(r);
@@ -396,6 +401,13 @@ impl CpuBus for PcBus {
             self.pci.write(port, size, val, &mut self.mem);
             return;
         }
+        if port == 0xf0 {
+            // The PC/AT coprocessor-error latch: a write clears FERR#'s IRQ13 (and asserts
+            // IGNNE#, which this CPU does not model: it carries on after FERR#).
+            self.ferr = false;
+            self.sync_irqs();
+            return;
+        }
         let now = self.now_ns;
         if let Some((d, off)) = self.port_device(port) {
             d.port_write(off, size, val, now);
@@ -433,6 +445,11 @@ impl CpuBus for PcBus {
 
     fn take_nmi(&mut self) -> bool {
         std::mem::take(&mut self.nmi)
+    }
+
+    fn ferr(&mut self) {
+        self.ferr = true;
+        self.sync_irqs();
     }
 
     fn set_apic_base(&mut self, value: u64) {
