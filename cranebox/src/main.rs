@@ -4,7 +4,7 @@
 //! `-debugcon`, `--accel` for `-accel`); the README lists them side by side.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -17,8 +17,21 @@ use machine::{Machine, MachineConfig, Outcome};
 struct Cli {
     /// Firmware image to run (QEMU: -bios). It is mapped so it ends at 4 GiB, with its last
     /// 128 KiB also below 1 MiB, and the CPU starts at the reset vector.
+    /// Optional with --kernel.
     #[arg(long, value_name = "FILE")]
-    bios: PathBuf,
+    bios: Option<PathBuf>,
+
+    /// Boot this Linux bzImage directly, without firmware (QEMU: -kernel).
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+
+    /// Initial ramdisk for --kernel (QEMU: -initrd).
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    initrd: Option<PathBuf>,
+
+    /// Kernel command line for --kernel (QEMU: -append).
+    #[arg(long, value_name = "CMDLINE", default_value = "", requires = "kernel")]
+    append: String,
 
     /// Guest memory: a number of MiB, or with a suffix (512M, 2G) as QEMU's -m.
     #[arg(short = 'm', long = "memory", value_name = "SIZE", default_value = "128M")]
@@ -85,13 +98,40 @@ fn sink(option: &str, spec: &str) -> Result<Option<Box<dyn Write + Send>>> {
     })
 }
 
+/// Reads a kernel (and initrd) and prepares the direct boot.
+fn load_kernel(
+    path: &Path,
+    initrd: Option<&Path>,
+    cmdline: &str,
+    ram_bytes: u64,
+    firmware_len: u64,
+) -> Result<bios::linux::BootPlan> {
+    let image = std::fs::read(path).with_context(|| format!("cannot read kernel {}", path.display()))?;
+    let initrd = match initrd {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read initrd {}", p.display()))?),
+        None => None,
+    };
+    let opts = bios::linux::LinuxOptions { initrd: initrd.as_deref(), cmdline, firmware_len, ..Default::default() };
+    let layout = softmmu::PcLayout::for_ram(ram_bytes);
+    // TODO(issue 6): multiboot kernels.
+    bios::linux::load(&image, layout, &opts).with_context(|| format!("kernel {}", path.display()))
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     if cli.accel != Accel::Interp {
         let name = cli.accel.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
         bail!("--accel {name}: only the interpreter (--accel interp) is implemented so far");
     }
     let ram_bytes = softmmu::parse_mem_size(&cli.memory).with_context(|| format!("-m {}", cli.memory))?;
-    let bios = std::fs::read(&cli.bios).with_context(|| format!("cannot read firmware {}", cli.bios.display()))?;
+    let bios = match &cli.bios {
+        Some(p) => std::fs::read(p).with_context(|| format!("cannot read firmware {}", p.display()))?,
+        None if cli.kernel.is_some() => Vec::new(),
+        None => bail!("nothing to run: give --bios FILE or --kernel FILE"),
+    };
+    let kernel = match &cli.kernel {
+        Some(path) => Some(load_kernel(path, cli.initrd.as_deref(), &cli.append, ram_bytes, bios.len() as u64)?),
+        None => None,
+    };
     let rtc_start =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let config = MachineConfig {
@@ -101,6 +141,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         debugcon_port: cli.debugcon_port,
         serial: sink("serial", &cli.serial)?,
         rtc_start,
+        kernel,
     };
     let mut m = Machine::new(config).context("cannot build the machine")?;
     let limit = if cli.max_instructions == 0 { u64::MAX } else { cli.max_instructions };
@@ -122,7 +163,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(match outcome {
         Outcome::DebugExit { status } => ExitCode::from((status & 0xff) as u8),
         Outcome::HaltedForever => {
-            eprintln!("cranebox: the guest halted with interrupts disabled; nothing can wake it");
+            eprintln!(
+                "cranebox: the guest halted with interrupts disabled at {:04x}:{:x}; nothing can wake it",
+                m.cpu.seg[1].selector, m.cpu.rip
+            );
             ExitCode::SUCCESS
         }
         Outcome::HaltedNoInterrupts => {

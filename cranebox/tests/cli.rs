@@ -45,3 +45,69 @@ fn bad_input_gets_one_clear_line_and_a_failure_status() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+/// A minimal bzImage (protocol 2.15, 4 setup sectors) whose 32-bit entry runs `code`.
+fn tiny_bzimage(code: &[u8]) -> Vec<u8> {
+    let mut img = vec![0u8; 5 * 512];
+    img[0x1f1] = 4;
+    img[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    img[0x200..0x202].copy_from_slice(&[0xeb, 0x66]);
+    img[0x202..0x206].copy_from_slice(b"HdrS");
+    img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    img[0x211] = 1; // LOADED_HIGH
+    img[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    img[0x238..0x23c].copy_from_slice(&255u32.to_le_bytes());
+    img[0x258..0x260].copy_from_slice(&0x10_0000u64.to_le_bytes());
+    img[0x260..0x264].copy_from_slice(&0x10_0000u32.to_le_bytes());
+    img.extend_from_slice(code);
+    img
+}
+
+#[test]
+fn a_direct_booted_kernel_starts_in_protected_mode_with_esi_at_boot_params() {
+    #[rustfmt::skip]
+    let code = [
+        0x66, 0xba, 0xe9, 0x00,             // mov dx, 0xe9
+        0x8a, 0x86, 0x02, 0x02, 0x00, 0x00, // mov al, [esi+0x202]  ('H' of "HdrS")
+        0xee,                               // out dx, al
+        0x8b, 0x0d, 0x28, 0x02, 0x01, 0x00, // mov ecx, [0x10228]   (cmd_line_ptr)
+        0x8a, 0x01,                         // mov al, [ecx]
+        0xee,                               // out dx, al
+        0xb0, 0x10,                         // mov al, 0x10
+        0xe6, 0xf4,                         // out 0xf4, al         (exit status 0x21)
+    ];
+    let k = scratch("tiny.bzimage", &tiny_bzimage(&code));
+    let out = cranebox(&["--kernel", k.to_str().expect("utf-8 path"), "--append", "Zed", "--debugcon", "stdio"]);
+    assert_eq!(out.status.code(), Some(0x21), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HZ");
+}
+
+#[test]
+fn bad_kernels_get_one_clear_line_and_a_failure_status() {
+    let good = tiny_bzimage(&[0xf4]);
+    let k = scratch("k.bzimage", &good);
+    let k = k.to_str().expect("utf-8 path");
+    let truncated = scratch("trunc.bzimage", &good[..0x230]);
+    let no_payload = scratch("nopayload.bzimage", &good[..5 * 512]);
+    let text = scratch("notes.txt", &b"just some text\n".repeat(100));
+    let big = scratch("big.initrd", &vec![0u8; 40 << 20]);
+    let long = "x".repeat(300);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![], "give --bios FILE or --kernel FILE"),
+        (vec!["--kernel", "/nonexistent/vmlinuz"], "cannot read kernel /nonexistent/vmlinuz"),
+        (vec!["--kernel", truncated.to_str().expect("utf-8 path")], "is truncated"),
+        (vec!["--kernel", no_payload.to_str().expect("utf-8 path")], "is truncated"),
+        (vec!["--kernel", text.to_str().expect("utf-8 path")], "is not a Linux bzImage"),
+        (vec!["--kernel", k, "-m", "32M", "--initrd", big.to_str().expect("utf-8 path")], "initrd of 41943040 bytes"),
+        (vec!["--kernel", k, "--initrd", "/nonexistent/initrd"], "cannot read initrd /nonexistent/initrd"),
+        (vec!["--kernel", k, "--append", &long], "command line is 300 bytes"),
+        (vec!["--kernel", k, "-m", "2000G"], "more than the"),
+    ];
+    for (args, want) in cases {
+        let out = cranebox(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+}
