@@ -2,9 +2,10 @@
 //!
 //! Today: [`demo`], a 64 KiB image that greets through the debug console; [`linux`], the
 //! Linux boot protocol loader behind `--kernel`, with the [`e820`] memory map it hands the
-//! kernel. Planned here (issue 6): cranebox's own BIOS ROM (POST, IVT/BDA, INT 10h/15h/16h/1Ah),
-//! ACPI and MP tables, and the multiboot loader.
+//! kernel; [`multiboot`], the multiboot v1 loader. Planned here (issue 6): cranebox's own BIOS
+//! ROM (POST, IVT/BDA, INT 10h/15h/16h/1Ah), ACPI and MP tables.
 
 pub mod demo;
 pub mod e820;
 pub mod linux;
+pub mod multiboot;

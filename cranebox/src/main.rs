@@ -21,11 +21,12 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     bios: Option<PathBuf>,
 
-    /// Boot this Linux bzImage directly, without firmware (QEMU: -kernel).
+    /// Boot this Linux bzImage or multiboot kernel directly, without firmware (QEMU: -kernel).
     #[arg(long, value_name = "FILE")]
     kernel: Option<PathBuf>,
 
-    /// Initial ramdisk for --kernel (QEMU: -initrd).
+    /// Initial ramdisk for --kernel (QEMU: -initrd); for a multiboot kernel, a comma-separated
+    /// list of modules, each "FILE [ARGS]".
     #[arg(long, value_name = "FILE", requires = "kernel")]
     initrd: Option<PathBuf>,
 
@@ -107,13 +108,27 @@ fn load_kernel(
     firmware_len: u64,
 ) -> Result<bios::linux::BootPlan> {
     let image = std::fs::read(path).with_context(|| format!("cannot read kernel {}", path.display()))?;
+    let layout = softmmu::PcLayout::for_ram(ram_bytes);
+    if !bios::linux::is_bzimage(&image) && bios::multiboot::find_header(&image).is_some() {
+        // As QEMU does: --initrd lists modules, "FILE ARGS,FILE ARGS", each seen with its string.
+        let mut modules = Vec::new();
+        for spec in initrd.map(|p| p.to_string_lossy().into_owned()).iter().flat_map(|s| s.split(',')) {
+            let file = spec.split(' ').next().unwrap_or(spec);
+            let data = std::fs::read(file).with_context(|| format!("cannot read multiboot module {file}"))?;
+            modules.push(bios::multiboot::Module { data, cmdline: spec.to_string() });
+        }
+        let line = format!("{} {cmdline}", path.display());
+        return bios::multiboot::load(&image, layout, line.trim_end(), &modules, firmware_len)
+            .with_context(|| format!("kernel {}", path.display()));
+    }
+    if !bios::linux::is_bzimage(&image) && image.len() >= 0x400 {
+        bail!("kernel {}: is neither a Linux bzImage nor a multiboot kernel", path.display());
+    }
     let initrd = match initrd {
         Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read initrd {}", p.display()))?),
         None => None,
     };
     let opts = bios::linux::LinuxOptions { initrd: initrd.as_deref(), cmdline, firmware_len, ..Default::default() };
-    let layout = softmmu::PcLayout::for_ram(ram_bytes);
-    // TODO(issue 6): multiboot kernels.
     bios::linux::load(&image, layout, &opts).with_context(|| format!("kernel {}", path.display()))
 }
 
