@@ -5,6 +5,7 @@
 //! kernel; [`multiboot`], the multiboot v1 loader. Planned here (issue 6): cranebox's own BIOS
 //! ROM (POST, IVT/BDA, INT 10h/15h/16h/1Ah), ACPI and MP tables.
 
+pub mod acpi;
 pub mod demo;
 pub mod e820;
 pub mod linux;

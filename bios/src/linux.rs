@@ -277,7 +277,8 @@ pub struct LinuxOptions<'a> {
     pub rsdp_addr: u64,
     /// Bytes of firmware mapped below 4 GiB (marked reserved in the memory map).
     pub firmware_len: u64,
-    /// Extra memory-map entries (ACPI tables) to mark, replacing RAM.
+    /// Bytes at the top of low RAM that hold ACPI tables: E820 ACPI, not RAM, and kept clear
+    /// of the initrd.
     pub top_reserved: u64,
 }
 
@@ -464,6 +465,26 @@ mod tests {
             load(&img, PcLayout::for_ram(32 << 20), &LinuxOptions::default()),
             Err(LinuxError::KernelTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn acpi_area_is_marked_in_e820_and_the_initrd_stays_below_it() {
+        let img = fake_bzimage(0x020f, &[0x90; 64]);
+        let initrd = vec![1u8; 4096];
+        let ram = 128u64 << 20;
+        let opts = LinuxOptions { initrd: Some(&initrd), top_reserved: 0x1_0000, ..Default::default() };
+        let plan = load(&img, PcLayout::for_ram(ram), &opts).expect("load");
+        let bp = plan_blob(&plan, BOOT_PARAMS_ADDR);
+        let n = usize::from(bp[0x1e8]);
+        let entries: Vec<(u64, u64, u32)> = (0..n)
+            .map(|i| {
+                let o = 0x2d0 + i * 20;
+                (u64_at(bp, o), u64_at(bp, o + 8), u32_at(bp, o + 16))
+            })
+            .collect();
+        assert!(entries.contains(&(ram - 0x1_0000, 0x1_0000, e820::E820_ACPI)), "{entries:x?}");
+        assert!(entries.contains(&(0x10_0000, ram - 0x1_0000 - 0x10_0000, e820::E820_RAM)), "{entries:x?}");
+        assert_eq!(u64::from(u32_at(bp, 0x218)), ram - 0x1_0000 - 4096);
     }
 
     #[test]

@@ -128,8 +128,21 @@ fn load_kernel(
         Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read initrd {}", p.display()))?),
         None => None,
     };
-    let opts = bios::linux::LinuxOptions { initrd: initrd.as_deref(), cmdline, firmware_len, ..Default::default() };
-    bios::linux::load(&image, layout, &opts).with_context(|| format!("kernel {}", path.display()))
+    // Without firmware, cranebox builds the ACPI tables itself, at the top of low RAM.
+    let acpi = (firmware_len == 0 && layout.below_4g > 2 * bios::acpi::ACPI_AREA)
+        .then(|| bios::acpi::build(layout.below_4g - bios::acpi::ACPI_AREA));
+    let opts = bios::linux::LinuxOptions {
+        initrd: initrd.as_deref(),
+        cmdline,
+        firmware_len,
+        rsdp_addr: acpi.as_ref().map_or(0, |a| a.rsdp_addr),
+        top_reserved: if acpi.is_some() { bios::acpi::ACPI_AREA } else { 0 },
+    };
+    let mut plan = bios::linux::load(&image, layout, &opts).with_context(|| format!("kernel {}", path.display()))?;
+    if let Some(acpi) = acpi {
+        plan.blobs.extend(acpi.blobs);
+    }
+    Ok(plan)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
