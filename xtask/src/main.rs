@@ -1,7 +1,11 @@
 //! Project tasks: `cargo xtask demo` builds a tiny firmware image and runs it on cranebox;
 //! `cargo xtask bench-guest [SCALE]` builds the bare-metal multiboot benchmark kernel
 //! (guests/bench) with the host gcc and times it on cranebox and, when installed, on
-//! qemu-system-x86_64 (TCG), checking that both print the same checksum.
+//! qemu-system-x86_64 (TCG), checking that both print the same checksum; `cargo xtask guest`
+//! fetches Debian's amd64 kernel and busybox-static with apt-get and builds a busybox
+//! initramfs; `cargo xtask run` does that once and boots it on cranebox.
+
+mod cpio;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -130,12 +134,138 @@ fn bench_guest(scale: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs a command, failing with its name and stderr.
+fn sh(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim_end());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The .deb of `package` in `debs`, downloading it with apt-get if it is not there yet.
+fn fetch_deb(debs: &Path, package: &str) -> Result<PathBuf> {
+    let find = || -> Result<Option<PathBuf>> {
+        let prefix = format!("{}_", package.split(':').next().unwrap_or(package));
+        let arch = package.split(':').nth(1).unwrap_or("amd64");
+        for e in std::fs::read_dir(debs).with_context(|| format!("cannot read {}", debs.display()))? {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && (name.ends_with(&format!("_{arch}.deb")) || name.ends_with("_all.deb")) {
+                return Ok(Some(debs.join(name)));
+            }
+        }
+        Ok(None)
+    };
+    if let Some(p) = find()? {
+        return Ok(p);
+    }
+    sh(Command::new("apt-get").current_dir(debs).args(["download", "-q", package]))?;
+    find()?.with_context(|| format!("apt-get download {package} left no .deb in {}", debs.display()))
+}
+
+/// The package that really holds the kernel behind a meta-package (linux-image-amd64).
+fn kernel_package(meta: &str) -> Result<String> {
+    let deps = sh(Command::new("apt-cache").args(["depends", meta]))?;
+    deps.lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|d| d.starts_with("linux-image-"))
+        .map(str::to_string)
+        .with_context(|| format!("apt-cache depends {meta} names no linux-image package"))
+}
+
+/// The applets /init uses, linked to /bin/busybox.
+const APPLETS: &[&str] =
+    &["sh", "mount", "uname", "cat", "md5sum", "poweroff", "echo", "seq", "expr", "ls", "mkdir", "sleep", "dmesg"];
+
+const INIT: &str = r#"#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+echo "cranebox-guest: init started"
+uname -a
+cat /proc/cpuinfo
+n=0
+for i in $(seq 1 1000); do n=$((n + i * i)); done
+echo "cranebox-guest: sum of squares $n"
+echo "cranebox-guest: md5 $(md5sum /etc/testfile)"
+echo "cranebox-guest: done"
+poweroff -f
+"#;
+
+/// A guest built by `cargo xtask guest`.
+struct Guest {
+    vmlinuz: PathBuf,
+    initramfs: PathBuf,
+}
+
+/// Fetches and unpacks the amd64 guest and builds its initramfs; cached in guests/cache.
+fn guest() -> Result<Guest> {
+    let cache = root().join("guests/cache");
+    let debs = cache.join("debs");
+    let tree = cache.join("amd64");
+    std::fs::create_dir_all(&debs).with_context(|| format!("cannot create {}", debs.display()))?;
+    let kpkg = kernel_package("linux-image-amd64")?;
+    let version = kpkg.trim_start_matches("linux-image-");
+    let vmlinuz = tree.join(format!("boot/vmlinuz-{version}"));
+    let busybox = tree.join("bin/busybox");
+    for (pkg, want) in [(kpkg.as_str(), &vmlinuz), ("busybox-static", &busybox)] {
+        if !want.exists() {
+            let deb = fetch_deb(&debs, pkg)?;
+            sh(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
+        }
+    }
+    let testfile: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let tf = tree.join("testfile");
+    std::fs::write(&tf, &testfile).with_context(|| format!("cannot write {}", tf.display()))?;
+    let md5 = sh(Command::new("md5sum").arg(&tf))?;
+    let md5 = md5.split_whitespace().next().unwrap_or_default().to_string();
+    std::fs::write(tree.join("testfile.md5"), &md5).context("cannot write testfile.md5")?;
+
+    let mut c = cpio::Cpio::new();
+    for d in ["bin", "dev", "etc", "proc", "sys", "sbin", "usr", "usr/bin"] {
+        c.dir(d);
+    }
+    c.char_dev("dev/console", 5, 1);
+    c.char_dev("dev/ttyS0", 4, 64);
+    let bb = std::fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
+    c.file("bin/busybox", 0o755, &bb);
+    for a in APPLETS {
+        c.symlink(&format!("bin/{a}"), "busybox");
+    }
+    c.file("etc/testfile", 0o644, &testfile);
+    c.file("init", 0o755, INIT.as_bytes());
+    let initramfs = cache.join("amd64-initramfs.cpio");
+    std::fs::write(&initramfs, c.finish()).with_context(|| format!("cannot write {}", initramfs.display()))?;
+    println!("guest: {} and {} (testfile md5 {md5})", vmlinuz.display(), initramfs.display());
+    Ok(Guest { vmlinuz, initramfs })
+}
+
+/// Boots the amd64 guest on cranebox.
+fn run_guest() -> Result<()> {
+    let g = guest()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .args(["run", "--release", "-q", "-p", "cranebox", "--", "--kernel"])
+        .arg(&g.vmlinuz)
+        .arg("--initrd")
+        .arg(&g.initramfs)
+        .args(["--append", "console=ttyS0 earlyprintk=serial panic=-1", "--serial", "stdio", "-m", "256M"])
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cranebox exited with {status}");
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("demo") => demo(),
-        Some("bench-guest") => bench_guest(args.get(2).map_or("20", String::as_str)),
-        Some(other) => bail!("unknown task {other}; tasks: demo, bench-guest [SCALE]"),
-        None => bail!("usage: cargo xtask demo | bench-guest [SCALE]"),
+        Some("bench-guest") => bench_guest(args.get(2).map_or("400", String::as_str)),
+        Some("guest") => guest().map(|_| ()),
+        Some("run") => run_guest(),
+        Some(other) => bail!("unknown task {other}; tasks: demo, guest, run, bench-guest [SCALE]"),
+        None => bail!("usage: cargo xtask demo | guest | run | bench-guest [SCALE]"),
     }
 }
