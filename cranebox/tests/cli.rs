@@ -174,3 +174,28 @@ fn the_benchmark_kernel_runs_and_prints_its_checksum() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("bench checksum ") && text.trim_end().len() == 23, "{text}");
 }
+
+#[test]
+fn a_guest_reset_boots_the_same_kernel_again() {
+    #[rustfmt::skip]
+    let code = [
+        0x66, 0xba, 0xe9, 0x00,                   // mov dx, 0xe9
+        0xa0, 0x00, 0x70, 0x00, 0x00,             // mov al, [0x7000]    (boots so far; RAM survives a reset)
+        0x04, 0x41,                               // add al, 'A'
+        0xee,                                     // out dx, al
+        0x80, 0x3d, 0x00, 0x70, 0x00, 0x00, 0x00, // cmp byte [0x7000], 0
+        0x75, 0x0e,                               // jne done
+        0xfe, 0x05, 0x00, 0x70, 0x00, 0x00,       // inc byte [0x7000]
+        0x66, 0xba, 0xf9, 0x0c,                   // mov dx, 0xcf9
+        0xb0, 0x06,                               // mov al, 6           (hard reset)
+        0xee,                                     // out dx, al
+        0xf4,                                     // hlt
+        // done:
+        0xb0, 0x00,                               // mov al, 0
+        0xe6, 0xf4,                               // out 0xf4, al
+    ];
+    let k = scratch("reset.bzimage", &tiny_bzimage(&code));
+    let out = cranebox(&["--kernel", k.to_str().expect("utf-8 path"), "--debugcon", "stdio"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "AB");
+}
