@@ -1,7 +1,7 @@
 //! ACPI tables for direct-booted kernels, describing QEMU's pc machine devices: RSDP (2.0,
 //! with an XSDT), RSDT, XSDT, FADT (revision 3), FACS, MADT, HPET and a DSDT holding `\_S5`.
 //!
-//! The tables sit in [`ACPI_AREA`] bytes at the top of low RAM (marked E820 ACPI) and the RSDP
+//! [`build`] also adds the MP tables ([`crate::mptable`]). The tables sit in [`ACPI_AREA`] bytes at the top of low RAM (marked E820 ACPI) and the RSDP
 //! at [`RSDP_ADDR`] in the BIOS area that kernels scan (0xE0000-0xFFFFF).
 
 /// Bytes reserved at the top of low RAM for the tables.
@@ -195,6 +195,15 @@ pub fn build(base: u64) -> AcpiTables {
         ],
         rsdp_addr: RSDP_ADDR,
     }
+    .with_mptable()
+}
+
+impl AcpiTables {
+    /// Adds the MP tables (in the same 0xF0000 area as the RSDP).
+    fn with_mptable(mut self) -> Self {
+        self.blobs.extend(crate::mptable::build(0x6f1, 0));
+        self
+    }
 }
 
 #[cfg(test)]
@@ -214,6 +223,7 @@ mod tests {
         let t = build(0x7ff_0000);
         for (addr, bytes) in &t.blobs {
             match &bytes[..4] {
+                b"_MP_" | b"PCMP" => continue, // mptable.rs checks those
                 b"FACS" => assert_eq!(bytes.len(), 64),
                 b"RSD " => {
                     assert!(sums_to_zero(&bytes[..20]) && sums_to_zero(bytes), "RSDP checksums");

@@ -9,4 +9,5 @@ pub mod acpi;
 pub mod demo;
 pub mod e820;
 pub mod linux;
+pub mod mptable;
 pub mod multiboot;
