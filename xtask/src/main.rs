@@ -197,17 +197,40 @@ struct Guest {
     initramfs: PathBuf,
 }
 
-/// Fetches and unpacks the amd64 guest and builds its initramfs; cached in guests/cache.
-fn guest() -> Result<Guest> {
+/// Makes sure dpkg knows the i386 architecture (and apt has its package lists).
+fn ensure_i386() -> Result<()> {
+    let archs = sh(Command::new("dpkg").arg("--print-foreign-architectures"))?;
+    if archs.lines().any(|a| a.trim() == "i386") {
+        return Ok(());
+    }
+    sh(Command::new("dpkg").args(["--add-architecture", "i386"]))
+        .context("the i386 guest needs `dpkg --add-architecture i386` (as root)")?;
+    sh(Command::new("apt-get").args(["update", "-q"])).context("apt-get update after adding i386 failed")?;
+    Ok(())
+}
+
+/// Fetches and unpacks the guest for `arch` (amd64 or i386) and builds its initramfs; cached
+/// in guests/cache.
+fn guest(arch: &str) -> Result<Guest> {
+    let (meta, busybox_pkg) = match arch {
+        "amd64" => ("linux-image-amd64", "busybox-static"),
+        "i386" => {
+            ensure_i386()?;
+            ("linux-image-686:i386", "busybox-static:i386")
+        }
+        _ => bail!("no guest for architecture {arch}; try amd64 or i386"),
+    };
     let cache = root().join("guests/cache");
     let debs = cache.join("debs");
-    let tree = cache.join("amd64");
+    let tree = cache.join(arch);
     std::fs::create_dir_all(&debs).with_context(|| format!("cannot create {}", debs.display()))?;
-    let kpkg = kernel_package("linux-image-amd64")?;
-    let version = kpkg.trim_start_matches("linux-image-");
+    let kpkg = kernel_package(meta)?;
+    let kname = kpkg.split(':').next().unwrap_or(&kpkg).to_string();
+    let version = kname.trim_start_matches("linux-image-");
     let vmlinuz = tree.join(format!("boot/vmlinuz-{version}"));
     let busybox = tree.join("bin/busybox");
-    for (pkg, want) in [(kpkg.as_str(), &vmlinuz), ("busybox-static", &busybox)] {
+    let kpkg = if arch == "i386" && !kpkg.contains(':') { format!("{kpkg}:i386") } else { kpkg };
+    for (pkg, want) in [(kpkg.as_str(), &vmlinuz), (busybox_pkg, &busybox)] {
         if !want.exists() {
             let deb = fetch_deb(&debs, pkg)?;
             sh(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
@@ -233,15 +256,15 @@ fn guest() -> Result<Guest> {
     }
     c.file("etc/testfile", 0o644, &testfile);
     c.file("init", 0o755, INIT.as_bytes());
-    let initramfs = cache.join("amd64-initramfs.cpio");
+    let initramfs = cache.join(format!("{arch}-initramfs.cpio"));
     std::fs::write(&initramfs, c.finish()).with_context(|| format!("cannot write {}", initramfs.display()))?;
     println!("guest: {} and {} (testfile md5 {md5})", vmlinuz.display(), initramfs.display());
     Ok(Guest { vmlinuz, initramfs })
 }
 
-/// Boots the amd64 guest on cranebox.
-fn run_guest() -> Result<()> {
-    let g = guest()?;
+/// Boots a guest on cranebox.
+fn run_guest(arch: &str) -> Result<()> {
+    let g = guest(arch)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root())
@@ -263,9 +286,11 @@ fn main() -> Result<()> {
     match args.get(1).map(String::as_str) {
         Some("demo") => demo(),
         Some("bench-guest") => bench_guest(args.get(2).map_or("400", String::as_str)),
-        Some("guest") => guest().map(|_| ()),
-        Some("run") => run_guest(),
-        Some(other) => bail!("unknown task {other}; tasks: demo, guest, run, bench-guest [SCALE]"),
-        None => bail!("usage: cargo xtask demo | guest | run | bench-guest [SCALE]"),
+        Some("guest") => guest(args.get(2).map_or("amd64", String::as_str)).map(|_| ()),
+        Some("run") => run_guest(args.get(2).map_or("amd64", String::as_str)),
+        Some(other) => {
+            bail!("unknown task {other}; tasks: demo, guest [amd64|i386], run [amd64|i386], bench-guest [SCALE]")
+        }
+        None => bail!("usage: cargo xtask demo | guest [amd64|i386] | run [amd64|i386] | bench-guest [SCALE]"),
     }
 }
