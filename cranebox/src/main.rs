@@ -4,7 +4,7 @@
 //! `-debugcon`, `--accel` for `-accel`); the README lists them side by side.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -17,8 +17,22 @@ use machine::{Machine, MachineConfig, Outcome};
 struct Cli {
     /// Firmware image to run (QEMU: -bios). It is mapped so it ends at 4 GiB, with its last
     /// 128 KiB also below 1 MiB, and the CPU starts at the reset vector.
+    /// Optional with --kernel.
     #[arg(long, value_name = "FILE")]
-    bios: PathBuf,
+    bios: Option<PathBuf>,
+
+    /// Boot this Linux bzImage or multiboot kernel directly, without firmware (QEMU: -kernel).
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+
+    /// Initial ramdisk for --kernel (QEMU: -initrd); for a multiboot kernel, a comma-separated
+    /// list of modules, each "FILE [ARGS]".
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    initrd: Option<PathBuf>,
+
+    /// Kernel command line for --kernel (QEMU: -append).
+    #[arg(long, value_name = "CMDLINE", default_value = "", requires = "kernel")]
+    append: String,
 
     /// Guest memory: a number of MiB, or with a suffix (512M, 2G) as QEMU's -m.
     #[arg(short = 'm', long = "memory", value_name = "SIZE", default_value = "128M")]
@@ -91,13 +105,67 @@ fn sink(option: &str, spec: &str) -> Result<Option<Box<dyn Write + Send>>> {
     })
 }
 
+/// Reads a kernel (and initrd) and prepares the direct boot.
+fn load_kernel(
+    path: &Path,
+    initrd: Option<&Path>,
+    cmdline: &str,
+    ram_bytes: u64,
+    firmware_len: u64,
+) -> Result<bios::linux::BootPlan> {
+    let image = std::fs::read(path).with_context(|| format!("cannot read kernel {}", path.display()))?;
+    let layout = softmmu::PcLayout::for_ram(ram_bytes);
+    if !bios::linux::is_bzimage(&image) && bios::multiboot::find_header(&image).is_some() {
+        // As QEMU does: --initrd lists modules, "FILE ARGS,FILE ARGS", each seen with its string.
+        let mut modules = Vec::new();
+        for spec in initrd.map(|p| p.to_string_lossy().into_owned()).iter().flat_map(|s| s.split(',')) {
+            let file = spec.split(' ').next().unwrap_or(spec);
+            let data = std::fs::read(file).with_context(|| format!("cannot read multiboot module {file}"))?;
+            modules.push(bios::multiboot::Module { data, cmdline: spec.to_string() });
+        }
+        let line = format!("{} {cmdline}", path.display());
+        return bios::multiboot::load(&image, layout, line.trim_end(), &modules, firmware_len)
+            .with_context(|| format!("kernel {}", path.display()));
+    }
+    if !bios::linux::is_bzimage(&image) && image.len() >= 0x400 {
+        bail!("kernel {}: is neither a Linux bzImage nor a multiboot kernel", path.display());
+    }
+    let initrd = match initrd {
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read initrd {}", p.display()))?),
+        None => None,
+    };
+    // Without firmware, cranebox builds the ACPI tables itself, at the top of low RAM.
+    let acpi = (firmware_len == 0 && layout.below_4g > 2 * bios::acpi::ACPI_AREA)
+        .then(|| bios::acpi::build(layout.below_4g - bios::acpi::ACPI_AREA));
+    let opts = bios::linux::LinuxOptions {
+        initrd: initrd.as_deref(),
+        cmdline,
+        firmware_len,
+        rsdp_addr: acpi.as_ref().map_or(0, |a| a.rsdp_addr),
+        top_reserved: if acpi.is_some() { bios::acpi::ACPI_AREA } else { 0 },
+    };
+    let mut plan = bios::linux::load(&image, layout, &opts).with_context(|| format!("kernel {}", path.display()))?;
+    if let Some(acpi) = acpi {
+        plan.blobs.extend(acpi.blobs);
+    }
+    Ok(plan)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     if matches!(cli.accel, Accel::Kvm | Accel::Auto) {
         let name = cli.accel.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
         bail!("--accel {name}: KVM is not implemented yet; use --accel interp or --accel jit");
     }
     let ram_bytes = softmmu::parse_mem_size(&cli.memory).with_context(|| format!("-m {}", cli.memory))?;
-    let bios = std::fs::read(&cli.bios).with_context(|| format!("cannot read firmware {}", cli.bios.display()))?;
+    let bios = match &cli.bios {
+        Some(p) => std::fs::read(p).with_context(|| format!("cannot read firmware {}", p.display()))?,
+        None if cli.kernel.is_some() => Vec::new(),
+        None => bail!("nothing to run: give --bios FILE or --kernel FILE"),
+    };
+    let kernel = match &cli.kernel {
+        Some(path) => Some(load_kernel(path, cli.initrd.as_deref(), &cli.append, ram_bytes, bios.len() as u64)?),
+        None => None,
+    };
     let rtc_start =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let config = MachineConfig {
@@ -107,6 +175,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         debugcon_port: cli.debugcon_port,
         serial: sink("serial", &cli.serial)?,
         rtc_start,
+        kernel,
     };
     let mut m = Machine::new(config).context("cannot build the machine")?;
     if cli.accel == Accel::Jit {
@@ -159,7 +228,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Outcome::DebugExit { status } => ExitCode::from((status & 0xff) as u8),
         Outcome::PowerOff => ExitCode::SUCCESS,
         Outcome::HaltedForever => {
-            eprintln!("cranebox: the guest halted with interrupts disabled; nothing can wake it");
+            eprintln!(
+                "cranebox: the guest halted with interrupts disabled at {:04x}:{:x}; nothing can wake it",
+                m.cpu.seg[1].selector, m.cpu.rip
+            );
             ExitCode::SUCCESS
         }
         Outcome::HaltedNoInterrupts => {

@@ -45,3 +45,157 @@ fn bad_input_gets_one_clear_line_and_a_failure_status() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+/// A minimal bzImage (protocol 2.15, 4 setup sectors) whose 32-bit entry runs `code`.
+fn tiny_bzimage(code: &[u8]) -> Vec<u8> {
+    let mut img = vec![0u8; 5 * 512];
+    img[0x1f1] = 4;
+    img[0x1fe..0x200].copy_from_slice(&[0x55, 0xaa]);
+    img[0x200..0x202].copy_from_slice(&[0xeb, 0x66]);
+    img[0x202..0x206].copy_from_slice(b"HdrS");
+    img[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    img[0x211] = 1; // LOADED_HIGH
+    img[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    img[0x238..0x23c].copy_from_slice(&255u32.to_le_bytes());
+    img[0x258..0x260].copy_from_slice(&0x10_0000u64.to_le_bytes());
+    img[0x260..0x264].copy_from_slice(&0x10_0000u32.to_le_bytes());
+    img.extend_from_slice(code);
+    img
+}
+
+#[test]
+fn a_direct_booted_kernel_starts_in_protected_mode_with_esi_at_boot_params() {
+    #[rustfmt::skip]
+    let code = [
+        0x66, 0xba, 0xe9, 0x00,             // mov dx, 0xe9
+        0x8a, 0x86, 0x02, 0x02, 0x00, 0x00, // mov al, [esi+0x202]  ('H' of "HdrS")
+        0xee,                               // out dx, al
+        0x8b, 0x0d, 0x28, 0x02, 0x01, 0x00, // mov ecx, [0x10228]   (cmd_line_ptr)
+        0x8a, 0x01,                         // mov al, [ecx]
+        0xee,                               // out dx, al
+        0xb0, 0x10,                         // mov al, 0x10
+        0xe6, 0xf4,                         // out 0xf4, al         (exit status 0x21)
+    ];
+    let k = scratch("tiny.bzimage", &tiny_bzimage(&code));
+    let out = cranebox(&["--kernel", k.to_str().expect("utf-8 path"), "--append", "Zed", "--debugcon", "stdio"]);
+    assert_eq!(out.status.code(), Some(0x21), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HZ");
+}
+
+#[test]
+fn bad_kernels_get_one_clear_line_and_a_failure_status() {
+    let good = tiny_bzimage(&[0xf4]);
+    let k = scratch("k.bzimage", &good);
+    let k = k.to_str().expect("utf-8 path");
+    let truncated = scratch("trunc.bzimage", &good[..0x230]);
+    let no_payload = scratch("nopayload.bzimage", &good[..5 * 512]);
+    let text = scratch("notes.txt", &b"just some text\n".repeat(100));
+    let big = scratch("big.initrd", &vec![0u8; 40 << 20]);
+    let long = "x".repeat(300);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![], "give --bios FILE or --kernel FILE"),
+        (vec!["--kernel", "/nonexistent/vmlinuz"], "cannot read kernel /nonexistent/vmlinuz"),
+        (vec!["--kernel", truncated.to_str().expect("utf-8 path")], "is truncated"),
+        (vec!["--kernel", no_payload.to_str().expect("utf-8 path")], "is truncated"),
+        (vec!["--kernel", text.to_str().expect("utf-8 path")], "is neither a Linux bzImage nor a multiboot kernel"),
+        (vec!["--kernel", k, "-m", "32M", "--initrd", big.to_str().expect("utf-8 path")], "initrd of 41943040 bytes"),
+        (vec!["--kernel", k, "--initrd", "/nonexistent/initrd"], "cannot read initrd /nonexistent/initrd"),
+        (vec!["--kernel", k, "--append", &long], "command line is 300 bytes"),
+        (vec!["--kernel", k, "-m", "2000G"], "more than the"),
+    ];
+    for (args, want) in cases {
+        let out = cranebox(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+/// A multiboot kernel by the header's address fields, loaded at 1 MiB, running `code`.
+fn kludge_multiboot(code: &[u8]) -> Vec<u8> {
+    let (magic, flags) = (0x1bad_b002u32, 0x0001_0002u32);
+    let load = 0x10_0000u32;
+    let words = [magic, flags, 0u32.wrapping_sub(magic.wrapping_add(flags)), load, load, 0, 0, load + 32];
+    let mut img: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    img.extend_from_slice(code);
+    img
+}
+
+#[test]
+fn a_multiboot_kernel_gets_the_magic_and_its_modules() {
+    #[rustfmt::skip]
+    let code = [
+        0x66, 0xba, 0xe9, 0x00,             // mov dx, 0xe9
+        0x3d, 0x02, 0xb0, 0xad, 0x2b,       // cmp eax, 0x2badb002
+        0x75, 0x0f,                         // jne fail
+        0x8b, 0x4b, 0x18,                   // mov ecx, [ebx+24]   (mods_addr)
+        0x8b, 0x09,                         // mov ecx, [ecx]      (mod_start)
+        0x8a, 0x01,                         // mov al, [ecx]
+        0xee,                               // out dx, al
+        0xb0, 0x00,                         // mov al, 0
+        0xe6, 0xf4,                         // out 0xf4, al
+        0xf4,                               // hlt
+        // fail:
+        0xb0, 0x03,                         // mov al, 3
+        0xe6, 0xf4,                         // out 0xf4, al
+    ];
+    let k = scratch("mb.bin", &kludge_multiboot(&code));
+    let m = scratch("mod.txt", b"Module!");
+    let modules = format!("{} some args", m.display());
+    let out = cranebox(&["--kernel", k.to_str().expect("utf-8 path"), "--initrd", &modules, "--debugcon", "stdio"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "M");
+}
+
+#[test]
+fn the_benchmark_kernel_runs_and_prints_its_checksum() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/bench");
+    let dir = std::env::temp_dir().join(format!("cranebox-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let elf = dir.join("bench.elf");
+    let built = Command::new("gcc")
+        .args(["-m32", "-march=i686", "-ffreestanding", "-nostdlib", "-fno-pic", "-fno-pie", "-no-pie", "-static"])
+        .args(["-O2", "-fno-stack-protector", "-Wl,--build-id=none", "-Wl,-z,max-page-size=0x1000", "-T"])
+        .arg(root.join("bench.ld"))
+        .arg(root.join("bench.c"))
+        .arg("-o")
+        .arg(&elf)
+        .output();
+    match built {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            eprintln!("skipped: gcc -m32 cannot build guests/bench/bench.c here");
+            return;
+        }
+    }
+    let out = cranebox(&["--kernel", elf.to_str().expect("utf-8 path"), "--append", "scale=1", "--debugcon", "stdio"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("bench checksum ") && text.trim_end().len() == 23, "{text}");
+}
+
+#[test]
+fn a_guest_reset_boots_the_same_kernel_again() {
+    #[rustfmt::skip]
+    let code = [
+        0x66, 0xba, 0xe9, 0x00,                   // mov dx, 0xe9
+        0xa0, 0x00, 0x70, 0x00, 0x00,             // mov al, [0x7000]    (boots so far; RAM survives a reset)
+        0x04, 0x41,                               // add al, 'A'
+        0xee,                                     // out dx, al
+        0x80, 0x3d, 0x00, 0x70, 0x00, 0x00, 0x00, // cmp byte [0x7000], 0
+        0x75, 0x0e,                               // jne done
+        0xfe, 0x05, 0x00, 0x70, 0x00, 0x00,       // inc byte [0x7000]
+        0x66, 0xba, 0xf9, 0x0c,                   // mov dx, 0xcf9
+        0xb0, 0x06,                               // mov al, 6           (hard reset)
+        0xee,                                     // out dx, al
+        0xf4,                                     // hlt
+        // done:
+        0xb0, 0x00,                               // mov al, 0
+        0xe6, 0xf4,                               // out 0xf4, al
+    ];
+    let k = scratch("reset.bzimage", &tiny_bzimage(&code));
+    let out = cranebox(&["--kernel", k.to_str().expect("utf-8 path"), "--debugcon", "stdio"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "AB");
+}

@@ -15,11 +15,13 @@ pub mod pci;
 
 use std::io::Write;
 
+use bios::linux::{BootPlan, BOOT_CS, BOOT_DS};
 use devices::debug::DebugCon;
 use devices::rtc::Rtc;
 use devices::uart::Uart;
 use devices::SystemRequest;
-use frontend_x86::CpuState;
+use frontend_x86::state::{attr, cr0};
+use frontend_x86::{CpuState, SegReg, Segment};
 use softmmu::{MapError, PcLayout, PhysMap};
 
 pub use bus::PcBus;
@@ -46,13 +48,16 @@ pub struct MachineConfig {
     pub serial: Option<Box<dyn Write + Send>>,
     /// What the RTC reads at power-on, in seconds since the Unix epoch.
     pub rtc_start: i64,
+    /// A directly booted kernel (QEMU's -kernel): its bytes are placed in RAM and the CPU
+    /// starts at its entry point, at power-on and after every reset. `bios` may then be empty.
+    pub kernel: Option<BootPlan>,
 }
 
 impl MachineConfig {
     /// `ram_bytes` of RAM and the firmware `bios`; no debug console or serial port, the debug
     /// console's port at 0xE9 if one is added, the RTC at the Unix epoch.
     pub fn new(ram_bytes: u64, bios: Vec<u8>) -> Self {
-        MachineConfig { ram_bytes, bios, debugcon: None, debugcon_port: 0xe9, serial: None, rtc_start: 0 }
+        MachineConfig { ram_bytes, bios, debugcon: None, debugcon_port: 0xe9, serial: None, rtc_start: 0, kernel: None }
     }
 }
 
@@ -65,6 +70,7 @@ impl std::fmt::Debug for MachineConfig {
             .field("debugcon_port", &self.debugcon_port)
             .field("serial", &self.serial.is_some())
             .field("rtc_start", &self.rtc_start)
+            .field("kernel", &self.kernel)
             .finish()
     }
 }
@@ -104,13 +110,18 @@ pub struct Machine {
     pub skipped_ns: u64,
     /// Resets the guest asked for (keyboard controller, port 0x92, 0xCF9).
     pub resets: u64,
+    /// The directly booted kernel, started again on every reset.
+    kernel: Option<BootPlan>,
 }
 
 impl Machine {
     /// Builds a machine from `config`.
     pub fn new(config: MachineConfig) -> Result<Self, MachineError> {
         let mut mem = PhysMap::pc(config.ram_bytes)?;
-        mem.map_firmware(config.bios)?;
+        // A direct kernel boot needs no firmware; without it 0xE0000-0xFFFFF stays RAM.
+        if config.kernel.is_none() || !config.bios.is_empty() {
+            mem.map_firmware(config.bios)?;
+        }
         let layout = PcLayout::for_ram(config.ram_bytes);
         let mut rtc = Rtc::new(config.rtc_start);
         rtc.set_memory_layout(layout.below_4g, layout.above_4g);
@@ -118,14 +129,50 @@ impl Machine {
         let com1 = config.serial.map(Uart::new);
         let mut bus = PcBus::new(mem, rtc, com1, debugcon);
         bus.debugcon_port = config.debugcon_port;
-        Ok(Machine {
+        let mut m = Machine {
             cpu: CpuState::new(),
             bus,
             instructions: 0,
             interp: translator::Interpreter::new(),
             skipped_ns: 0,
             resets: 0,
-        })
+            kernel: config.kernel,
+        };
+        m.start_kernel()?;
+        Ok(m)
+    }
+
+    /// Places the direct-boot kernel's pieces in RAM and puts the CPU at its 32-bit entry:
+    /// flat protected mode, paging and interrupts off (Linux boot protocol, multiboot).
+    fn start_kernel(&mut self) -> Result<(), MachineError> {
+        let Some(plan) = &self.kernel else { return Ok(()) };
+        for (addr, bytes) in &plan.blobs {
+            self.bus.mem.load(*addr, bytes)?;
+        }
+        let e = plan.entry;
+        let flat = |selector: u16, code: bool| {
+            let kind = if code { attr::CODE } else { 0 };
+            Segment {
+                selector,
+                base: 0,
+                limit: 0xffff_ffff,
+                attr: attr::P | attr::S | attr::RW | attr::ACCESSED | attr::DB | attr::G | kind,
+            }
+        };
+        let cpu = &mut self.cpu;
+        cpu.cr0 |= cr0::PE;
+        cpu.gdtr.base = u64::from(e.gdt_base);
+        cpu.gdtr.limit = e.gdt_limit;
+        cpu.seg = [flat(BOOT_DS, false); 6];
+        cpu.seg[SegReg::Cs as usize] = flat(BOOT_CS, true);
+        cpu.gpr = [0; 16];
+        cpu.gpr[frontend_x86::Gpr::Rax as usize] = u64::from(e.eax);
+        cpu.gpr[frontend_x86::Gpr::Rbx as usize] = u64::from(e.ebx);
+        cpu.gpr[frontend_x86::Gpr::Rsi as usize] = u64::from(e.esi);
+        cpu.rip = u64::from(e.eip);
+        cpu.next_rip = cpu.rip;
+        self.interp.flush(&mut self.cpu);
+        Ok(())
     }
 
     /// A warm reset, as the reset line does it: the CPU starts again at the reset vector, the
@@ -135,6 +182,10 @@ impl Machine {
         self.interp.flush(&mut self.cpu);
         self.bus.reset();
         self.resets += 1;
+        // Like QEMU's -kernel, a reset boots the same kernel again.
+        if let Err(e) = self.start_kernel() {
+            log::error!("cannot restart the kernel after a reset: {e}");
+        }
     }
 
     /// Virtual time: one nanosecond per guest instruction.
