@@ -245,7 +245,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ExitCode::from(2)
         }
         Outcome::InstructionLimit => {
-            eprintln!("cranebox: stopped after {} instructions (--max-instructions)", m.instructions);
+            eprintln!(
+                "cranebox: stopped after {} instructions (--max-instructions) at {:04x}:{:x}",
+                m.instructions, m.cpu.seg[1].selector, m.cpu.rip
+            );
+            if std::env::var_os("CRANEBOX_DUMP_STATE").is_some() {
+                eprintln!(
+                    "cranebox: gpr {:x?} flags {:#x} cr0 {:#x} cr3 {:#x} cr4 {:#x}",
+                    m.cpu.gpr,
+                    m.cpu.flags.get(),
+                    m.cpu.cr0,
+                    m.cpu.cr3,
+                    m.cpu.cr4
+                );
+            }
             ExitCode::SUCCESS
         }
     })

@@ -255,7 +255,10 @@ pub fn resolve(i: &Insn) -> Op {
         Shld => Op::Helper(|c, i| shift::shld_shrd(c, i, true)),
         Shrd => Op::Helper(|c, i| shift::shld_shrd(c, i, false)),
         Bt | Bts | Btr | Btc => Op::Helper(|c, i| bits::bt(c, i, i.mnemonic())),
-        Bsf => Op::Helper(|c, i| bits::bsf_bsr(c, i, false)),
+        // Without BMI1/LZCNT (not reported by CPUID), F3 0F BC/BD run as BSF/BSR, as on the
+        // CPUs before them: compilers emit TZCNT where either result is acceptable.
+        Bsf | Tzcnt => Op::Helper(|c, i| bits::bsf_bsr(c, i, false)),
+        Lzcnt => Op::Helper(|c, i| bits::bsf_bsr(c, i, true)),
         Bsr => Op::Helper(|c, i| bits::bsf_bsr(c, i, true)),
         Bswap => Op::Helper(bits::bswap),
         Xadd => Op::Helper(bits::xadd),
