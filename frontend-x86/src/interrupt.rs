@@ -130,8 +130,9 @@ pub fn inner_stack_segment(cpu: &mut CpuState, bus: &mut dyn CpuBus, ss: u16, dp
 }
 
 /// Pushes `vals` (each `w` wide, first pushed first) on a legacy-mode stack `ss`:`sp`,
-/// without changing any register; returns the new stack pointer. A fault leaves the
-/// registers as they were.
+/// without changing any register; returns the new stack pointer. The writes are made at
+/// privilege `cpl` (the new one: a ring 3 -> 0 transfer writes the ring-0 stack with
+/// supervisor accesses). A fault leaves the registers as they were.
 pub fn push_frame(
     cpu: &mut CpuState,
     bus: &mut dyn CpuBus,
@@ -139,8 +140,11 @@ pub fn push_frame(
     sp: u64,
     w: Width,
     vals: &[u64],
+    cpl: u8,
 ) -> Result<u64> {
     let saved = cpu.seg[SegReg::Ss as usize];
+    let saved_cpl = cpu.cpl;
+    cpu.cpl = cpl;
     cpu.seg[SegReg::Ss as usize] = ss;
     let sw = if ss.attr & attr::DB != 0 { Width::W32 } else { Width::W16 };
     let n = u64::from(w.bytes());
@@ -154,6 +158,7 @@ pub fn push_frame(
         }
     }
     cpu.seg[SegReg::Ss as usize] = saved;
+    cpu.cpl = saved_cpl;
     r.map(|_| at)
 }
 
@@ -283,7 +288,7 @@ fn deliver_protected(
     let target = if gate32 { gate.gate_offset() & 0xffff_ffff } else { gate.gate_offset() & 0xffff };
     let new_cs = cs_desc.segment((sel & !3) | u16::from(new_cpl));
     desc::check_ip(&new_cs, false, target)?;
-    let new_sp = push_frame(cpu, bus, stack_seg, stack_sp, w, &frame)?;
+    let new_sp = push_frame(cpu, bus, stack_seg, stack_sp, w, &frame, new_cpl)?;
     desc::set_accessed(cpu, bus, sel, &mut cs_desc)?;
 
     // Everything is checked and written: commit.
@@ -337,15 +342,9 @@ fn deliver_long(
     if !mem::is_canonical(target) {
         return Err(Exception::gp(0));
     }
-    // The frame is written in 64-bit form whatever the interrupted mode was.
-    let mut at = sp;
-    for v in &frame {
-        at = at.wrapping_sub(8);
-        if !mem::is_canonical(at) {
-            return Err(Exception::ss(0));
-        }
-        mem::write_linear(cpu, bus, at, Width::W64, *v)?;
-    }
+    // The frame is written in 64-bit form whatever the interrupted mode was, with the new
+    // privilege's accesses (supervisor writes to the ring-0 stack).
+    let at = push_frame64(cpu, bus, sp, &frame, new_cpl)?;
     desc::set_accessed(cpu, bus, sel, &mut cs_desc)?;
     if new_cpl < old_cpl {
         // SS becomes a null selector with RPL = the new CPL.
@@ -365,6 +364,28 @@ fn deliver_long(
     cpu.rip = target;
     cpu.next_rip = target;
     Ok(())
+}
+
+/// Pushes `vals` (first pushed first) as 64-bit values below `sp`, at privilege `cpl`;
+/// returns the new stack pointer. A fault leaves the registers as they were.
+pub fn push_frame64(cpu: &mut CpuState, bus: &mut dyn CpuBus, sp: u64, vals: &[u64], cpl: u8) -> Result<u64> {
+    let saved_cpl = cpu.cpl;
+    cpu.cpl = cpl;
+    let mut at = sp;
+    let mut r = Ok(());
+    for v in vals {
+        at = at.wrapping_sub(8);
+        if !mem::is_canonical(at) {
+            r = Err(Exception::ss(0));
+            break;
+        }
+        r = mem::write_linear(cpu, bus, at, Width::W64, *v);
+        if r.is_err() {
+            break;
+        }
+    }
+    cpu.cpl = saved_cpl;
+    r.map(|_| at)
 }
 
 /// Takes a pending NMI or external interrupt if the CPU accepts one now (between

@@ -143,14 +143,8 @@ fn through_gate(c: &mut Concrete<'_>, gate_sel: u16, gate: Descriptor, call: boo
     let old_sp = c.cpu.gpr[Gpr::Rsp as usize];
     if long {
         let sp = interrupt::tss64_stack(c.cpu, c.bus, new_cpl, 0)?;
-        let mut at = sp;
-        for v in [u64::from(old_ss.selector), old_sp, ret_cs, ret_ip] {
-            at = at.wrapping_sub(8);
-            if !mem::is_canonical(at) {
-                return Err(Exception::ss(0));
-            }
-            mem::write_linear(c.cpu, c.bus, at, Width::W64, v)?;
-        }
+        let at =
+            interrupt::push_frame64(c.cpu, c.bus, sp, &[u64::from(old_ss.selector), old_sp, ret_cs, ret_ip], new_cpl)?;
         let ss = &mut c.cpu.seg[SegReg::Ss as usize];
         ss.selector = u16::from(new_cpl);
         ss.attr = attr::S | attr::RW | attr::DB | (u16::from(new_cpl) << attr::DPL_SHIFT);
@@ -162,7 +156,7 @@ fn through_gate(c: &mut Concrete<'_>, gate_sel: u16, gate: Descriptor, call: boo
         let mut frame = vec![u64::from(old_ss.selector), old_sp & gw.mask()];
         frame.extend(params.iter().rev());
         frame.extend_from_slice(&[ret_cs, ret_ip]);
-        let new_sp = interrupt::push_frame(c.cpu, c.bus, ss, sp, gw, &frame)?;
+        let new_sp = interrupt::push_frame(c.cpu, c.bus, ss, sp, gw, &frame, new_cpl)?;
         c.cpu.seg[SegReg::Ss as usize] = ss;
         let sw = if ss.attr & attr::DB != 0 { Width::W32 } else { Width::W16 };
         c.cpu.set_reg(Gpr::Rsp, sw, new_sp);

@@ -203,7 +203,9 @@ pub fn resolve(i: &Insn) -> Op {
         Lea if i.op_kind(1) != OpKind::Memory => Op::Ud,
         Lea => Op::Lea,
         Xchg => Op::Xchg,
-        Nop | Pause => Op::Nop,
+        // ENDBR32/64 and the CET shadow-stack reads execute as the hint NOPs they are encoded
+        // in (0F 1E) on a CPU without CET, which this one is (CPUID reports no CET).
+        Nop | Pause | Endbr32 | Endbr64 | Rdsspd | Rdsspq => Op::Nop,
         Cbw => Op::Cbw(Width::W16),
         Cwde => Op::Cbw(Width::W32),
         Cdqe => Op::Cbw(Width::W64),
