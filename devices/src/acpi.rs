@@ -30,6 +30,10 @@ pub const PM_TIMER_HZ: u64 = 3_579_545;
 const TMR_STS: u16 = 1 << 0;
 const PWRBTN_STS: u16 = 1 << 8;
 const WAK_STS: u16 = 1 << 15;
+/// GBL_EN and RTC_EN: the guest may enable the global-lock and RTC-alarm events (their
+/// status bits never set here: no firmware takes the global lock, no RTC wake).
+const GBL_EN: u16 = 1 << 5;
+const RTC_EN: u16 = 1 << 10;
 const SCI_EN: u16 = 1 << 0;
 const SLP_EN: u16 = 1 << 13;
 /// SLP_TYP for S5 in the DSDT.
@@ -148,7 +152,7 @@ impl PortDevice for AcpiPm {
             self.s.sts &= !(clear & (TMR_STS | PWRBTN_STS | WAK_STS));
         }
         if bytes[2].is_some() || bytes[3].is_some() {
-            self.s.en = merge(self.s.en, bytes[2], bytes[3]) & (TMR_STS | PWRBTN_STS);
+            self.s.en = merge(self.s.en, bytes[2], bytes[3]) & (TMR_STS | PWRBTN_STS | GBL_EN | RTC_EN);
         }
         if bytes[4].is_some() || bytes[5].is_some() {
             let v = merge(self.s.cnt, bytes[4], bytes[5]);

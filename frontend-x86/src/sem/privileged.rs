@@ -328,6 +328,11 @@ pub mod msr {
     pub const SYSENTER_ESP: u32 = 0x175;
     pub const SYSENTER_EIP: u32 = 0x176;
     pub const MISC_ENABLE: u32 = 0x1a0;
+    /// IA32_BIOS_SIGN_ID: the loaded microcode revision (bits 63:32), read after writing 0
+    /// and executing CPUID. No microcode: revision 0.
+    pub const BIOS_SIGN_ID: u32 = 0x8b;
+    /// IA32_PLATFORM_ID (read-only): platform bits 52:50 are 0.
+    pub const PLATFORM_ID: u32 = 0x17;
     pub const EFER: u32 = 0xc000_0080;
     pub const STAR: u32 = 0xc000_0081;
     pub const LSTAR: u32 = 0xc000_0082;
@@ -358,6 +363,7 @@ pub fn read_msr(c: &mut Concrete<'_>, n: u32) -> Option<u64> {
         msr::SYSENTER_ESP => m.sysenter_esp,
         msr::SYSENTER_EIP => m.sysenter_eip,
         msr::MISC_ENABLE => m.misc_enable,
+        msr::BIOS_SIGN_ID | msr::PLATFORM_ID => 0,
         msr::EFER => c.cpu.efer,
         msr::STAR => m.star,
         msr::LSTAR => m.lstar,
@@ -407,6 +413,8 @@ pub fn write_msr(c: &mut Concrete<'_>, n: u32, v: u64) -> Result<()> {
         msr::SYSENTER_ESP => c.cpu.msr.sysenter_esp = canonical(v)?,
         msr::SYSENTER_EIP => c.cpu.msr.sysenter_eip = canonical(v)?,
         msr::MISC_ENABLE => c.cpu.msr.misc_enable = v,
+        // Writing it is how software asks for the revision; there is nothing to update.
+        msr::BIOS_SIGN_ID => {}
         msr::EFER => {
             let allowed = efer::SCE | efer::LME | efer::LMA | efer::NXE;
             if v & !allowed != 0 {
