@@ -66,6 +66,11 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 0)]
     max_instructions: u64,
 
+    /// Exit instead of rebooting when the guest resets (QEMU: -no-reboot): with a kernel's
+    /// `panic=-1`, a guest panic then ends cranebox with a non-zero status.
+    #[arg(long)]
+    no_reboot: bool,
+
     /// Print execution statistics at exit.
     #[arg(long)]
     stats: bool,
@@ -178,6 +183,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         kernel,
     };
     let mut m = Machine::new(config).context("cannot build the machine")?;
+    m.no_reboot = cli.no_reboot;
     if cli.accel == Accel::Jit {
         m.interp = translator::Interpreter::with_jit(cli.jit_threshold).context("--accel jit")?;
     }
@@ -243,6 +249,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Outcome::TripleFault => {
             eprintln!("cranebox: triple fault at {:04x}:{:x}", m.cpu.seg[1].selector, m.cpu.rip);
             ExitCode::from(2)
+        }
+        Outcome::Reset => {
+            eprintln!(
+                "cranebox: the guest reset the machine (--no-reboot); a kernel booted with panic=-1 does this when it panics"
+            );
+            ExitCode::from(3)
         }
         Outcome::InstructionLimit => {
             eprintln!(

@@ -34,7 +34,7 @@ fn bad_input_gets_one_clear_line_and_a_failure_status() {
         (vec!["--bios", rom, "-m", "12X"], "unknown suffix"),
         (vec!["--bios", rom, "-m", "0"], "-m 0"),
         (vec!["--bios", short.to_str().expect("utf-8 path")], "1000 bytes"),
-        (vec!["--bios", rom, "--accel", "jit"], "--accel jit"),
+        (vec!["--bios", rom, "--accel", "kvm"], "--accel kvm"),
         (vec!["--bios", rom, "--debugcon", "tcp:1234"], "--debugcon tcp:1234"),
     ];
     for (args, want) in cases {
@@ -198,4 +198,10 @@ fn a_guest_reset_boots_the_same_kernel_again() {
     let out = cranebox(&["--kernel", k.to_str().expect("utf-8 path"), "--debugcon", "stdio"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "AB");
+    // With --no-reboot (QEMU's -no-reboot) the reset ends the run instead, with a message
+    // and a failure status.
+    let out = cranebox(&["--kernel", k.to_str().expect("utf-8 path"), "--debugcon", "stdio", "--no-reboot"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "A");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-reboot"));
 }

@@ -91,6 +91,8 @@ pub enum Outcome {
     TripleFault,
     /// The guest powered the machine off (ACPI S5).
     PowerOff,
+    /// The guest asked for a reset and [`Machine::no_reboot`] is set (QEMU's -no-reboot).
+    Reset,
     /// The instruction limit given to [`Machine::run`] was reached.
     InstructionLimit,
 }
@@ -110,6 +112,8 @@ pub struct Machine {
     pub skipped_ns: u64,
     /// Resets the guest asked for (keyboard controller, port 0x92, 0xCF9).
     pub resets: u64,
+    /// A guest reset ends the run ([`Outcome::Reset`]) instead of restarting the machine.
+    pub no_reboot: bool,
     /// The directly booted kernel, started again on every reset.
     kernel: Option<BootPlan>,
 }
@@ -136,6 +140,7 @@ impl Machine {
             interp: translator::Interpreter::new(),
             skipped_ns: 0,
             resets: 0,
+            no_reboot: false,
             kernel: config.kernel,
         };
         m.start_kernel()?;
@@ -213,6 +218,7 @@ impl Machine {
             }
             for r in std::mem::take(&mut self.bus.requests) {
                 match r {
+                    SystemRequest::Reset if self.no_reboot => return Outcome::Reset,
                     SystemRequest::Reset => self.reset(),
                     SystemRequest::PowerOff => return Outcome::PowerOff,
                     SystemRequest::A20(on) => {

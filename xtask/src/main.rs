@@ -281,7 +281,8 @@ fn run_guest(arch: &str) -> Result<()> {
         .arg(&g.vmlinuz)
         .arg("--initrd")
         .arg(&g.initramfs)
-        .args(["--append", "console=ttyS0 earlyprintk=serial panic=-1", "--serial", "stdio", "-m", "256M"])
+        .args(["--append", "console=ttyS0 panic=-1", "--serial", "stdio", "-m", "256M"])
+        .args(["--accel", "jit", "--no-reboot", "--stats"])
         .status()
         .context("cannot run cargo")?;
     if !status.success() {
