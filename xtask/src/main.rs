@@ -214,7 +214,11 @@ fn ensure_i386() -> Result<()> {
     }
     sh(Command::new("dpkg").args(["--add-architecture", "i386"]))
         .context("the i386 guest needs `dpkg --add-architecture i386` (as root)")?;
-    sh(Command::new("apt-get").args(["update", "-q"])).context("apt-get update after adding i386 failed")?;
+    // A mirror in mid-sync can fail one index; what did download is usable, and a package
+    // that is really missing fails clearly at `apt-get download`.
+    if let Err(e) = sh(Command::new("apt-get").args(["update", "-q"])) {
+        eprintln!("warning: apt-get update after adding i386 reported errors ({e:#}); using the lists it has");
+    }
     Ok(())
 }
 
