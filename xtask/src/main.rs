@@ -143,6 +143,77 @@ fn bench_guest(scale: &str) -> Result<()> {
     Ok(())
 }
 
+/// Boots Debian's kernel with the busybox initramfs to its power-off on cranebox (--accel
+/// jit) and on qemu-system-x86_64 -accel tcg, several runs each, and prints the medians and
+/// the ratio (wall time to power-off; both must print the guest's "done" line).
+fn bench_linux(arch: &str) -> Result<()> {
+    const RUNS: usize = 3;
+    let g = guest(arch)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .args(["build", "--release", "-q", "-p", "cranebox"])
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building cranebox failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let cranebox = target.join("release/cranebox");
+    let log = std::env::temp_dir().join(format!("cranebox-bench-linux-{}.txt", std::process::id()));
+    let serial = format!("file:{}", log.display());
+    let boot = |cmd: &mut Command| -> Result<f64> {
+        let _ = std::fs::remove_file(&log);
+        let t = std::time::Instant::now();
+        let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+        let secs = t.elapsed().as_secs_f64();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !out.status.success() || !text.contains("cranebox-guest: done") {
+            bail!(
+                "{cmd:?} ended with {:?} without the guest's done line: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(secs)
+    };
+    let mut ours = Vec::new();
+    for _ in 0..RUNS {
+        ours.push(boot(
+            Command::new(&cranebox).arg("--kernel").arg(&g.vmlinuz).arg("--initrd").arg(&g.initramfs).args([
+                "--append",
+                "console=ttyS0",
+                "-m",
+                "256M",
+                "--accel",
+                "jit",
+                "--no-reboot",
+                "--serial",
+                &serial,
+            ]),
+        )?);
+    }
+    let ours = median(ours);
+    println!("cranebox (--accel jit): median {ours:.2} s of {RUNS} to power-off ({arch})");
+    let mut theirs = Vec::new();
+    for _ in 0..RUNS {
+        theirs.push(boot(
+            Command::new("qemu-system-x86_64")
+                .args(["-accel", "tcg", "-kernel"])
+                .arg(&g.vmlinuz)
+                .arg("-initrd")
+                .arg(&g.initramfs)
+                .args(["-append", "console=ttyS0", "-m", "256M", "-nographic", "-no-reboot", "-monitor", "none"])
+                .args(["-serial", &serial]),
+        )?);
+    }
+    let theirs = median(theirs);
+    println!("qemu-system-x86_64 (tcg): median {theirs:.2} s of {RUNS} to power-off ({arch})");
+    println!("cranebox / qemu: {:.2}x the time", ours / theirs);
+    let _ = std::fs::remove_file(&log);
+    Ok(())
+}
+
 /// Runs a command, failing with its name and stderr.
 fn sh(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
@@ -300,11 +371,12 @@ fn main() -> Result<()> {
     match args.get(1).map(String::as_str) {
         Some("demo") => demo(),
         Some("bench-guest") => bench_guest(args.get(2).map_or("400", String::as_str)),
+        Some("bench-linux") => bench_linux(args.get(2).map_or("amd64", String::as_str)),
         Some("guest") => guest(args.get(2).map_or("amd64", String::as_str)).map(|_| ()),
         Some("run") => run_guest(args.get(2).map_or("amd64", String::as_str)),
         Some(other) => {
-            bail!("unknown task {other}; tasks: demo, guest [amd64|i386], run [amd64|i386], bench-guest [SCALE]")
+            bail!("unknown task {other}; tasks: demo, guest [amd64|i386], run [amd64|i386], bench-guest [SCALE], bench-linux [amd64|i386]")
         }
-        None => bail!("usage: cargo xtask demo | guest [amd64|i386] | run [amd64|i386] | bench-guest [SCALE]"),
+        None => bail!("usage: cargo xtask demo | guest [amd64|i386] | run [amd64|i386] | bench-guest [SCALE] | bench-linux [amd64|i386]"),
     }
 }
