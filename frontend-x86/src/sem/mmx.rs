@@ -9,6 +9,7 @@
 //! CR0.NE, or FERR# (`CpuBus::ferr`) without it. Every memory access is done before any state
 //! changes, so a fault leaves everything as it was.
 
+use super::sse::{sat_s, sx};
 use iced_x86::{Mnemonic, OpKind, Register};
 
 use crate::concrete::Concrete;
@@ -17,7 +18,7 @@ use crate::exception::{vector, Exception, Result};
 use crate::insn::Insn;
 use crate::mem;
 use crate::operand as op;
-use crate::sem::Op;
+use crate::sem::{sse, Op};
 use crate::state::{cr0, cr4, Width};
 
 /// FSW.ES: an unmasked x87 exception is pending.
@@ -158,24 +159,10 @@ pub fn movq2dq(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     }
 }
 
-/// Applies `f` lane by lane to `a` and `b` split into `bits`-bit lanes.
+/// Applies `f` lane by lane to `a` and `b` split into `bits`-bit lanes: the SSE lane walk
+/// on the low 64 bits (the high lanes it computes from zeros are dropped).
 fn lanes(a: u64, b: u64, bits: u32, f: impl Fn(u64, u64) -> u64) -> u64 {
-    let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
-    (0..64 / bits).fold(0u64, |acc, k| {
-        let sh = k * bits;
-        acc | ((f((a >> sh) & mask, (b >> sh) & mask) & mask) << sh)
-    })
-}
-
-/// Sign-extends the low `bits` of `v`.
-fn sx(v: u64, bits: u32) -> i64 {
-    ((v << (64 - bits)) as i64) >> (64 - bits)
-}
-
-/// Signed saturation of `v` to `bits`.
-fn sat_s(v: i64, bits: u32) -> u64 {
-    let max = (1i64 << (bits - 1)) - 1;
-    v.clamp(-max - 1, max) as u64
+    sse::lanes(u128::from(a), u128::from(b), bits, f) as u64
 }
 
 /// PUNPCKL/H: the low (or high) halves' lanes of `a` and `b`, interleaved a, b, a, b...
