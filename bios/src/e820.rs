@@ -19,6 +19,8 @@ pub const LOW_RAM_END: u64 = 0xa_0000;
 /// The system BIOS area that the firmware owns on a PC.
 pub const BIOS_AREA: u64 = 0xf_0000;
 const ONE_MIB: u64 = 1 << 20;
+/// The window below 1 MiB where the end of a firmware image appears.
+const ISA_WINDOW: u64 = 0x2_0000;
 const FOUR_GIB: u64 = 1 << 32;
 
 /// One E820 entry.
@@ -46,10 +48,13 @@ impl E820Entry {
 /// The memory map of a PC with `layout`'s RAM and a firmware image of `firmware_len` bytes
 /// ending at 4 GiB (0 when the machine has none).
 pub fn memory_map(layout: PcLayout, firmware_len: u64) -> Vec<E820Entry> {
+    // A firmware image of 128 KiB or more covers 0xE0000-0xFFFFF (softmmu maps its last
+    // 128 KiB there); otherwise the BIOS area is the last 64 KiB.
+    let bios_area = if firmware_len >= ISA_WINDOW { ONE_MIB - ISA_WINDOW } else { BIOS_AREA };
     let mut map = vec![
         E820Entry { addr: 0, size: EBDA_BASE.min(layout.below_4g), kind: E820_RAM },
         E820Entry { addr: EBDA_BASE, size: LOW_RAM_END - EBDA_BASE, kind: E820_RESERVED },
-        E820Entry { addr: BIOS_AREA, size: ONE_MIB - BIOS_AREA, kind: E820_RESERVED },
+        E820Entry { addr: bios_area, size: ONE_MIB - bios_area, kind: E820_RESERVED },
     ];
     if layout.below_4g > ONE_MIB {
         map.push(E820Entry { addr: ONE_MIB, size: layout.below_4g - ONE_MIB, kind: E820_RAM });

@@ -11,3 +11,4 @@ pub mod e820;
 pub mod linux;
 pub mod mptable;
 pub mod multiboot;
+pub mod rom;

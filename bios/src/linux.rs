@@ -1,10 +1,19 @@
-//! The Linux x86 boot protocol (Documentation/arch/x86/boot.rst), 32-bit entry.
+//! The Linux x86 boot protocol (Documentation/arch/x86/boot.rst), 16-bit and 32-bit entry.
 //!
 //! [`load`] reads a bzImage's setup header, places the protected-mode kernel at 1 MiB, the
-//! command line, the initrd and a "zero page" (`struct boot_params`) in guest RAM, and returns
-//! a [`BootPlan`]: the bytes to copy and the CPU state to start in. The 32-bit entry point
-//! serves both 32-bit and 64-bit kernels: flat 4 GiB segments (CS 0x10, data 0x18), paging and
-//! interrupts off, ESI pointing at boot_params.
+//! command line and the initrd in guest RAM, and returns a [`BootPlan`]: the bytes to copy and
+//! how the kernel is entered. Two ways:
+//!
+//! - The 16-bit protocol ([`LinuxOptions::real_mode`], the default with cranebox's BIOS ROM):
+//!   the real-mode setup code goes to 0x10000 with its header filled in as a boot loader does
+//!   (type_of_loader 0xB0 as QEMU, CAN_USE_HEAP with heap_end_ptr 0xFE00, cmd_line_ptr,
+//!   ramdisk_image/size), and the ROM's INT 19h jumps to 0x1020:0000 with DS = ES = SS =
+//!   0x1000. The setup code then asks the BIOS for the memory map (INT 15h E820h), the video
+//!   state, the keyboard, APM and EDD itself.
+//! - The 32-bit protocol (no firmware, `--bios none`): a "zero page" (`struct boot_params`)
+//!   with the E820 map, and the CPU started at the 32-bit entry point, which serves both
+//!   32-bit and 64-bit kernels: flat 4 GiB segments (CS 0x10, data 0x18), paging and
+//!   interrupts off, ESI pointing at boot_params.
 
 use softmmu::PcLayout;
 use thiserror::Error;
@@ -36,6 +45,12 @@ pub enum LinuxError {
     /// A zImage (not loaded high) cannot be booted this way.
     #[error("is a zImage (LOADED_HIGH not set); only bzImage kernels are supported")]
     NotLoadedHigh,
+    /// The real-mode setup code does not fit below its heap.
+    #[error("has {len} bytes of real-mode setup code, more than fit in the 64 KiB setup segment")]
+    SetupTooLarge {
+        /// Bytes of boot sector and setup code.
+        len: usize,
+    },
     /// The command line is longer than the kernel accepts.
     #[error("command line is {len} bytes; this kernel accepts at most {max}")]
     CmdlineTooLong {
@@ -70,6 +85,13 @@ pub const BOOT_PARAMS_ADDR: u64 = 0x1_0000;
 pub const CMDLINE_ADDR: u64 = 0x2_0000;
 /// Where the protected-mode kernel is loaded.
 pub const KERNEL_ADDR: u64 = 0x10_0000;
+/// Where the 16-bit protocol's real-mode kernel (boot sector and setup code) goes.
+pub const REAL_MODE_ADDR: u64 = 0x1_0000;
+/// The end of the setup heap (from the start of the real-mode kernel), less 0x200 as the
+/// protocol writes it: the heap and the stack fill the rest of the 64 KiB segment.
+pub const HEAP_END_PTR: u16 = 0xfe00;
+/// type_of_loader: "undefined" version 0 of an unregistered loader, as QEMU writes it.
+pub const TYPE_OF_LOADER: u8 = 0xb0;
 /// The flat code selector of the 32-bit boot protocol.
 pub const BOOT_CS: u16 = 0x10;
 /// The flat data selector of the 32-bit boot protocol.
@@ -225,13 +247,38 @@ pub struct Entry32 {
     pub gdt_limit: u16,
 }
 
-/// What a direct loader hands the machine: bytes to place in RAM and where the CPU starts.
+/// A real-mode entry: CS:IP, DS (= ES = FS = GS), SS:SP; interrupts off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RealModeEntry {
+    /// CS.
+    pub cs: u16,
+    /// IP.
+    pub ip: u16,
+    /// DS, ES, FS and GS.
+    pub ds: u16,
+    /// SS.
+    pub ss: u16,
+    /// SP.
+    pub sp: u16,
+}
+
+/// How a loaded kernel is entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// The machine puts the CPU here itself at power-on and after a reset; no firmware runs.
+    Protected32(Entry32),
+    /// The firmware runs first: cranebox's BIOS ROM, built with this entry
+    /// ([`crate::rom::build`]), jumps here from INT 19h after POST.
+    RealMode(RealModeEntry),
+}
+
+/// What a loader hands the machine: bytes to place in RAM and how the kernel starts.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BootPlan {
     /// (physical address, bytes) pairs, copied in order.
     pub blobs: Vec<(u64, Vec<u8>)>,
-    /// The entry state.
-    pub entry: Entry32,
+    /// The entry.
+    pub entry: Entry,
 }
 
 impl std::fmt::Debug for BootPlan {
@@ -280,6 +327,9 @@ pub struct LinuxOptions<'a> {
     /// Bytes at the top of low RAM that hold ACPI tables: E820 ACPI, not RAM, and kept clear
     /// of the initrd.
     pub top_reserved: u64,
+    /// Enter through the real-mode setup code from cranebox's BIOS ROM (the 16-bit boot
+    /// protocol) instead of at the 32-bit entry point.
+    pub real_mode: bool,
 }
 
 /// Prepares `image` to boot on a machine with `layout`'s memory.
@@ -291,6 +341,9 @@ pub fn load(image: &[u8], layout: PcLayout, opts: &LinuxOptions<'_>) -> Result<B
     let koff = hdr.kernel_offset();
     if image.len() <= koff {
         return Err(LinuxError::Truncated { len: image.len(), need: koff + 1 });
+    }
+    if opts.real_mode && koff > usize::from(HEAP_END_PTR) {
+        return Err(LinuxError::SetupTooLarge { len: koff });
     }
     let kernel = &image[koff..];
     let cmdline = opts.cmdline.as_bytes();
@@ -306,6 +359,41 @@ pub fn load(image: &[u8], layout: PcLayout, opts: &LinuxOptions<'_>) -> Result<B
         return Err(LinuxError::KernelTooLarge { need: kernel_end, have: usable_top });
     }
 
+    let initrd_at = match opts.initrd {
+        Some(initrd) => {
+            let max = if hdr.initrd_addr_max == 0 { 0x37ff_ffff } else { hdr.initrd_addr_max };
+            let limit = usable_top.min(u64::from(max) + 1);
+            Some((place_initrd(initrd.len() as u64, kernel_end, limit)?, initrd))
+        }
+        None => None,
+    };
+    let mut line = cmdline.to_vec();
+    line.push(0);
+
+    if opts.real_mode {
+        // The boot sector and setup code, with the loader's fields of the header filled in.
+        let mut setup = image[..koff].to_vec();
+        setup[off::TYPE_OF_LOADER] = TYPE_OF_LOADER;
+        setup[off::LOADFLAGS] = (hdr.loadflags | CAN_USE_HEAP) & !(1 << 5); // keep early messages
+        put_u16(&mut setup, off::HEAP_END_PTR, HEAP_END_PTR);
+        put_u32(&mut setup, off::CMD_LINE_PTR, CMDLINE_ADDR as u32);
+        let mut blobs = vec![(REAL_MODE_ADDR, setup), (CMDLINE_ADDR, line), (KERNEL_ADDR, kernel.to_vec())];
+        if let Some((at, initrd)) = initrd_at {
+            let Ok(size) = u32::try_from(initrd.len()) else {
+                return Err(LinuxError::InitrdTooLarge { size: initrd.len() as u64, room: u64::from(u32::MAX) });
+            };
+            let setup = &mut blobs[0].1;
+            put_u32(setup, off::RAMDISK_IMAGE, at as u32);
+            put_u32(setup, off::RAMDISK_SIZE, size);
+            blobs.push((at, initrd.to_vec()));
+        }
+        let seg = (REAL_MODE_ADDR >> 4) as u16;
+        return Ok(BootPlan {
+            blobs,
+            entry: Entry::RealMode(RealModeEntry { cs: seg + 0x20, ip: 0, ds: seg, ss: seg, sp: 0xfff0 }),
+        });
+    }
+
     let mut bp = vec![0u8; 4096];
     bp[off::SETUP_SECTS..hdr.header_end].copy_from_slice(&image[off::SETUP_SECTS..hdr.header_end]);
     bp[off::TYPE_OF_LOADER] = 0xff;
@@ -318,15 +406,10 @@ pub fn load(image: &[u8], layout: PcLayout, opts: &LinuxOptions<'_>) -> Result<B
 
     let mut blobs = vec![(GDT_ADDR, boot_gdt())];
     blobs.extend(bda_blobs());
-    let mut line = cmdline.to_vec();
-    line.push(0);
     blobs.push((CMDLINE_ADDR, line));
     blobs.push((KERNEL_ADDR, kernel.to_vec()));
 
-    if let Some(initrd) = opts.initrd {
-        let max = if hdr.initrd_addr_max == 0 { 0x37ff_ffff } else { hdr.initrd_addr_max };
-        let limit = usable_top.min(u64::from(max) + 1);
-        let at = place_initrd(initrd.len() as u64, kernel_end, limit)?;
+    if let Some((at, initrd)) = initrd_at {
         put_u32(&mut bp, off::RAMDISK_IMAGE, at as u32);
         put_u32(&mut bp, off::RAMDISK_SIZE, initrd.len() as u32);
         put_u32(&mut bp, off::EXT_RAMDISK_IMAGE, (at >> 32) as u32);
@@ -358,14 +441,14 @@ pub fn load(image: &[u8], layout: PcLayout, opts: &LinuxOptions<'_>) -> Result<B
     let gdt_limit = (boot_gdt().len() - 1) as u16;
     Ok(BootPlan {
         blobs,
-        entry: Entry32 {
+        entry: Entry::Protected32(Entry32 {
             eip: KERNEL_ADDR as u32,
             eax: 0,
             ebx: 0,
             esi: BOOT_PARAMS_ADDR as u32,
             gdt_base: GDT_ADDR as u32,
             gdt_limit,
-        },
+        }),
     })
 }
 
@@ -448,8 +531,9 @@ mod tests {
         assert_eq!(u32_at(bp, 0x2d0 + 3 * 20 + 16), 1);
         assert_eq!(plan_blob(&plan, CMDLINE_ADDR), b"console=ttyS0\0");
         assert_eq!(plan_blob(&plan, KERNEL_ADDR), &[0x90; 64]);
-        assert_eq!(plan.entry.esi, BOOT_PARAMS_ADDR as u32);
-        assert_eq!(plan.entry.eip, 0x10_0000);
+        let Entry::Protected32(e) = plan.entry else { panic!("not a 32-bit entry: {plan:?}") };
+        assert_eq!(e.esi, BOOT_PARAMS_ADDR as u32);
+        assert_eq!(e.eip, 0x10_0000);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use softmmu::PcLayout;
 use thiserror::Error;
 
 use crate::e820;
-use crate::linux::{bda_blobs, boot_gdt, BootPlan, Entry32, GDT_ADDR};
+use crate::linux::{bda_blobs, boot_gdt, BootPlan, Entry, Entry32, GDT_ADDR};
 
 /// Errors from loading a multiboot kernel.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
@@ -223,14 +223,14 @@ pub fn load(
     blobs.push((MBI_ADDR, mbi));
     Ok(BootPlan {
         blobs,
-        entry: Entry32 {
+        entry: Entry::Protected32(Entry32 {
             eip: entry,
             eax: BOOTLOADER_MAGIC,
             ebx: MBI_ADDR as u32,
             esi: 0,
             gdt_base: GDT_ADDR as u32,
             gdt_limit: (boot_gdt().len() - 1) as u16,
-        },
+        }),
     })
 }
 
@@ -260,8 +260,9 @@ mod tests {
         assert_eq!(h.offset, 0);
         let m = Module { data: vec![7; 100], cmdline: "mod arg".into() };
         let plan = load(&img, PcLayout::for_ram(64 << 20), "k x=1", &[m], 0).expect("load");
-        assert_eq!(plan.entry.eip, 0x10_0020);
-        assert_eq!(plan.entry.eax, BOOTLOADER_MAGIC);
+        let Entry::Protected32(e) = plan.entry else { panic!("not a 32-bit entry: {plan:?}") };
+        assert_eq!(e.eip, 0x10_0020);
+        assert_eq!(e.eax, BOOTLOADER_MAGIC);
         let kernel = &plan.blobs.iter().find(|(a, _)| *a == 0x10_0000).expect("kernel").1;
         assert_eq!(kernel.len(), 0x2000);
         assert_eq!(kernel[32], 0xf4);

@@ -15,7 +15,7 @@ pub mod pci;
 
 use std::io::Write;
 
-use bios::linux::{BootPlan, BOOT_CS, BOOT_DS};
+use bios::linux::{BootPlan, Entry, BOOT_CS, BOOT_DS};
 use devices::debug::DebugCon;
 use devices::rtc::Rtc;
 use devices::uart::Uart;
@@ -32,6 +32,9 @@ pub enum MachineError {
     /// The memory map could not be built (RAM size, firmware image).
     #[error(transparent)]
     Map(#[from] MapError),
+    /// A kernel to be entered by the firmware, but no firmware.
+    #[error("the kernel is to be started by the BIOS, but the machine has no firmware")]
+    NoFirmware,
 }
 
 /// How the machine is put together.
@@ -48,8 +51,9 @@ pub struct MachineConfig {
     pub serial: Option<Box<dyn Write + Send>>,
     /// What the RTC reads at power-on, in seconds since the Unix epoch.
     pub rtc_start: i64,
-    /// A directly booted kernel (QEMU's -kernel): its bytes are placed in RAM and the CPU
-    /// starts at its entry point, at power-on and after every reset. `bios` may then be empty.
+    /// A kernel (QEMU's -kernel): its bytes are placed in RAM at power-on and after every
+    /// reset. With a 32-bit entry the CPU starts there (`bios` may then be empty); with a
+    /// real-mode entry the firmware (cranebox's ROM, built for that entry) runs first.
     pub kernel: Option<BootPlan>,
 }
 
@@ -123,7 +127,11 @@ impl Machine {
     pub fn new(config: MachineConfig) -> Result<Self, MachineError> {
         let mut mem = PhysMap::pc(config.ram_bytes)?;
         // A direct kernel boot needs no firmware; without it 0xE0000-0xFFFFF stays RAM.
-        if config.kernel.is_none() || !config.bios.is_empty() {
+        let direct = config.kernel.as_ref().is_some_and(|k| matches!(k.entry, Entry::Protected32(_)));
+        if !direct && config.bios.is_empty() && config.kernel.is_some() {
+            return Err(MachineError::NoFirmware);
+        }
+        if !direct || !config.bios.is_empty() {
             mem.map_firmware(config.bios)?;
         }
         let layout = PcLayout::for_ram(config.ram_bytes);
@@ -147,14 +155,15 @@ impl Machine {
         Ok(m)
     }
 
-    /// Places the direct-boot kernel's pieces in RAM and puts the CPU at its 32-bit entry:
-    /// flat protected mode, paging and interrupts off (Linux boot protocol, multiboot).
+    /// Places the kernel's pieces in RAM and, for a 32-bit entry, puts the CPU there: flat
+    /// protected mode, paging and interrupts off (Linux boot protocol, multiboot).
     fn start_kernel(&mut self) -> Result<(), MachineError> {
         let Some(plan) = &self.kernel else { return Ok(()) };
         for (addr, bytes) in &plan.blobs {
             self.bus.mem.load(*addr, bytes)?;
         }
-        let e = plan.entry;
+        // A real-mode entry is the ROM's to take (INT 19h); the CPU starts at the reset vector.
+        let Entry::Protected32(e) = plan.entry else { return Ok(()) };
         let flat = |selector: u16, code: bool| {
             let kind = if code { attr::CODE } else { 0 };
             Segment {
