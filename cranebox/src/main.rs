@@ -16,12 +16,15 @@ use machine::{Machine, MachineConfig, Outcome};
 #[command(name = "cranebox", version, about)]
 struct Cli {
     /// Firmware image to run (QEMU: -bios). It is mapped so it ends at 4 GiB, with its last
-    /// 128 KiB also below 1 MiB, and the CPU starts at the reset vector.
-    /// Optional with --kernel.
-    #[arg(long, value_name = "FILE")]
+    /// 128 KiB also below 1 MiB, and the CPU starts at the reset vector. Without this option
+    /// cranebox's own BIOS runs; `none` runs no firmware and starts a --kernel at its 32-bit
+    /// entry point.
+    #[arg(long, value_name = "FILE|none")]
     bios: Option<PathBuf>,
 
-    /// Boot this Linux bzImage or multiboot kernel directly, without firmware (QEMU: -kernel).
+    /// Boot this Linux bzImage or multiboot kernel (QEMU: -kernel). With cranebox's BIOS a
+    /// bzImage enters through its real-mode setup code from INT 19h; a multiboot kernel, or
+    /// any kernel with --bios FILE or --bios none, starts at its 32-bit entry point.
     #[arg(long, value_name = "FILE")]
     kernel: Option<PathBuf>,
 
@@ -117,6 +120,7 @@ fn load_kernel(
     cmdline: &str,
     ram_bytes: u64,
     firmware_len: u64,
+    real_mode: bool,
 ) -> Result<bios::linux::BootPlan> {
     let image = std::fs::read(path).with_context(|| format!("cannot read kernel {}", path.display()))?;
     let layout = softmmu::PcLayout::for_ram(ram_bytes);
@@ -139,7 +143,8 @@ fn load_kernel(
         Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read initrd {}", p.display()))?),
         None => None,
     };
-    // Without firmware, cranebox builds the ACPI tables itself, at the top of low RAM.
+    // Without firmware, cranebox builds the ACPI tables itself, at the top of low RAM (its
+    // BIOS ROM holds its own).
     let acpi = (firmware_len == 0 && layout.below_4g > 2 * bios::acpi::ACPI_AREA)
         .then(|| bios::acpi::build(layout.below_4g - bios::acpi::ACPI_AREA));
     let opts = bios::linux::LinuxOptions {
@@ -148,6 +153,7 @@ fn load_kernel(
         firmware_len,
         rsdp_addr: acpi.as_ref().map_or(0, |a| a.rsdp_addr),
         top_reserved: if acpi.is_some() { bios::acpi::ACPI_AREA } else { 0 },
+        real_mode,
     };
     let mut plan = bios::linux::load(&image, layout, &opts).with_context(|| format!("kernel {}", path.display()))?;
     if let Some(acpi) = acpi {
@@ -162,14 +168,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
         bail!("--accel {name}: KVM is not implemented yet; use --accel interp or --accel jit");
     }
     let ram_bytes = softmmu::parse_mem_size(&cli.memory).with_context(|| format!("-m {}", cli.memory))?;
-    let bios = match &cli.bios {
-        Some(p) => std::fs::read(p).with_context(|| format!("cannot read firmware {}", p.display()))?,
-        None if cli.kernel.is_some() => Vec::new(),
-        None => bail!("nothing to run: give --bios FILE or --kernel FILE"),
-    };
-    let kernel = match &cli.kernel {
-        Some(path) => Some(load_kernel(path, cli.initrd.as_deref(), &cli.append, ram_bytes, bios.len() as u64)?),
+    // None: cranebox's own ROM, built once the kernel's entry is known.
+    let file_bios = match &cli.bios {
+        Some(p) if p.as_os_str() == "none" => {
+            if cli.kernel.is_none() {
+                bail!("--bios none: nothing to run without --kernel FILE");
+            }
+            Some(Vec::new())
+        }
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("cannot read firmware {}", p.display()))?),
         None => None,
+    };
+    let firmware_len = file_bios.as_ref().map_or(bios::rom::ROM_SIZE, Vec::len) as u64;
+    let kernel = match &cli.kernel {
+        Some(path) => {
+            Some(load_kernel(path, cli.initrd.as_deref(), &cli.append, ram_bytes, firmware_len, file_bios.is_none())?)
+        }
+        None => None,
+    };
+    let bios = match file_bios {
+        Some(image) => image,
+        None => {
+            let entry = kernel.as_ref().and_then(|k| match k.entry {
+                bios::linux::Entry::RealMode(e) => Some(e),
+                bios::linux::Entry::Protected32(_) => None,
+            });
+            bios::rom::build(softmmu::PcLayout::for_ram(ram_bytes), entry)?
+        }
     };
     let rtc_start =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);

@@ -77,9 +77,57 @@ fn a_direct_booted_kernel_starts_in_protected_mode_with_esi_at_boot_params() {
         0xe6, 0xf4,                         // out 0xf4, al         (exit status 0x21)
     ];
     let k = scratch("tiny.bzimage", &tiny_bzimage(&code));
-    let out = cranebox(&["--kernel", k.to_str().expect("utf-8 path"), "--append", "Zed", "--debugcon", "stdio"]);
+    let out = cranebox(&[
+        "--bios",
+        "none",
+        "--kernel",
+        k.to_str().expect("utf-8 path"),
+        "--append",
+        "Zed",
+        "--debugcon",
+        "stdio",
+    ]);
     assert_eq!(out.status.code(), Some(0x21), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HZ");
+}
+
+#[test]
+fn with_the_builtin_bios_a_bzimage_enters_its_setup_code_in_real_mode() {
+    #[rustfmt::skip]
+    let setup = [
+        0xba, 0xe9, 0x00,       // mov dx, 0xe9
+        0xa0, 0x10, 0x02,       // mov al, [0x210]      (type_of_loader, DS = the setup segment)
+        0x3c, 0xb0,             // cmp al, 0xb0
+        0x75, 0x18,             // jne fail
+        0xb8, 0x00, 0x20,       // mov ax, 0x2000
+        0x8e, 0xc0,             // mov es, ax
+        0x26, 0xa0, 0x00, 0x00, // mov al, es:[0]       (the command line at 0x20000)
+        0xee,                   // out dx, al
+        0xcd, 0x12,             // int 0x12             (base memory from the BIOS)
+        0x3d, 0x7f, 0x02,       // cmp ax, 639
+        0x75, 0x07,             // jne fail
+        0xb0, 0x52,             // mov al, 'R'
+        0xee,                   // out dx, al
+        0xb0, 0x10,             // mov al, 0x10
+        0xe6, 0xf4,             // out 0xf4, al         (exit status 0x21)
+        // fail:
+        0xb0, 0x03,             // mov al, 3
+        0xe6, 0xf4,             // out 0xf4, al
+    ];
+    let mut img = tiny_bzimage(&[0xf4]);
+    img[0x268..0x268 + setup.len()].copy_from_slice(&setup);
+    let k = scratch("setup.bzimage", &img);
+    let out = cranebox(&["--kernel", k.to_str().expect("utf-8 path"), "--append", "Zed", "--debugcon", "stdio"]);
+    assert_eq!(out.status.code(), Some(0x21), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ZR");
+}
+
+#[test]
+fn with_nothing_to_boot_the_bios_says_so_and_waits() {
+    let out = cranebox(&["--serial", "stdio", "--max-instructions", "3000000"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("cranebox BIOS ") && text.ends_with("No bootable device.\r\n"), "{text:?}");
 }
 
 #[test]
@@ -93,7 +141,7 @@ fn bad_kernels_get_one_clear_line_and_a_failure_status() {
     let big = scratch("big.initrd", &vec![0u8; 40 << 20]);
     let long = "x".repeat(300);
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec![], "give --bios FILE or --kernel FILE"),
+        (vec!["--bios", "none"], "nothing to run without --kernel FILE"),
         (vec!["--kernel", "/nonexistent/vmlinuz"], "cannot read kernel /nonexistent/vmlinuz"),
         (vec!["--kernel", truncated.to_str().expect("utf-8 path")], "is truncated"),
         (vec!["--kernel", no_payload.to_str().expect("utf-8 path")], "is truncated"),
@@ -195,12 +243,20 @@ fn a_guest_reset_boots_the_same_kernel_again() {
         0xe6, 0xf4,                               // out 0xf4, al
     ];
     let k = scratch("reset.bzimage", &tiny_bzimage(&code));
-    let out = cranebox(&["--kernel", k.to_str().expect("utf-8 path"), "--debugcon", "stdio"]);
+    let out = cranebox(&["--bios", "none", "--kernel", k.to_str().expect("utf-8 path"), "--debugcon", "stdio"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "AB");
     // With --no-reboot (QEMU's -no-reboot) the reset ends the run instead, with a message
     // and a failure status.
-    let out = cranebox(&["--kernel", k.to_str().expect("utf-8 path"), "--debugcon", "stdio", "--no-reboot"]);
+    let out = cranebox(&[
+        "--bios",
+        "none",
+        "--kernel",
+        k.to_str().expect("utf-8 path"),
+        "--debugcon",
+        "stdio",
+        "--no-reboot",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "A");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-reboot"));
