@@ -5,9 +5,12 @@
 
 mod common;
 
+use bios::e820::E820Entry;
 use bios::linux::{BootPlan, Entry, RealModeEntry};
 use common::Capture;
+use devices::i8042::Key;
 use iced_x86::code_asm::*;
+use iced_x86::IcedError;
 use machine::{Machine, MachineConfig, Outcome};
 use softmmu::{PcLayout, PhysBus};
 
@@ -96,4 +99,208 @@ fn post_prints_the_banner_and_fills_the_ivt_and_bda() {
     let secs = m.now_ns() as f64 / 1e9;
     let rate = f64::from(ticks) / secs;
     assert!((17.5..19.0).contains(&rate), "{ticks} ticks in {secs} s");
+}
+
+/// Where the test program keeps its results.
+const OUT: u64 = 0x7000;
+/// Where it asks for the E820 entries.
+const E820_BUF: u64 = 0x8000;
+
+/// A real-mode program for 0000:7C00 that calls the BIOS services and stores what they
+/// return at [`OUT`]; it sets byte OUT+0x40 when it waits for two keys, and leaves through
+/// isa-debug-exit.
+fn services_program() -> Result<Vec<u8>, IcedError> {
+    let mut a = CodeAssembler::new(16)?;
+    let o = |off: u32| OUT as u32 + off;
+    // INT 15h E820h until EBX comes back 0; the count at OUT, a bad signature at OUT+2.
+    a.xor(ebx, ebx)?;
+    a.mov(di, E820_BUF as i32)?;
+    a.mov(word_ptr(o(0)), 0)?;
+    let mut next = a.create_label();
+    let mut done = a.create_label();
+    a.set_label(&mut next)?;
+    a.mov(eax, 0xe820)?;
+    a.mov(edx, 0x534d_4150)?;
+    a.mov(ecx, 20)?;
+    a.int(0x15)?;
+    a.jc(done)?;
+    a.cmp(eax, 0x534d_4150)?;
+    a.setne(byte_ptr(o(2)))?;
+    a.inc(word_ptr(o(0)))?;
+    a.add(di, 20)?;
+    a.test(ebx, ebx)?;
+    a.jnz(next)?;
+    a.set_label(&mut done)?;
+    // INT 10h: cursor to row 5 column 10, "Hi" by teletype, the cursor and mode read back.
+    a.mov(ah, 0x02)?;
+    a.xor(bh, bh)?;
+    a.mov(dx, 0x050a)?;
+    a.int(0x10)?;
+    for c in [b'H', b'i'] {
+        a.mov(ax, 0x0e00 | i32::from(c))?;
+        a.int(0x10)?;
+    }
+    a.mov(ah, 0x03)?;
+    a.int(0x10)?;
+    a.mov(word_ptr(o(4)), dx)?;
+    a.mov(ah, 0x0f)?;
+    a.int(0x10)?;
+    a.mov(word_ptr(o(6)), ax)?;
+    // INT 12h, INT 11h.
+    a.int(0x12)?;
+    a.mov(word_ptr(o(0x0a)), ax)?;
+    a.int(0x11)?;
+    a.mov(word_ptr(o(0x0c)), ax)?;
+    // INT 1Ah: ticks, RTC time (with CF), RTC date.
+    a.mov(ah, 0x00)?;
+    a.int(0x1a)?;
+    a.mov(word_ptr(o(0x10)), dx)?;
+    a.mov(word_ptr(o(0x12)), cx)?;
+    a.mov(ah, 0x02)?;
+    a.stc()?;
+    a.int(0x1a)?;
+    a.mov(word_ptr(o(0x14)), cx)?;
+    a.mov(word_ptr(o(0x16)), dx)?;
+    a.setc(byte_ptr(o(0x18)))?;
+    a.mov(ah, 0x04)?;
+    a.int(0x1a)?;
+    a.mov(word_ptr(o(0x1a)), cx)?;
+    a.mov(word_ptr(o(0x1c)), dx)?;
+    // INT 15h: E801h, 88h, C0h, APM 5300h, A20 status, and EDD (INT 13h 41h).
+    a.mov(ax, 0xe801)?;
+    a.int(0x15)?;
+    a.mov(word_ptr(o(0x20)), ax)?;
+    a.mov(word_ptr(o(0x22)), bx)?;
+    a.mov(ah, 0x88)?;
+    a.int(0x15)?;
+    a.mov(word_ptr(o(0x24)), ax)?;
+    a.mov(ah, 0xc0)?;
+    a.int(0x15)?;
+    a.mov(al, byte_ptr(bx + 2).es())?; // the model byte
+    a.mov(byte_ptr(o(0x26)), al)?;
+    a.xor(ax, ax)?;
+    a.mov(es, ax)?;
+    a.mov(ax, 0x5300)?;
+    a.xor(bx, bx)?;
+    a.int(0x15)?;
+    a.mov(byte_ptr(o(0x2a)), ah)?;
+    a.setc(byte_ptr(o(0x2b)))?;
+    a.mov(ax, 0x2402)?;
+    a.int(0x15)?;
+    a.mov(byte_ptr(o(0x2c)), al)?;
+    a.mov(ah, 0x41)?;
+    a.mov(bx, 0x55aa)?;
+    a.mov(dl, 0x80)?;
+    a.int(0x13)?;
+    a.setc(byte_ptr(o(0x2e)))?;
+    // INT 15h 86h: 0.2 s, in ticks read around it.
+    a.mov(eax, dword_ptr(0x46c))?;
+    a.mov(dword_ptr(o(0x38)), eax)?;
+    a.mov(ah, 0x86)?;
+    a.mov(cx, 0x0003)?;
+    a.mov(dx, 0x0d40)?; // 200000 us
+    a.int(0x15)?;
+    a.mov(eax, dword_ptr(0x46c))?;
+    a.mov(dword_ptr(o(0x3c)), eax)?;
+    // INT 16h: two keys typed through the i8042, a keystroke pushed with 05h.
+    a.mov(byte_ptr(o(0x40)), 1)?;
+    a.mov(ah, 0x00)?;
+    a.int(0x16)?;
+    a.mov(word_ptr(o(0x30)), ax)?;
+    a.mov(ah, 0x10)?;
+    a.int(0x16)?;
+    a.mov(word_ptr(o(0x32)), ax)?;
+    a.mov(ah, 0x01)?;
+    a.int(0x16)?;
+    a.setz(byte_ptr(o(0x34)))?; // empty
+    a.mov(ah, 0x05)?;
+    a.mov(cx, 0x3062)?; // 'b'
+    a.int(0x16)?;
+    a.mov(ah, 0x11)?;
+    a.int(0x16)?;
+    a.mov(word_ptr(o(0x36)), ax)?;
+    a.setz(byte_ptr(o(0x35)))?;
+    // 02h: the shift state, until the Shift key's release has come in.
+    let mut shift = a.create_label();
+    let mut up = a.create_label();
+    a.mov(byte_ptr(o(0x42)), 0)?;
+    a.set_label(&mut shift)?;
+    a.mov(ah, 0x02)?;
+    a.int(0x16)?;
+    a.test(al, 0x03)?;
+    a.jz(up)?;
+    a.mov(byte_ptr(o(0x42)), al)?;
+    a.sti()?;
+    a.hlt()?;
+    a.jmp(shift)?;
+    a.set_label(&mut up)?;
+    a.mov(al, 0)?;
+    a.out(0xf4, al)?;
+    a.hlt()?;
+    a.assemble(0x7c00)
+}
+
+fn u64_at(m: &mut Machine, addr: u64) -> u64 {
+    u64::from(u32_at(m, addr)) | (u64::from(u32_at(m, addr + 4)) << 32)
+}
+
+#[test]
+fn a_real_mode_program_gets_e820_video_clock_memory_and_keys_from_the_bios() -> Result<(), IcedError> {
+    let (mut m, _, _) = machine(Some((0x7c00, services_program()?)));
+    // Up to the key wait.
+    while read(&mut m, OUT + 0x40, 1)[0] == 0 {
+        let out = m.run(m.instructions + 10_000);
+        assert_eq!(out, Outcome::InstructionLimit, "{out:?} before the key wait");
+        assert!(m.instructions < 50_000_000, "the program did not reach the key wait");
+    }
+    let now = m.now_ns();
+    for (code, down) in [(0x1e, true), (0x1e, false), (0x2a, true), (0x1e, true), (0x1e, false), (0x2a, false)] {
+        m.bus.kbc.key_event(Key(code), down, now);
+    }
+    let out = m.run(m.instructions + 50_000_000);
+    assert_eq!(out, Outcome::DebugExit { status: 1 });
+
+    // E820: exactly bios::rom::e820_map, in order.
+    let want = bios::rom::e820_map(PcLayout::for_ram(RAM));
+    let n = usize::from(u16_at(&mut m, OUT));
+    assert_eq!(read(&mut m, OUT + 2, 1), [0], "E820 returned EAX != 'SMAP'");
+    let got: Vec<E820Entry> = (0..n as u64)
+        .map(|i| {
+            let at = E820_BUF + i * 20;
+            E820Entry { addr: u64_at(&mut m, at), size: u64_at(&mut m, at + 8), kind: u32_at(&mut m, at + 16) }
+        })
+        .collect();
+    assert_eq!(got, want);
+    // INT 10h.
+    assert_eq!(screen_row(&mut m, 5), "          Hi");
+    assert_eq!(u16_at(&mut m, OUT + 4), 0x050c, "cursor after \"Hi\"");
+    assert_eq!(u16_at(&mut m, OUT + 6), 0x5003, "80 columns, mode 3");
+    // INT 12h/11h.
+    assert_eq!(u16_at(&mut m, OUT + 0x0a), 639);
+    assert_eq!(u16_at(&mut m, OUT + 0x0c), u16_at(&mut m, 0x410));
+    // INT 1Ah: ticks counted since POST, the RTC at 2026-11-18 11:06:40 plus a moment.
+    let ticks = u32::from(u16_at(&mut m, OUT + 0x10)) | u32::from(u16_at(&mut m, OUT + 0x12)) << 16;
+    assert!(ticks < 10, "{ticks} ticks at the start");
+    assert_eq!(u16_at(&mut m, OUT + 0x14), 0x1106, "hours, minutes");
+    assert_eq!(read(&mut m, OUT + 0x17, 1)[0] & 0xf0, 0x40, "seconds");
+    assert_eq!(read(&mut m, OUT + 0x18, 1), [0], "CF after AH=02h");
+    assert_eq!(u16_at(&mut m, OUT + 0x1a), 0x2026, "century, year");
+    assert_eq!(u16_at(&mut m, OUT + 0x1c), 0x1118, "month, day");
+    // INT 15h.
+    assert_eq!(u16_at(&mut m, OUT + 0x20), 15 * 1024, "E801h: KiB from 1 to 16 MiB");
+    assert_eq!(u16_at(&mut m, OUT + 0x22), 48 * 16, "E801h: 64 KiB blocks above 16 MiB");
+    assert_eq!(u16_at(&mut m, OUT + 0x24), 63 * 1024, "88h");
+    assert_eq!(read(&mut m, OUT + 0x26, 1), [0xfc], "C0h model byte");
+    assert_eq!(read(&mut m, OUT + 0x2a, 2), [0x86, 1], "APM: not supported, CF=1");
+    assert_eq!(read(&mut m, OUT + 0x2c, 1), [1], "A20 on");
+    assert_eq!(read(&mut m, OUT + 0x2e, 1), [1], "no EDD disks: CF=1");
+    let waited = u32_at(&mut m, OUT + 0x3c) - u32_at(&mut m, OUT + 0x38);
+    assert!((3..=5).contains(&waited), "86h for 0.2 s took {waited} ticks");
+    // INT 16h: 'a', then Shift+'a' through 10h, then empty, then the pushed 'b' seen by 11h.
+    assert_eq!(u16_at(&mut m, OUT + 0x30), 0x1e61);
+    assert_eq!(u16_at(&mut m, OUT + 0x32), 0x1e41);
+    assert_eq!(read(&mut m, OUT + 0x34, 2), [1, 0], "ZF: empty, then a key");
+    assert_eq!(u16_at(&mut m, OUT + 0x36), 0x3062);
+    assert_eq!(read(&mut m, OUT + 0x42, 1), [0x02], "left Shift seen down, then up");
+    Ok(())
 }
