@@ -81,8 +81,8 @@ fn post_prints_the_banner_and_fills_the_ivt_and_bda() {
     for v in [0x00u64, 0x08, 0x10, 0x13, 0x15, 0x16, 0x19, 0x1a, 0x70] {
         assert_eq!(u16_at(&mut m, v * 4 + 2), 0xf000, "vector {v:#x}");
     }
-    assert_ne!(u16_at(&mut m, 0x08 * 4), u16_at(&mut m, 0x00 * 4));
-    assert_ne!(u16_at(&mut m, 0x10 * 4), u16_at(&mut m, 0x00 * 4));
+    assert_ne!(u16_at(&mut m, 0x08 * 4), u16_at(&mut m, 0));
+    assert_ne!(u16_at(&mut m, 0x10 * 4), u16_at(&mut m, 0));
     // BDA.
     assert_eq!(u16_at(&mut m, 0x400), 0x3f8, "COM1");
     assert_eq!(u16_at(&mut m, 0x40e), 0x9fc0, "EBDA segment");
@@ -146,6 +146,30 @@ fn services_program() -> Result<Vec<u8>, IcedError> {
     a.mov(ah, 0x0f)?;
     a.int(0x10)?;
     a.mov(word_ptr(o(6)), ax)?;
+    // 09h: "XXX" in white on blue after "Hi"; 13h: "OK" in yellow on green at row 7 with
+    // the cursor moved; 06h: the whole screen up one line.
+    a.mov(ax, 0x0900 | i32::from(b'X'))?;
+    a.mov(bx, 0x001f)?;
+    a.mov(cx, 3)?;
+    a.int(0x10)?;
+    a.mov(word_ptr(0x7100), i32::from(u16::from_le_bytes(*b"OK")))?;
+    a.xor(ax, ax)?;
+    a.mov(es, ax)?;
+    a.mov(bp, 0x7100)?;
+    a.mov(ax, 0x1301)?;
+    a.mov(bx, 0x002e)?;
+    a.mov(cx, 2)?;
+    a.mov(dx, 0x0700)?;
+    a.int(0x10)?;
+    a.mov(ah, 0x03)?;
+    a.xor(bh, bh)?;
+    a.int(0x10)?;
+    a.mov(word_ptr(o(8)), dx)?;
+    a.mov(ax, 0x0601)?;
+    a.mov(bh, 0x07)?;
+    a.xor(cx, cx)?;
+    a.mov(dx, 0x184f)?;
+    a.int(0x10)?;
     // INT 12h, INT 11h.
     a.int(0x12)?;
     a.mov(word_ptr(o(0x0a)), ax)?;
@@ -272,7 +296,15 @@ fn a_real_mode_program_gets_e820_video_clock_memory_and_keys_from_the_bios() -> 
         .collect();
     assert_eq!(got, want);
     // INT 10h.
-    assert_eq!(screen_row(&mut m, 5), "          Hi");
+    // After the scroll, row 5's "HiXXX" is on row 4 and row 7's "OK" on row 6.
+    assert_eq!(screen_row(&mut m, 4), "          HiXXX");
+    assert_eq!(read(&mut m, 0xb8000 + 4 * 160 + 12 * 2, 6), [b'X', 0x1f, b'X', 0x1f, b'X', 0x1f]);
+    assert_eq!(read(&mut m, 0xb8000 + 4 * 160 + 11 * 2, 2), [b'i', 0x07]);
+    assert_eq!(screen_row(&mut m, 5), "");
+    assert_eq!(read(&mut m, 0xb8000 + 6 * 160, 4), [b'O', 0x2e, b'K', 0x2e]);
+    assert_eq!(screen_row(&mut m, 24), "", "a blank line scrolled in");
+    assert_eq!(read(&mut m, 0xb8000 + 24 * 160, 2), [b' ', 0x07]);
+    assert_eq!(u16_at(&mut m, OUT + 8), 0x0702, "cursor after 13h with AL bit 0");
     assert_eq!(u16_at(&mut m, OUT + 4), 0x050c, "cursor after \"Hi\"");
     assert_eq!(u16_at(&mut m, OUT + 6), 0x5003, "80 columns, mode 3");
     // INT 12h/11h.
@@ -302,5 +334,28 @@ fn a_real_mode_program_gets_e820_video_clock_memory_and_keys_from_the_bios() -> 
     assert_eq!(read(&mut m, OUT + 0x34, 2), [1, 0], "ZF: empty, then a key");
     assert_eq!(u16_at(&mut m, OUT + 0x36), 0x3062);
     assert_eq!(read(&mut m, OUT + 0x42, 1), [0x02], "left Shift seen down, then up");
+    Ok(())
+}
+
+#[test]
+fn a_guest_reset_runs_post_again_and_boots_the_same_program() -> Result<(), IcedError> {
+    // Counts its boots at 0x7000 (RAM survives a reset); resets through 0xCF9 on the first.
+    let mut a = CodeAssembler::new(16)?;
+    let mut second = a.create_label();
+    a.inc(byte_ptr(0x7000))?;
+    a.cmp(byte_ptr(0x7000), 2)?;
+    a.je(second)?;
+    a.mov(dx, 0xcf9)?;
+    a.mov(al, 6)?;
+    a.out(dx, al)?;
+    a.hlt()?;
+    a.set_label(&mut second)?;
+    a.mov(al, 0)?;
+    a.out(0xf4, al)?;
+    let (mut m, serial, _) = machine(Some((0x7c00, a.assemble(0x7c00)?)));
+    let out = m.run(50_000_000);
+    assert_eq!(out, Outcome::DebugExit { status: 1 });
+    assert_eq!(m.resets, 1);
+    assert_eq!(serial.text().matches("cranebox BIOS").count(), 2, "{}", serial.text());
     Ok(())
 }
