@@ -483,6 +483,37 @@ mod tests {
     }
 
     #[test]
+    fn the_16_bit_protocol_fills_the_header_of_the_setup_code_for_the_bios_to_enter() {
+        let img = fake_bzimage(0x020f, &[0x90; 64]);
+        let initrd = vec![7u8; 10_000];
+        let ram = 128u64 << 20;
+        let opts = LinuxOptions { initrd: Some(&initrd), cmdline: "quiet", real_mode: true, ..Default::default() };
+        let plan = load(&img, PcLayout::for_ram(ram), &opts).expect("load");
+        assert_eq!(
+            plan.entry,
+            Entry::RealMode(RealModeEntry { cs: 0x1020, ip: 0, ds: 0x1000, ss: 0x1000, sp: 0xfff0 })
+        );
+        let setup = plan_blob(&plan, REAL_MODE_ADDR);
+        assert_eq!(setup.len(), 5 * 512, "boot sector and setup code only");
+        assert_eq!(setup[0x210], 0xb0, "type_of_loader");
+        assert_eq!(setup[0x211] & CAN_USE_HEAP, CAN_USE_HEAP);
+        assert_eq!(u16_at(setup, 0x224), HEAP_END_PTR);
+        assert_eq!(u32_at(setup, 0x228), CMDLINE_ADDR as u32);
+        let rd = u64::from(u32_at(setup, 0x218));
+        assert_eq!(u32_at(setup, 0x21c), 10_000);
+        assert_eq!(plan_blob(&plan, rd), &initrd[..]);
+        assert!(rd + 10_000 <= ram && rd + 10_000 > ram - 8192, "initrd at the top");
+        assert_eq!(plan_blob(&plan, CMDLINE_ADDR), b"quiet\0");
+        assert_eq!(plan_blob(&plan, KERNEL_ADDR), &[0x90; 64]);
+        assert!(!plan.blobs.iter().any(|(a, _)| *a == BOOT_PARAMS_ADDR + 0x1000 || *a == GDT_ADDR));
+        // Setup code that would run into its own heap is refused.
+        let mut big = fake_bzimage(0x020f, &[0x90; 64]);
+        big[off::SETUP_SECTS] = 130;
+        big.resize(131 * 512 + 64, 0);
+        assert_eq!(load(&big, PcLayout::for_ram(ram), &opts), Err(LinuxError::SetupTooLarge { len: 131 * 512 }));
+    }
+
+    #[test]
     fn parses_the_setup_header() {
         let h = SetupHeader::parse(&fake_bzimage(0x020f, &[0xf4])).expect("parse");
         assert_eq!(h.version, 0x020f);
