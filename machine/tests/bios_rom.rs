@@ -234,6 +234,9 @@ fn services_program() -> Result<Vec<u8>, IcedError> {
     a.mov(ah, 0x10)?;
     a.int(0x16)?;
     a.mov(word_ptr(o(0x32)), ax)?;
+    a.mov(ah, 0x00)?;
+    a.int(0x16)?;
+    a.mov(word_ptr(o(0x44)), ax)?;
     a.mov(ah, 0x01)?;
     a.int(0x16)?;
     a.setz(byte_ptr(o(0x34)))?; // empty
@@ -278,7 +281,10 @@ fn a_real_mode_program_gets_e820_video_clock_memory_and_keys_from_the_bios() -> 
         assert!(m.instructions < 50_000_000, "the program did not reach the key wait");
     }
     let now = m.now_ns();
-    for (code, down) in [(0x1e, true), (0x1e, false), (0x2a, true), (0x1e, true), (0x1e, false), (0x2a, false)] {
+    let keys = [(0x1e, true), (0x1e, false), (0x2a, true), (0x1e, true), (0x1e, false), (0x2a, false)];
+    // Then Up, a grey key (E0 48), with Shift held.
+    let up = [(0x2a, true), (0xe048, true), (0xe048, false), (0x2a, false)];
+    for (code, down) in keys.into_iter().chain(up) {
         m.bus.kbc.key_event(Key(code), down, now);
     }
     let out = m.run(m.instructions + 50_000_000);
@@ -328,9 +334,10 @@ fn a_real_mode_program_gets_e820_video_clock_memory_and_keys_from_the_bios() -> 
     assert_eq!(read(&mut m, OUT + 0x2e, 1), [1], "no EDD disks: CF=1");
     let waited = u32_at(&mut m, OUT + 0x3c) - u32_at(&mut m, OUT + 0x38);
     assert!((3..=5).contains(&waited), "86h for 0.2 s took {waited} ticks");
-    // INT 16h: 'a', then Shift+'a' through 10h, then empty, then the pushed 'b' seen by 11h.
+    // INT 16h: 'a', then Shift+'a' through 10h, Shift+Up through 00h, then empty, then the pushed 'b' seen by 11h.
     assert_eq!(u16_at(&mut m, OUT + 0x30), 0x1e61);
     assert_eq!(u16_at(&mut m, OUT + 0x32), 0x1e41);
+    assert_eq!(u16_at(&mut m, OUT + 0x44), 0x4800, "Up through 00h: scan code, ASCII 0");
     assert_eq!(read(&mut m, OUT + 0x34, 2), [1, 0], "ZF: empty, then a key");
     assert_eq!(u16_at(&mut m, OUT + 0x36), 0x3062);
     assert_eq!(read(&mut m, OUT + 0x42, 1), [0x02], "left Shift seen down, then up");

@@ -940,6 +940,14 @@ fn keyboard(a: &mut Asm) -> R {
     a.at("k_not_e0")?;
     a.mov(ah, al)?;
     a.and(ah, 0x7f)?; // AH = the key, AL bit 7 = released
+                      // E0 2A / E0 36 are the "fake shifts" around grey keys, not the Shift keys.
+    a.test(byte_ptr(0x96), 0x02)?;
+    a.jz_("k_not_fake_shift")?;
+    a.cmp(ah, 0x2a)?;
+    a.je_("k_done")?;
+    a.cmp(ah, 0x36)?;
+    a.je_("k_done")?;
+    a.at("k_not_fake_shift")?;
     for (code, bit) in [(0x2a, LSHIFT), (0x36, RSHIFT), (0x1d, CTRL), (0x38, ALT)] {
         a.mov(bl, bit)?;
         a.cmp(ah, code)?;
