@@ -9,6 +9,8 @@
 //! [`super::runtime`] calls; a fault branches to an exit that writes the state back with RIP
 //! at the faulting instruction.
 
+use std::collections::HashMap;
+
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, SigRef, Signature, Value};
 use cranelift_codegen::isa::CallConv;
@@ -18,7 +20,7 @@ use frontend_x86::emit::{Alu, Cmp, Emit, Helper, RegRef};
 use frontend_x86::flags::{FlagOp, LazyFlags};
 use frontend_x86::insn::Insn;
 use frontend_x86::state::Segment;
-use frontend_x86::{CpuState, Exception, Gpr, SegReg, Width};
+use frontend_x86::{sem, CpuState, Exception, Gpr, SegReg, Width};
 
 use softmmu::tlb::{FAST_ADDEND_OFFSET, FAST_ENTRY_SHIFT, FAST_READ_OFFSET, FAST_WRITE_OFFSET, TLB_ENTRIES};
 
@@ -84,6 +86,19 @@ impl Sigs {
     }
 }
 
+/// How the current instruction left control, when the unit knows at compile time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Branch {
+    /// It went on to the next instruction.
+    None,
+    /// To a fixed offset.
+    Static(u64),
+    /// To the first offset when the I8 truth value is set, else to the second.
+    Cond(Value, u64, u64),
+    /// Only the `next_rip` variable knows.
+    Dynamic,
+}
+
 /// The unit's knowledge of the pending flag operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Flags {
@@ -121,6 +136,28 @@ pub struct ClifEmit<'a, 'f> {
     tlb_mode: usize,
     /// Instructions run by the blocks of the region completed before the current one.
     iters: Variable,
+    /// Whether the current instruction's flag results are dead ([`Emit::flags_dead`]).
+    dead_flags: bool,
+    /// The flags live after it ([`Emit::live_flags`]).
+    live_flags: u64,
+    /// Values known at compile time.
+    consts: HashMap<Value, u64>,
+    /// Values known to be zero-extended from a width.
+    masked: HashMap<Value, Width>,
+    /// Selects between two constants: (I8 condition, if set, if clear).
+    selects: HashMap<Value, (Value, u64, u64)>,
+    /// The I8 truth values behind 0/1 values.
+    truths: HashMap<Value, Value>,
+    /// How the current instruction branched.
+    branch: Branch,
+    /// CS.limit when the unit was compiled (outside 64-bit mode).
+    cs_limit: u64,
+    /// The highest fixed branch target whose CS-limit check was done at compile time: the
+    /// unit's entry checks that CS.limit still covers it.
+    max_target: Option<u64>,
+    /// The block between the register loads and the first label, filled by [`Self::close`]
+    /// with the CS-limit guard.
+    guard: Option<(Block, Block)>,
 }
 
 fn width_ty(w: Width) -> types::Type {
@@ -143,12 +180,15 @@ pub struct UnitMode {
     pub stack_width: Width,
     /// The TLB table (`MmuMode` index) its data accesses use.
     pub tlb_mode: usize,
+    /// CS.limit at compile time: fixed branch targets within it are not checked at run time;
+    /// the unit's entry checks the limit instead.
+    pub cs_limit: u64,
 }
 
 impl<'a, 'f> ClifEmit<'a, 'f> {
     /// An emitter positioned in the entry block of a function `(cpu, rt) -> status`.
     pub fn new(b: &'a mut FunctionBuilder<'f>, cpu: Value, rt: Value, sigs: Sigs, mode: UnitMode) -> Self {
-        let UnitMode { used, mode64, stack_width, tlb_mode } = mode;
+        let UnitMode { used, mode64, stack_width, tlb_mode, cs_limit } = mode;
         let fa = b.declare_var(I64);
         let fb = b.declare_var(I64);
         let fr = b.declare_var(I64);
@@ -188,12 +228,26 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             stack_width,
             tlb_mode,
             iters,
+            dead_flags: false,
+            live_flags: frontend_x86::flags::ARITH,
+            consts: HashMap::new(),
+            masked: HashMap::new(),
+            selects: HashMap::new(),
+            truths: HashMap::new(),
+            branch: Branch::None,
+            cs_limit,
+            max_target: None,
+            guard: None,
         }
     }
 
-    /// Starts instruction `k` at offset `ip`, followed by `next`.
-    pub fn begin(&mut self, k: usize, ip: u64, next: u64) {
+    /// Starts instruction `k` at offset `ip`, followed by `next`, with its flag liveness
+    /// (see [`flag_liveness`]).
+    pub fn begin(&mut self, k: usize, ip: u64, next: u64, live: FlagLive) {
         self.k = k;
+        self.dead_flags = live.dead;
+        self.live_flags = live.after;
+        self.branch = Branch::None;
         self.ip = ip;
         self.next = next;
         let n = self.b.ins().iconst(I64, next as i64);
@@ -207,7 +261,9 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
 
     /// From the entry (after the register loads), continues at `label`.
     pub fn enter(&mut self, label: Block) {
-        self.b.ins().jump(label, &[]);
+        let guard = self.b.create_block();
+        self.b.ins().jump(guard, &[]);
+        self.guard = Some((guard, label));
     }
 
     /// Emits the block at `label` next. At a label the CPU state's flags are authoritative.
@@ -224,6 +280,56 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     pub fn end_block(&mut self, len: u64, succ: &[(u64, Block, u64)]) {
         let base = self.b.use_var(self.iters);
         let n = self.b.ins().iadd_imm_s(base, len as i64);
+        let branch = match self.branch {
+            Branch::None => Branch::Static(self.next),
+            b => b,
+        };
+        match branch {
+            Branch::Static(t) => {
+                self.flags_to_cpu();
+                self.edge(t, n, succ);
+            }
+            Branch::Cond(c, t, f) => {
+                self.flags_to_cpu();
+                let (tb, fb) = (self.b.create_block(), self.b.create_block());
+                self.b.ins().brif(c, tb, &[], fb, &[]);
+                self.b.seal_block(tb);
+                self.b.seal_block(fb);
+                self.b.switch_to_block(tb);
+                self.edge(t, n, succ);
+                self.b.switch_to_block(fb);
+                self.edge(f, n, succ);
+            }
+            _ => self.dynamic_end(n, succ),
+        }
+    }
+
+    /// Control goes to the fixed offset `t` after `n` instructions: to the region's block
+    /// there when the budget has room for it, else out of the unit. Flags are in the CPU
+    /// state.
+    fn edge(&mut self, t: u64, n: Value, succ: &[(u64, Block, u64)]) {
+        if let Some(&(_, label, slen)) = succ.iter().find(|s| s.0 == t) {
+            let budget = self.b.ins().load(I64, trusted(), self.rt, RT_BUDGET as i32);
+            let after = self.b.ins().iadd_imm_s(n, slen as i64);
+            let room = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, after, budget);
+            let (take, out) = (self.b.create_block(), self.b.create_block());
+            self.b.ins().brif(room, take, &[], out, &[]);
+            self.b.seal_block(take);
+            self.b.seal_block(out);
+            self.b.switch_to_block(take);
+            self.b.def_var(self.iters, n);
+            self.b.ins().jump(label, &[]);
+            self.b.switch_to_block(out);
+        }
+        let rip = self.b.ins().iconst(I64, t as i64);
+        self.b.ins().store(trusted(), rip, self.cpu, OFF_RIP);
+        self.b.ins().store(trusted(), n, self.rt, RT_ICOUNT as i32);
+        let s = self.b.ins().iconst(I32, i64::from(CONTINUE));
+        self.b.ins().return_(&[s]);
+    }
+
+    /// The end of a block that went on at the `next_rip` variable (an indirect branch).
+    fn dynamic_end(&mut self, n: Value, succ: &[(u64, Block, u64)]) {
         if !succ.is_empty() {
             self.flags_to_cpu();
             let rip = self.b.use_var(self.next_rip);
@@ -308,6 +414,30 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// stored the registers and flags first ([`Self::sync_stores`]), so it only sets RIP and
     /// the count. Call once, after the last instruction.
     pub fn close(&mut self) {
+        if let Some((guard, label)) = self.guard.take() {
+            self.b.switch_to_block(guard);
+            match self.max_target {
+                Some(t) => {
+                    // Fixed branch targets were checked against CS.limit at compile time: a
+                    // smaller limit now sends the first instruction to the interpreter.
+                    let off = OFF_SEG + SEG_SIZE * SegReg::Cs as i32 + OFF_SEG_LIMIT;
+                    let limit = self.b.ins().load(I32, trusted(), self.cpu, off);
+                    let limit = self.b.ins().uextend(I64, limit);
+                    let ok = self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, limit, t as i64);
+                    let bail = self.b.create_block();
+                    self.b.ins().brif(ok, label, &[], bail, &[]);
+                    self.b.seal_block(bail);
+                    self.b.switch_to_block(bail);
+                    let zero = self.b.ins().iconst(I64, 0);
+                    self.b.ins().store(trusted(), zero, self.rt, RT_ICOUNT as i32);
+                    let s = self.b.ins().iconst(I32, i64::from(REDO));
+                    self.b.ins().return_(&[s]);
+                }
+                None => {
+                    self.b.ins().jump(label, &[]);
+                }
+            }
+        }
         let Some(exit) = self.exit_block else { return };
         self.b.switch_to_block(exit);
         let (status, rip, n) = {
@@ -368,14 +498,31 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     }
 
     fn mask(&mut self, v: Value, w: Width) -> Value {
-        match w {
-            Width::W64 => v,
-            _ => self.b.ins().band_imm_s(v, w.mask() as i64),
+        if w == Width::W64 {
+            return v;
         }
+        if let Some(&c) = self.consts.get(&v) {
+            return self.imm(c & w.mask());
+        }
+        if matches!(self.masked.get(&v), Some(m) if m.bits() <= w.bits()) {
+            return v;
+        }
+        let r = if w == Width::W32 {
+            // A 32-bit move rather than an AND with a constant from memory.
+            let t = self.b.ins().ireduce(I32, v);
+            self.b.ins().uextend(I64, t)
+        } else {
+            self.b.ins().band_imm_s(v, w.mask() as i64)
+        };
+        self.masked.insert(r, w);
+        r
     }
 
     fn bool64(&mut self, c: Value) -> Value {
-        self.b.ins().uextend(I64, c)
+        let v = self.b.ins().uextend(I64, c);
+        self.masked.insert(v, Width::W8);
+        self.truths.insert(v, c);
+        v
     }
 
     /// Sign-extends a `w`-wide value held in 64 bits, as a 64-bit value.
@@ -413,6 +560,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             FlagOp::Inc => self.b.ins().icmp_imm_s(IntCC::Equal, r, sign),
             FlagOp::Dec => self.b.ins().icmp_imm_s(IntCC::Equal, a, sign),
             FlagOp::Sar => self.b.ins().iconst(I8, 0),
+            FlagOp::Mul => self.b.ins().icmp_imm_s(IntCC::NotEqual, bv, 0),
             FlagOp::None | FlagOp::Shl | FlagOp::Shr => return None,
         })
     }
@@ -423,7 +571,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             FlagOp::Add => self.b.ins().icmp(IntCC::UnsignedLessThan, r, a),
             FlagOp::Sub => self.b.ins().icmp(IntCC::UnsignedLessThan, a, bv),
             FlagOp::Logic => self.b.ins().iconst(I8, 0),
-            FlagOp::Inc | FlagOp::Dec => self.b.ins().icmp_imm_s(IntCC::NotEqual, bv, 0),
+            FlagOp::Inc | FlagOp::Dec | FlagOp::Mul => self.b.ins().icmp_imm_s(IntCC::NotEqual, bv, 0),
             FlagOp::Adc | FlagOp::Sbb | FlagOp::None | FlagOp::Shl | FlagOp::Shr | FlagOp::Sar => return None,
         })
     }
@@ -508,7 +656,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             let ok = self.b.ins().band(a_ok, l_ok);
             let base = self.b.ins().load(I64, trusted(), self.cpu, seg_off + OFF_SEG_BASE);
             let lin = self.b.ins().iadd(base, ea);
-            let lin = self.b.ins().band_imm_s(lin, 0xffff_ffff);
+            let lin = self.mask(lin, Width::W32);
             (Some(ok), lin)
         };
         let table = self.b.ins().load(I64, trusted(), self.rt, RT_TLB as i32 + 8 * self.tlb_mode as i32);
@@ -577,6 +725,25 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         }
     }
 
+    /// #GP(0) at the branch when `target` is past CS.limit (and is not the next
+    /// instruction, whose fetch faults by itself).
+    fn limit_check(&mut self, target: Value) {
+        let off = OFF_SEG + SEG_SIZE * SegReg::Cs as i32 + OFF_SEG_LIMIT;
+        let limit = self.b.ins().load(I32, trusted(), self.cpu, off);
+        let limit = self.b.ins().uextend(I64, limit);
+        let past = self.b.ins().icmp(IntCC::UnsignedGreaterThan, target, limit);
+        let moved = self.b.ins().icmp_imm_s(IntCC::NotEqual, target, self.next as i64);
+        let bad = self.b.ins().band(past, moved);
+        let fault = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.ins().brif(bad, fault, &[], cont, &[]);
+        self.b.seal_block(fault);
+        self.b.switch_to_block(fault);
+        self.raise_now(Exception::gp(0));
+        self.b.seal_block(cont);
+        self.b.switch_to_block(cont);
+    }
+
     fn set_reg_value(&mut self, gpr: Gpr, v: Value) {
         let n = gpr as usize;
         match self.regs[n] {
@@ -598,14 +765,18 @@ impl Emit for ClifEmit<'_, '_> {
     type V = Value;
 
     fn imm(&mut self, x: u64) -> Value {
-        self.b.ins().iconst(I64, x as i64)
+        let v = self.b.ins().iconst(I64, x as i64);
+        self.consts.insert(v, x);
+        v
     }
 
     fn get_reg(&mut self, r: RegRef) -> Value {
         let full = self.reg_value(r.gpr);
         if r.high8 {
             let s = self.b.ins().ushr_imm_u(full, 8);
-            self.b.ins().band_imm_s(s, 0xff)
+            let v = self.b.ins().band_imm_s(s, 0xff);
+            self.masked.insert(v, Width::W8);
+            v
         } else {
             self.mask(full, r.width)
         }
@@ -627,7 +798,7 @@ impl Emit for ClifEmit<'_, '_> {
                     let lo = self.b.ins().band_imm_s(v, m);
                     self.b.ins().bor(kept, lo)
                 }
-                Width::W32 => self.b.ins().band_imm_s(v, 0xffff_ffff),
+                Width::W32 => self.mask(v, Width::W32),
                 Width::W64 => v,
             }
         };
@@ -641,6 +812,9 @@ impl Emit for ClifEmit<'_, '_> {
     }
 
     fn alu(&mut self, op: Alu, a: Value, bv: Value, w: Width) -> Value {
+        if let (Some(&x), Some(&y)) = (self.consts.get(&a), self.consts.get(&bv)) {
+            return self.imm(frontend_x86::emit::eval_alu(op, x, y, w));
+        }
         let r = match op {
             Alu::Add => self.b.ins().iadd(a, bv),
             Alu::Sub => self.b.ins().isub(a, bv),
@@ -658,6 +832,7 @@ impl Emit for ClifEmit<'_, '_> {
                 self.b.ins().sshr(s, bv)
             }
             Alu::Mul => self.b.ins().imul(a, bv),
+            Alu::SMulHi => self.b.ins().smulhi(a, bv),
         };
         self.mask(r, w)
     }
@@ -678,10 +853,21 @@ impl Emit for ClifEmit<'_, '_> {
     }
 
     fn select(&mut self, c: Value, a: Value, bv: Value) -> Value {
-        self.b.ins().select(c, a, bv)
+        let truth = self.truths.get(&c).copied();
+        let (x, y) = (self.consts.get(&a).copied(), self.consts.get(&bv).copied());
+        let v = self.b.ins().select(c, a, bv);
+        if let (Some(t), Some(x), Some(y)) = (truth, x, y) {
+            self.selects.insert(v, (t, x, y));
+        }
+        v
     }
 
     fn set_flags(&mut self, op: FlagOp, w: Width, a: Value, bv: Value, r: Value) {
+        if self.dead_flags {
+            // Overwritten before anything can read them: the pending operation before this
+            // instruction still answers for the flags this one does not write.
+            return;
+        }
         let (a, bv, r) = (self.mask(a, w), self.mask(bv, w), self.mask(r, w));
         self.b.def_var(self.fa, a);
         self.b.def_var(self.fb, bv);
@@ -740,6 +926,7 @@ impl Emit for ClifEmit<'_, '_> {
         self.b.ins().jump(merge, &[BlockArg::Value(v)]);
         self.b.seal_block(merge);
         self.b.switch_to_block(merge);
+        self.masked.insert(result, w);
         Ok(result)
     }
 
@@ -763,26 +950,31 @@ impl Emit for ClifEmit<'_, '_> {
         Ok(())
     }
     fn next_ip(&mut self) -> Value {
-        self.b.ins().iconst(I64, self.next as i64)
+        self.imm(self.next)
     }
 
     fn jump(&mut self, target: Value) -> frontend_x86::exception::Result<()> {
+        let branch = if let Some(&t) = self.consts.get(&target) {
+            Branch::Static(t)
+        } else if let Some(&(c, t, f)) = self.selects.get(&target) {
+            Branch::Cond(c, t, f)
+        } else {
+            Branch::Dynamic
+        };
+        let fixed = match branch {
+            Branch::Static(t) | Branch::Cond(_, t, _) => Some(t),
+            _ => None,
+        };
         if !self.mode64 {
-            let off = OFF_SEG + SEG_SIZE * SegReg::Cs as i32 + OFF_SEG_LIMIT;
-            let limit = self.b.ins().load(I32, trusted(), self.cpu, off);
-            let limit = self.b.ins().uextend(I64, limit);
-            let past = self.b.ins().icmp(IntCC::UnsignedGreaterThan, target, limit);
-            let moved = self.b.ins().icmp_imm_s(IntCC::NotEqual, target, self.next as i64);
-            let bad = self.b.ins().band(past, moved);
-            let fault = self.b.create_block();
-            let cont = self.b.create_block();
-            self.b.ins().brif(bad, fault, &[], cont, &[]);
-            self.b.seal_block(fault);
-            self.b.switch_to_block(fault);
-            self.raise_now(Exception::gp(0));
-            self.b.seal_block(cont);
-            self.b.switch_to_block(cont);
+            match fixed {
+                // Within CS.limit as the unit was compiled: the entry guard re-checks it.
+                Some(t) if t <= self.cs_limit => {
+                    self.max_target = Some(self.max_target.map_or(t, |m| m.max(t)));
+                }
+                _ => self.limit_check(target),
+            }
         }
+        self.branch = branch;
         self.b.def_var(self.next_rip, target);
         Ok(())
     }
@@ -852,4 +1044,88 @@ impl Emit for ClifEmit<'_, '_> {
     fn mode64(&self) -> bool {
         self.mode64
     }
+
+    fn flags_dead(&self) -> bool {
+        self.dead_flags
+    }
+
+    fn live_flags(&self) -> u64 {
+        self.live_flags
+    }
+}
+
+/// What [`flag_liveness`] says of one instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlagLive {
+    /// Nothing reads any flag it writes.
+    pub dead: bool,
+    /// The arithmetic flags (RFLAGS bit positions) live after it.
+    pub after: u64,
+}
+
+/// iced-x86's arithmetic flag bits as RFLAGS bits.
+fn rflags_of(iced: u32) -> u64 {
+    use frontend_x86::flags as f;
+    use iced_x86::RflagsBits as R;
+    [(R::CF, f::CF), (R::PF, f::PF), (R::AF, f::AF), (R::ZF, f::ZF), (R::SF, f::SF), (R::OF, f::OF)]
+        .iter()
+        .filter(|(i, _)| iced & i != 0)
+        .fold(0, |acc, (_, x)| acc | x)
+}
+
+/// For each instruction of a block, whether the arithmetic flags it writes are dead: a later
+/// instruction of the block writes them all before any instruction reads them, and no
+/// instruction in between can fault or leave (an exception handler or the code after the
+/// block sees the flags). At the end of the block every flag is live. Only instructions
+/// whose semantics this crate resolves to straight-line code count as writers; a helper or
+/// anything that touches memory or branches exposes every flag.
+pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> Vec<FlagLive> {
+    use iced_x86::RflagsBits as R;
+    const ARITH: u32 = R::CF | R::PF | R::AF | R::ZF | R::SF | R::OF;
+    let mut live = ARITH;
+    let mut out = vec![FlagLive { dead: false, after: frontend_x86::flags::ARITH }; insns.len()];
+    for (k, (i, op)) in insns.iter().zip(ops).enumerate().rev() {
+        let writes = match op {
+            sem::Op::Binop(_)
+            | sem::Op::Unop(_)
+            | sem::Op::ShiftImm(_)
+            | sem::Op::RotImm(_)
+            | sem::Op::Imul
+            | sem::Op::FlagOp(_)
+            | sem::Op::Sahf => i.rflags_modified() & ARITH,
+            // A count of zero leaves the flags: nothing is surely written.
+            sem::Op::ShiftCl(_) => 0,
+            _ => 0,
+        };
+        let exposes = match op {
+            sem::Op::Helper(_) | sem::Op::Ud => true,
+            _ => i.flow_control() != iced_x86::FlowControl::Next || touches_memory(i),
+        };
+        out[k] = FlagLive { dead: writes != 0 && writes & live == 0, after: rflags_of(live) };
+        live = if exposes { ARITH } else { (live & !writes) | (i.rflags_read() & ARITH) };
+    }
+    out
+}
+
+/// Whether `i` reads or writes memory (LEA and NOP forms only compute an address).
+fn touches_memory(i: &Insn) -> bool {
+    use iced_x86::{Mnemonic as M, OpKind};
+    if i.stack_pointer_increment() != 0 {
+        return true;
+    }
+    (0..i.op_count()).any(|n| {
+        matches!(
+            i.op_kind(n),
+            OpKind::Memory
+                | OpKind::MemorySegSI
+                | OpKind::MemorySegESI
+                | OpKind::MemorySegRSI
+                | OpKind::MemorySegDI
+                | OpKind::MemorySegEDI
+                | OpKind::MemorySegRDI
+                | OpKind::MemoryESDI
+                | OpKind::MemoryESEDI
+                | OpKind::MemoryESRDI
+        )
+    }) && !matches!(i.mnemonic(), M::Lea | M::Nop)
 }

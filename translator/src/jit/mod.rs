@@ -270,6 +270,7 @@ impl Jit {
                 mode64: cpu.mode64(),
                 stack_width: cpu.stack_width(),
                 tlb_mode: frontend_x86::mem::mmu_mode(cpu).index(),
+                cs_limit: u64::from(cpu.seg[frontend_x86::SegReg::Cs as usize].limit),
             };
             let mut e = emit::ClifEmit::new(&mut b, cpu_v, rt_v, sigs, mode);
             let labels: Vec<_> = blocks.iter().map(|_| e.label()).collect();
@@ -278,8 +279,9 @@ impl Jit {
             for (bi, blk) in blocks.iter().enumerate() {
                 e.start_block(labels[bi]);
                 let mut ended = false;
+                let dead = emit::flag_liveness(&blk.insns, &blk.ops);
                 for (k, ((insn, op), next)) in blk.insns.iter().zip(&blk.ops).zip(&blk.next_ips).enumerate() {
-                    e.begin(k, insn.ip(), *next);
+                    e.begin(k, insn.ip(), *next, dead[k]);
                     if let Err(ex) = sem::execute_op(&mut e, *op, insn) {
                         // Faults whatever its operands (#UD and the like): leave with it.
                         e.raise_now(ex);
@@ -307,7 +309,14 @@ impl Jit {
         if std::env::var_os("CRANEBOX_JIT_DUMP").is_some() {
             eprintln!("{}", self.ctx.func.display());
         }
+        let disasm = std::env::var_os("CRANEBOX_JIT_DISASM").is_some();
+        self.ctx.set_disasm(disasm);
         module.define_function(id, &mut self.ctx)?;
+        if disasm {
+            if let Some(v) = self.ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+                eprintln!("unit at {:#x}:\n{v}", block.insns.first().map_or(0, |i| i.ip()));
+            }
+        }
         let size = self.ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
         module.clear_context(&mut self.ctx);
         let generated = Instant::now();
