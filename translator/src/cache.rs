@@ -22,12 +22,14 @@ pub struct Entry {
     pub unit: OnceCell<Unit>,
     /// Compiling it failed: it stays interpreted.
     pub failed: Cell<bool>,
+    /// What it is found by.
+    pub key: BlockKey,
 }
 
 impl Entry {
     /// An entry for a freshly decoded block.
-    pub fn new(block: Block) -> Self {
-        Entry { block: Rc::new(block), hits: Cell::new(0), unit: OnceCell::new(), failed: Cell::new(false) }
+    pub fn new(block: Block, key: BlockKey) -> Self {
+        Entry { block: Rc::new(block), hits: Cell::new(0), unit: OnceCell::new(), failed: Cell::new(false), key }
     }
 }
 

@@ -10,7 +10,7 @@ use frontend_x86::mem::{self, AccessKind};
 use frontend_x86::{exception::vector, sem, Concrete, CpuBus, CpuState, Exception, SegReg};
 
 use crate::cache::{BlockCache, BlockKey, Entry};
-use crate::jit::runtime::{Runtime, FAULT, REDO};
+use crate::jit::runtime::{Runtime, CONTINUE, FAULT, LEAVE, NO_LINK, REDO};
 use crate::jit::{Jit, JitError, JitStats};
 
 /// Why the exec loop returned.
@@ -39,6 +39,8 @@ pub struct Stats {
     pub interrupts: u64,
     /// Of `instructions`, those run by compiled code.
     pub compiled_instructions: u64,
+    /// Compiled units entered through a link slot, without a block lookup.
+    pub chained: u64,
 }
 
 /// The exec loop: decoded blocks from a cache, run by the interpreter tier until they turn
@@ -113,7 +115,7 @@ impl Interpreter {
         if let Some(b) = self.cache.get(&key) {
             return Ok(b);
         }
-        let entry = Rc::new(Entry::new(decode::decode_block(cpu, bus)?));
+        let entry = Rc::new(Entry::new(decode::decode_block(cpu, bus)?, key));
         self.stats.blocks_decoded += 1;
         if !self.cache.insert(key, entry.clone()) {
             cpu.code.clear();
@@ -185,6 +187,9 @@ impl Interpreter {
         // time stands still for the devices, so only the CPU can change that: by a helper (I/O,
         // STI/POPF/IRET, ...), which ends its block, or by taking an exception.
         let mut poll = true;
+        // The unit and link slot the last compiled exit left through, to fill with the entry
+        // the next lookup finds.
+        let mut link_from: Option<(Rc<Entry>, u32)> = None;
         while done < budget {
             if cpu.shutdown {
                 break;
@@ -229,37 +234,71 @@ impl Interpreter {
             // A unit runs whole (up to its first exit): only when the budget has room for all
             // of it, so both tiers stop at exactly the same instruction.
             if !single_step && budget - done >= block.insns.len() as u64 {
+                if let Some((from, slot)) = link_from.take() {
+                    link(&from, slot, &entry);
+                }
                 if let Some(f) = self.unit_for(&entry, cpu, bus) {
-                    let mut rt = Runtime::new(cpu, &mut *bus, budget - done);
-                    // SAFETY: `f` is a unit of the current generation (older ones were dropped
-                    // with the cache); it gets exclusive pointers to the CPU and the runtime
-                    // for the duration of the call, as its entry points require.
-                    let status = unsafe { f(cpu as *mut CpuState, &mut rt) };
-                    let (n, exception) = (rt.icount, rt.exception);
-                    done += n;
-                    self.stats.compiled_instructions += n;
-                    if status == FAULT {
-                        if let Some(e) = exception {
-                            interrupt::raise(cpu, bus, e);
-                        }
-                        self.stats.exceptions += 1;
-                        poll = true;
-                    } else if status == REDO {
-                        // Its store would write decoded code: the interpreter runs it, then
-                        // the blocks it overwrote are dropped.
-                        let k = n as usize;
-                        if let (Some(insn), Some(f), Some(next)) =
-                            (block.insns.get(k), block.fns.get(k), block.next_ips.get(k))
-                        {
-                            done += 1;
-                            if execute(cpu, bus, insn, *f, *next).is_err() {
-                                self.stats.exceptions += 1;
-                                poll = true;
+                    let (mut cur, mut f) = (entry.clone(), f);
+                    loop {
+                        let mut rt = Runtime::new(cpu, &mut *bus, budget - done);
+                        // SAFETY: `f` is a unit of the current generation (older ones were
+                        // dropped with the cache); it gets exclusive pointers to the CPU and
+                        // the runtime for the duration of the call, as its entry points require.
+                        let status = unsafe { f(cpu as *mut CpuState, &mut rt) };
+                        let (n, exception, slot) = (rt.icount, rt.exception, rt.link);
+                        done += n;
+                        self.stats.compiled_instructions += n;
+                        if status == FAULT {
+                            if let Some(e) = exception {
+                                interrupt::raise(cpu, bus, e);
+                            }
+                            self.stats.exceptions += 1;
+                            poll = true;
+                        } else if status == LEAVE {
+                            // A helper ran last: it may have made an interrupt deliverable.
+                            poll = true;
+                        } else if status == REDO {
+                            // Its store would write decoded code (or CS.limit no longer
+                            // covers its branches): the interpreter runs that instruction,
+                            // then the blocks it overwrote are dropped.
+                            poll = true;
+                            let k = n as usize;
+                            let b = &cur.block;
+                            if let (Some(insn), Some(f), Some(next)) = (b.insns.get(k), b.fns.get(k), b.next_ips.get(k)) {
+                                done += 1;
+                                if execute(cpu, bus, insn, *f, *next).is_err() {
+                                    self.stats.exceptions += 1;
+                                    poll = true;
+                                }
                             }
                         }
-                    }
-                    if cpu.code.has_writes() {
-                        self.drain_code_writes(cpu);
+                        if cpu.code.has_writes() {
+                            self.drain_code_writes(cpu);
+                            break;
+                        }
+                        if status != CONTINUE || slot == NO_LINK {
+                            break;
+                        }
+                        // Left through a fixed branch to its own page, with nothing for the
+                        // exec loop to look at (no helper ran): go on through the link slot,
+                        // or have the next lookup fill it.
+                        match linked(&cur, slot) {
+                            Some(next) if budget - done >= next.block.insns.len() as u64 => {
+                                match next.unit.get() {
+                                    Some(u) => {
+                                        f = u.entry;
+                                        cur = next;
+                                        self.stats.chained += 1;
+                                    }
+                                    None => break,
+                                }
+                            }
+                            Some(_) => break,
+                            None => {
+                                link_from = Some((cur, slot));
+                                break;
+                            }
+                        }
                     }
                     continue;
                 }
@@ -318,6 +357,31 @@ impl Interpreter {
                 Exit::Budget
             },
         )
+    }
+}
+
+/// The entry `from`'s unit has linked at `slot`, if it is still cached.
+fn linked(from: &Entry, slot: u32) -> Option<Rc<Entry>> {
+    from.unit.get()?.links.get(slot as usize)?.get()?.upgrade()
+}
+
+/// Links `from`'s exit `slot` to `to`, found by the lookup after that exit, when `to` is
+/// compiled code for the same page and mode (the slot's target is on `from`'s linear page,
+/// so the same physical page means the same translation as long as `from` is valid).
+fn link(from: &Entry, slot: u32, to: &Rc<Entry>) {
+    let (Some(u), Some(_)) = (from.unit.get(), to.unit.get()) else { return };
+    let Some(&target) = u.link_targets.get(slot as usize) else { return };
+    // The lookup after the exit is for the slot's target unless an interrupt came between.
+    let start = from.key.linear.wrapping_sub(from.block.insns.first().map_or(0, |i| i.ip()));
+    if start.wrapping_add(target) != to.key.linear
+        || from.key.page != to.key.page
+        || from.key.bits != to.key.bits
+        || from.key.linear >> 12 != to.key.linear >> 12
+    {
+        return;
+    }
+    if let Some(cell) = u.links.get(slot as usize) {
+        let _ = cell.set(Rc::downgrade(to));
     }
 }
 

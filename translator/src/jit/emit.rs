@@ -24,7 +24,7 @@ use frontend_x86::{sem, CpuState, Exception, Gpr, SegReg, Width};
 
 use softmmu::tlb::{FAST_ADDEND_OFFSET, FAST_ENTRY_SHIFT, FAST_READ_OFFSET, FAST_WRITE_OFFSET, TLB_ENTRIES};
 
-use super::runtime::{self, CONTINUE, FAULT, REDO, RT_BUDGET, RT_ICOUNT, RT_STATUS, RT_TLB};
+use super::runtime::{self, CONTINUE, FAULT, REDO, RT_BUDGET, RT_ICOUNT, RT_LINK, RT_STATUS, RT_TLB};
 
 const I64: types::Type = types::I64;
 const I32: types::Type = types::I32;
@@ -158,6 +158,13 @@ pub struct ClifEmit<'a, 'f> {
     /// The block between the register loads and the first label, filled by [`Self::close`]
     /// with the CS-limit guard.
     guard: Option<(Block, Block)>,
+    /// See [`UnitMode::cs_base`].
+    cs_base: u64,
+    entry_page: u64,
+    /// The targets of the unit's link slots, by slot.
+    links: Vec<u64>,
+    /// The block being ended ends in a helper.
+    after_helper: bool,
 }
 
 fn width_ty(w: Width) -> types::Type {
@@ -183,12 +190,17 @@ pub struct UnitMode {
     /// CS.limit at compile time: fixed branch targets within it are not checked at run time;
     /// the unit's entry checks the limit instead.
     pub cs_limit: u64,
+    /// CS.base, and the linear page of the unit's first instruction: exits to fixed targets
+    /// on that page get link slots.
+    pub cs_base: u64,
+    /// See `cs_base`.
+    pub entry_page: u64,
 }
 
 impl<'a, 'f> ClifEmit<'a, 'f> {
     /// An emitter positioned in the entry block of a function `(cpu, rt) -> status`.
     pub fn new(b: &'a mut FunctionBuilder<'f>, cpu: Value, rt: Value, sigs: Sigs, mode: UnitMode) -> Self {
-        let UnitMode { used, mode64, stack_width, tlb_mode, cs_limit } = mode;
+        let UnitMode { used, mode64, stack_width, tlb_mode, cs_limit, cs_base, entry_page } = mode;
         let fa = b.declare_var(I64);
         let fb = b.declare_var(I64);
         let fr = b.declare_var(I64);
@@ -238,6 +250,10 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             cs_limit,
             max_target: None,
             guard: None,
+            cs_base,
+            entry_page,
+            links: Vec::new(),
+            after_helper: false,
         }
     }
 
@@ -277,7 +293,12 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// the budget has room for all of it (nothing else can need the CPU within a run: devices
     /// stand still, and interrupts only become deliverable through helpers, which leave the
     /// unit), else out of the unit, storing a pending flag operation.
-    pub fn end_block(&mut self, len: u64, succ: &[(u64, Block, u64)]) {
+    ///
+    /// A block that ends in a helper leaves with [`LEAVE`](runtime::LEAVE) (it has no
+    /// successors in the region): the exec loop must look for interrupts the helper may have
+    /// made deliverable.
+    pub fn end_block(&mut self, len: u64, succ: &[(u64, Block, u64)], after_helper: bool) {
+        self.after_helper = after_helper;
         let base = self.b.use_var(self.iters);
         let n = self.b.ins().iadd_imm_s(base, len as i64);
         let branch = match self.branch {
@@ -324,8 +345,30 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         let rip = self.b.ins().iconst(I64, t as i64);
         self.b.ins().store(trusted(), rip, self.cpu, OFF_RIP);
         self.b.ins().store(trusted(), n, self.rt, RT_ICOUNT as i32);
+        if self.after_helper {
+            let s = self.b.ins().iconst(I32, i64::from(runtime::LEAVE));
+            self.b.ins().return_(&[s]);
+            return;
+        }
+        if self.cs_base.wrapping_add(t) >> 12 == self.entry_page {
+            // On the unit's own page: linkable (the exec loop checks the rest).
+            let slot = match self.links.iter().position(|&x| x == t) {
+                Some(k) => k,
+                None => {
+                    self.links.push(t);
+                    self.links.len() - 1
+                }
+            };
+            let k = self.b.ins().iconst(I32, slot as i64);
+            self.b.ins().store(trusted(), k, self.rt, RT_LINK as i32);
+        }
         let s = self.b.ins().iconst(I32, i64::from(CONTINUE));
         self.b.ins().return_(&[s]);
+    }
+
+    /// The targets of the unit's link slots, by slot.
+    pub fn links(&self) -> &[u64] {
+        &self.links
     }
 
     /// The end of a block that went on at the `next_rip` variable (an indirect branch).
@@ -354,7 +397,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         let rip = self.b.use_var(self.next_rip);
         self.b.ins().store(trusted(), rip, self.cpu, OFF_RIP);
         self.b.ins().store(trusted(), n, self.rt, RT_ICOUNT as i32);
-        let s = self.b.ins().iconst(I32, i64::from(CONTINUE));
+        let status = if self.after_helper { runtime::LEAVE } else { CONTINUE };
+        let s = self.b.ins().iconst(I32, i64::from(status));
         self.b.ins().return_(&[s]);
     }
 

@@ -11,7 +11,8 @@
 pub mod emit;
 pub mod runtime;
 
-use std::rc::Rc;
+use std::cell::OnceCell;
+use std::rc::{Rc, Weak};
 use std::time::Instant;
 
 use cranelift_codegen::ir::{types, AbiParam, UserFuncName};
@@ -42,6 +43,12 @@ pub struct Unit {
     pub generation: u64,
     /// Guest instructions in it.
     pub insns: usize,
+    /// Its link slots: the cached entry each linkable exit was found to lead to (same page,
+    /// same mode), so the exec loop can go on there without a lookup. Weak: an entry dropped
+    /// from the cache (its page written) is never run through a link.
+    pub links: Box<[OnceCell<Weak<crate::cache::Entry>>]>,
+    /// The offset each link slot leads to.
+    pub link_targets: Box<[u64]>,
     _blocks: Vec<Rc<Block>>,
 }
 
@@ -243,6 +250,7 @@ impl Jit {
         let start = Instant::now();
         let Some(block) = blocks.first() else { return Err(JitError::Host("empty region".into())) };
         let used = self.used_regs(blocks);
+        let link_targets;
         let module = match self.module.as_mut() {
             Some(m) => m,
             None => return Err(JitError::Host("no code module".into())),
@@ -271,6 +279,11 @@ impl Jit {
                 stack_width: cpu.stack_width(),
                 tlb_mode: frontend_x86::mem::mmu_mode(cpu).index(),
                 cs_limit: u64::from(cpu.seg[frontend_x86::SegReg::Cs as usize].limit),
+                cs_base: cpu.seg[frontend_x86::SegReg::Cs as usize].base,
+                entry_page: cpu.seg[frontend_x86::SegReg::Cs as usize]
+                    .base
+                    .wrapping_add(block.insns.first().map_or(0, |i| i.ip()))
+                    >> 12,
             };
             let mut e = emit::ClifEmit::new(&mut b, cpu_v, rt_v, sigs, mode);
             let labels: Vec<_> = blocks.iter().map(|_| e.label()).collect();
@@ -297,10 +310,11 @@ impl Jit {
                             Some((ip, labels[s], blocks[s].insns.len() as u64))
                         })
                         .collect();
-                    e.end_block(blk.insns.len() as u64, &succ);
+                    e.end_block(blk.insns.len() as u64, &succ, blk.ends_in_helper);
                 }
             }
             e.close();
+            link_targets = e.links().to_vec();
             b.seal_all_blocks();
             b.finalize(frontend_config);
         }
@@ -339,6 +353,14 @@ impl Jit {
                 eprintln!("  {:x} {}", i.ip(), i.mnemonic() as u32);
             }
         }
-        Ok(Unit { entry, generation: self.generation, insns, _blocks: blocks.to_vec() })
+        let links = link_targets.iter().map(|_| OnceCell::new()).collect();
+        Ok(Unit {
+            entry,
+            generation: self.generation,
+            insns,
+            links,
+            link_targets: link_targets.into_boxed_slice(),
+            _blocks: blocks.to_vec(),
+        })
     }
 }
