@@ -262,11 +262,8 @@ fn branch_past_a_lowered_cs_limit_faults_in_compiled_code() {
         let mut code = vec![0xb9, 5, 0, 0, 0, 0x49, 0x75, 0xfd, 0xe9];
         code.extend_from_slice(&(0x200i32 - 13).to_le_bytes());
         bus.put(CODE, &code);
-        let mut tier = if jit {
-            Interpreter::with_jit(0).expect("this host has a Cranelift backend")
-        } else {
-            Interpreter::new()
-        };
+        let mut tier =
+            if jit { Interpreter::with_jit(0).expect("this host has a Cranelift backend") } else { Interpreter::new() };
         let (_, exit) = tier.run(&mut cpu, &mut bus, 100);
         assert_eq!((exit, cpu.rip), (Exit::Halted, CODE + 0x201), "jit {jit}: the first pass reaches the HLT");
         if jit {

@@ -132,6 +132,15 @@ impl BlockCache {
         fresh
     }
 
+    /// Drops the block at `key`.
+    pub fn remove(&mut self, key: &BlockKey) {
+        self.blocks.remove(key);
+        let s = slot(key);
+        if matches!(&self.fast.get(s), Some(Some((fk, _))) if fk == key) {
+            self.fast[s] = None;
+        }
+    }
+
     /// Drops every block decoded from physical page `page`.
     pub fn invalidate_page(&mut self, page: u64) {
         if let Some(keys) = self.by_page.remove(&page) {

@@ -54,6 +54,9 @@ pub struct Interpreter {
     threshold: u32,
     /// What it has done so far.
     pub stats: Stats,
+    /// Blocks whose compiled code found the CPU other than it was compiled for (segment
+    /// caches, CS.limit): they are compiled again without static segments.
+    unstable: std::collections::HashSet<BlockKey, std::hash::BuildHasherDefault<crate::cache::KeyHasher>>,
 }
 
 /// Interpreted entries of a block before it is compiled, by default.
@@ -162,7 +165,7 @@ impl Interpreter {
         }
         let region = region(&entry.block, cpu, bus);
         let jit = self.jit.as_mut()?;
-        match jit.compile(&region, cpu) {
+        match jit.compile(&region, cpu, !self.unstable.contains(&entry.key)) {
             Ok(u) => {
                 let f = u.entry;
                 // The cell was empty: checked above.
@@ -262,9 +265,15 @@ impl Interpreter {
                             // covers its branches): the interpreter runs that instruction,
                             // then the blocks it overwrote are dropped.
                             poll = true;
+                            if n == 0 && self.unstable.insert(cur.key) {
+                                // Compiled for another CPU state: compile it again, once,
+                                // without static segments.
+                                self.cache.remove(&cur.key);
+                            }
                             let k = n as usize;
                             let b = &cur.block;
-                            if let (Some(insn), Some(f), Some(next)) = (b.insns.get(k), b.fns.get(k), b.next_ips.get(k)) {
+                            if let (Some(insn), Some(f), Some(next)) = (b.insns.get(k), b.fns.get(k), b.next_ips.get(k))
+                            {
                                 done += 1;
                                 if execute(cpu, bus, insn, *f, *next).is_err() {
                                     self.stats.exceptions += 1;
@@ -283,16 +292,14 @@ impl Interpreter {
                         // exec loop to look at (no helper ran): go on through the link slot,
                         // or have the next lookup fill it.
                         match linked(&cur, slot) {
-                            Some(next) if budget - done >= next.block.insns.len() as u64 => {
-                                match next.unit.get() {
-                                    Some(u) => {
-                                        f = u.entry;
-                                        cur = next;
-                                        self.stats.chained += 1;
-                                    }
-                                    None => break,
+                            Some(next) if budget - done >= next.block.insns.len() as u64 => match next.unit.get() {
+                                Some(u) => {
+                                    f = u.entry;
+                                    cur = next;
+                                    self.stats.chained += 1;
                                 }
-                            }
+                                None => break,
+                            },
                             Some(_) => break,
                             None => {
                                 link_from = Some((cur, slot));

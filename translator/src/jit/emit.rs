@@ -86,6 +86,36 @@ impl Sigs {
     }
 }
 
+/// A segment's descriptor cache as a unit was compiled for it: memory accesses use the
+/// base and limit as constants, and the unit's entry checks they are still the CPU's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegStatic {
+    /// The base.
+    pub base: u64,
+    /// The limit.
+    pub limit: u32,
+    /// The attributes, masked to what the inline checks look at.
+    pub attr: u16,
+    /// A present, writable, expand-up data segment (the inline path's only kind).
+    pub data_rw: bool,
+}
+
+impl SegStatic {
+    /// The attribute bits the inline access checks depend on.
+    pub const ATTR_MASK: u16 = frontend_x86::state::attr::P
+        | frontend_x86::state::attr::S
+        | frontend_x86::state::attr::CODE
+        | frontend_x86::state::attr::RW
+        | frontend_x86::state::attr::DC;
+
+    /// What `s` gives the unit.
+    pub fn of(s: &Segment) -> Self {
+        use frontend_x86::state::attr;
+        let a = s.attr & Self::ATTR_MASK;
+        SegStatic { base: s.base, limit: s.limit, attr: a, data_rw: a == attr::P | attr::S | attr::RW }
+    }
+}
+
 /// How the current instruction left control, when the unit knows at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Branch {
@@ -165,6 +195,10 @@ pub struct ClifEmit<'a, 'f> {
     links: Vec<u64>,
     /// The block being ended ends in a helper.
     after_helper: bool,
+    /// See [`UnitMode::seg_static`].
+    seg_static: [Option<SegStatic>; 6],
+    /// The segments whose static values the unit's code used (bit per `SegReg`).
+    seg_used: u8,
 }
 
 fn width_ty(w: Width) -> types::Type {
@@ -195,12 +229,15 @@ pub struct UnitMode {
     pub cs_base: u64,
     /// See `cs_base`.
     pub entry_page: u64,
+    /// Segments whose base and limit the unit may take as constants (by `SegReg`), with the
+    /// values: outside 64-bit mode the flat ones, in 64-bit mode FS and GS.
+    pub seg_static: [Option<SegStatic>; 6],
 }
 
 impl<'a, 'f> ClifEmit<'a, 'f> {
     /// An emitter positioned in the entry block of a function `(cpu, rt) -> status`.
     pub fn new(b: &'a mut FunctionBuilder<'f>, cpu: Value, rt: Value, sigs: Sigs, mode: UnitMode) -> Self {
-        let UnitMode { used, mode64, stack_width, tlb_mode, cs_limit, cs_base, entry_page } = mode;
+        let UnitMode { used, mode64, stack_width, tlb_mode, cs_limit, cs_base, entry_page, seg_static } = mode;
         let fa = b.declare_var(I64);
         let fb = b.declare_var(I64);
         let fr = b.declare_var(I64);
@@ -254,6 +291,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             entry_page,
             links: Vec::new(),
             after_helper: false,
+            seg_static,
+            seg_used: 0,
         }
     }
 
@@ -460,14 +499,32 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     pub fn close(&mut self) {
         if let Some((guard, label)) = self.guard.take() {
             self.b.switch_to_block(guard);
-            match self.max_target {
-                Some(t) => {
-                    // Fixed branch targets were checked against CS.limit at compile time: a
-                    // smaller limit now sends the first instruction to the interpreter.
-                    let off = OFF_SEG + SEG_SIZE * SegReg::Cs as i32 + OFF_SEG_LIMIT;
-                    let limit = self.b.ins().load(I32, trusted(), self.cpu, off);
-                    let limit = self.b.ins().uextend(I64, limit);
-                    let ok = self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, limit, t as i64);
+            // What the unit assumed of the CPU when it was compiled: fixed branch targets
+            // within CS.limit, the static segments' caches unchanged. If not, the first
+            // instruction goes to the interpreter (and the exec loop recompiles the block).
+            let mut conds = Vec::new();
+            if let Some(t) = self.max_target {
+                let off = OFF_SEG + SEG_SIZE * SegReg::Cs as i32 + OFF_SEG_LIMIT;
+                let limit = self.b.ins().load(I32, trusted(), self.cpu, off);
+                let limit = self.b.ins().uextend(I64, limit);
+                conds.push(self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, limit, t as i64));
+            }
+            for seg in 0..6 {
+                let Some(st) = self.seg_static[seg].filter(|_| self.seg_used & (1 << seg) != 0) else { continue };
+                let off = OFF_SEG + SEG_SIZE * seg as i32;
+                let base = self.b.ins().load(I64, trusted(), self.cpu, off + OFF_SEG_BASE);
+                conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, base, st.base as i64));
+                if !self.mode64 {
+                    let limit = self.b.ins().load(I32, trusted(), self.cpu, off + OFF_SEG_LIMIT);
+                    conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, limit, i64::from(st.limit as i32)));
+                    let a = self.b.ins().load(types::I16, trusted(), self.cpu, off + OFF_SEG_ATTR);
+                    let a = self.b.ins().band_imm_s(a, i64::from(SegStatic::ATTR_MASK));
+                    conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, a, i64::from(st.attr)));
+                }
+            }
+            match conds.split_first() {
+                Some((&first, rest)) => {
+                    let ok = rest.iter().fold(first, |acc, &c| self.b.ins().band(acc, c));
                     let bail = self.b.create_block();
                     self.b.ins().brif(ok, label, &[], bail, &[]);
                     self.b.seal_block(bail);
@@ -676,16 +733,44 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// for it (one page, RAM, writes not to code), and the host address.
     fn fast_access(&mut self, seg: SegReg, ea: Value, size: u64, write: bool) -> (Value, Value) {
         let seg_off = OFF_SEG + SEG_SIZE * seg as i32;
+        let fixed = self.seg_static[seg as usize];
         let (seg_ok, lin) = if self.mode64 {
             let lin = if matches!(seg, SegReg::Fs | SegReg::Gs) {
-                let base = self.b.ins().load(I64, trusted(), self.cpu, seg_off + OFF_SEG_BASE);
-                self.b.ins().iadd(ea, base)
+                match fixed {
+                    // The base as the unit was compiled; the entry guard checks it.
+                    Some(st) => {
+                        self.seg_used |= 1 << seg as usize;
+                        if st.base == 0 {
+                            ea
+                        } else {
+                            self.b.ins().iadd_imm_s(ea, st.base as i64)
+                        }
+                    }
+                    None => {
+                        let base = self.b.ins().load(I64, trusted(), self.cpu, seg_off + OFF_SEG_BASE);
+                        self.b.ins().iadd(ea, base)
+                    }
+                }
             } else {
                 ea
             };
             // A non-canonical address never matches a TLB tag: it takes the slow path,
             // which raises the fault.
             (None, lin)
+        } else if let Some(st) = fixed.filter(|st| st.data_rw) {
+            // A present, writable, expand-up data segment whose base and limit were fixed when
+            // the unit was compiled (the entry guard checks they still are).
+            self.seg_used |= 1 << seg as usize;
+            let ok = if st.limit == 0xffff_ffff {
+                // Past 4 GiB, the last byte's page never matches a TLB tag: the slow path
+                // takes it (and applies the limit).
+                None
+            } else {
+                let last = self.b.ins().iadd_imm_s(ea, size as i64 - 1);
+                Some(self.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, last, i64::from(st.limit)))
+            };
+            let lin = if st.base == 0 { ea } else { self.b.ins().iadd_imm_s(ea, st.base as i64) };
+            (ok, self.mask(lin, Width::W32))
         } else {
             use frontend_x86::state::attr;
             let attr_v = self.b.ins().load(types::I16, trusted(), self.cpu, seg_off + OFF_SEG_ATTR);

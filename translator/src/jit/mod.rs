@@ -246,7 +246,11 @@ impl Jit {
 
     /// Compiles the region `blocks` (entered at the first; see [`successors`]), decoded for
     /// `cpu`'s current mode.
-    pub fn compile(&mut self, blocks: &[Rc<Block>], cpu: &CpuState) -> Result<Unit, JitError> {
+    ///
+    /// With `static_segs`, flat data segments (and in 64-bit mode FS and GS) are taken as
+    /// constants, checked once at the unit's entry; the exec loop turns it off for blocks
+    /// whose entry check failed.
+    pub fn compile(&mut self, blocks: &[Rc<Block>], cpu: &CpuState, static_segs: bool) -> Result<Unit, JitError> {
         let start = Instant::now();
         let Some(block) = blocks.first() else { return Err(JitError::Host("empty region".into())) };
         let used = self.used_regs(blocks);
@@ -284,6 +288,16 @@ impl Jit {
                     .base
                     .wrapping_add(block.insns.first().map_or(0, |i| i.ip()))
                     >> 12,
+                seg_static: std::array::from_fn(|s| {
+                    let seg = &cpu.seg[s];
+                    let st = emit::SegStatic::of(seg);
+                    let wanted = if cpu.mode64() {
+                        s == frontend_x86::SegReg::Fs as usize || s == frontend_x86::SegReg::Gs as usize
+                    } else {
+                        st.data_rw && seg.base == 0 && seg.limit == 0xffff_ffff
+                    };
+                    (static_segs && wanted).then_some(st)
+                }),
             };
             let mut e = emit::ClifEmit::new(&mut b, cpu_v, rt_v, sigs, mode);
             let labels: Vec<_> = blocks.iter().map(|_| e.label()).collect();
