@@ -206,7 +206,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         );
         let (lookups, hits) = m.interp.jump_cache();
         eprintln!(
-            "cranebox: jump cache {:.1}% of {} block lookups; TLB {} fills ({:.3} per 1000 instructions)",
+            "cranebox: {} compiled units entered through links; jump cache {:.1}% of {} block lookups; TLB {} fills ({:.3} per 1000 instructions)",
+            st.chained,
             100.0 * hits as f64 / lookups.max(1) as f64,
             lookups,
             m.cpu.tlb.0.fills,

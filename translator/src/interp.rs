@@ -242,18 +242,39 @@ impl Interpreter {
                 }
                 if let Some(f) = self.unit_for(&entry, cpu, bus) {
                     let (mut cur, mut f) = (entry.clone(), f);
+                    let mut rt = Runtime::new(cpu, &mut *bus, budget - done);
                     loop {
-                        let mut rt = Runtime::new(cpu, &mut *bus, budget - done);
+                        rt.budget = budget - done;
+                        rt.icount = 0;
+                        rt.link = NO_LINK;
                         // SAFETY: `f` is a unit of the current generation (older ones were
                         // dropped with the cache); it gets exclusive pointers to the CPU and
                         // the runtime for the duration of the call, as its entry points require.
                         let status = unsafe { f(cpu as *mut CpuState, &mut rt) };
-                        let (n, exception, slot) = (rt.icount, rt.exception, rt.link);
+                        let (n, slot) = (rt.icount, rt.link);
                         done += n;
                         self.stats.compiled_instructions += n;
+                        if status == CONTINUE && slot != NO_LINK && !cpu.code.has_writes() {
+                            // Left through a fixed branch to its own page, with nothing for
+                            // the exec loop to look at (no helper ran): go on through the link
+                            // slot, or have the next lookup fill it.
+                            match linked(&cur, slot) {
+                                Some(next) if budget - done >= next.block.insns.len() as u64 => {
+                                    if let Some(u) = next.unit.get() {
+                                        f = u.entry;
+                                        cur = next;
+                                        self.stats.chained += 1;
+                                        continue;
+                                    }
+                                }
+                                Some(_) => {}
+                                None => link_from = Some((cur, slot)),
+                            }
+                            break;
+                        }
                         if status == FAULT {
-                            if let Some(e) = exception {
-                                interrupt::raise(cpu, bus, e);
+                            if let Some(e) = rt.exception.take() {
+                                interrupt::raise(cpu, &mut *rt.bus, e);
                             }
                             self.stats.exceptions += 1;
                             poll = true;
@@ -261,9 +282,9 @@ impl Interpreter {
                             // A helper ran last: it may have made an interrupt deliverable.
                             poll = true;
                         } else if status == REDO {
-                            // Its store would write decoded code (or CS.limit no longer
-                            // covers its branches): the interpreter runs that instruction,
-                            // then the blocks it overwrote are dropped.
+                            // Its store would write decoded code (or the CPU is no longer what
+                            // the unit was compiled for): the interpreter runs that
+                            // instruction, then the blocks it overwrote are dropped.
                             poll = true;
                             if n == 0 && self.unstable.insert(cur.key) {
                                 // Compiled for another CPU state: compile it again, once,
@@ -275,37 +296,15 @@ impl Interpreter {
                             if let (Some(insn), Some(f), Some(next)) = (b.insns.get(k), b.fns.get(k), b.next_ips.get(k))
                             {
                                 done += 1;
-                                if execute(cpu, bus, insn, *f, *next).is_err() {
+                                if execute(cpu, &mut *rt.bus, insn, *f, *next).is_err() {
                                     self.stats.exceptions += 1;
-                                    poll = true;
                                 }
                             }
                         }
                         if cpu.code.has_writes() {
                             self.drain_code_writes(cpu);
-                            break;
                         }
-                        if status != CONTINUE || slot == NO_LINK {
-                            break;
-                        }
-                        // Left through a fixed branch to its own page, with nothing for the
-                        // exec loop to look at (no helper ran): go on through the link slot,
-                        // or have the next lookup fill it.
-                        match linked(&cur, slot) {
-                            Some(next) if budget - done >= next.block.insns.len() as u64 => match next.unit.get() {
-                                Some(u) => {
-                                    f = u.entry;
-                                    cur = next;
-                                    self.stats.chained += 1;
-                                }
-                                None => break,
-                            },
-                            Some(_) => break,
-                            None => {
-                                link_from = Some((cur, slot));
-                                break;
-                            }
-                        }
+                        break;
                     }
                     continue;
                 }

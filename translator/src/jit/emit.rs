@@ -515,11 +515,22 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
                 let base = self.b.ins().load(I64, trusted(), self.cpu, off + OFF_SEG_BASE);
                 conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, base, st.base as i64));
                 if !self.mode64 {
-                    let limit = self.b.ins().load(I32, trusted(), self.cpu, off + OFF_SEG_LIMIT);
-                    conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, limit, i64::from(st.limit as i32)));
-                    let a = self.b.ins().load(types::I16, trusted(), self.cpu, off + OFF_SEG_ATTR);
-                    let a = self.b.ins().band_imm_s(a, i64::from(SegStatic::ATTR_MASK));
-                    conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, a, i64::from(st.attr)));
+                    let (lo, hi) = (OFF_SEG_LIMIT.min(OFF_SEG_ATTR), (OFF_SEG_LIMIT + 4).max(OFF_SEG_ATTR + 2));
+                    if cfg!(target_endian = "little") && hi - lo <= 8 {
+                        // Limit and attributes in one 64-bit word of the segment cache.
+                        let (ls, as_) = (8 * (OFF_SEG_LIMIT - lo) as u32, 8 * (OFF_SEG_ATTR - lo) as u32);
+                        let mask = (0xffff_ffffu64 << ls) | (u64::from(SegStatic::ATTR_MASK) << as_);
+                        let want = (u64::from(st.limit) << ls) | (u64::from(st.attr) << as_);
+                        let v = self.b.ins().load(I64, trusted(), self.cpu, off + lo);
+                        let v = self.b.ins().band_imm_s(v, mask as i64);
+                        conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, v, want as i64));
+                    } else {
+                        let limit = self.b.ins().load(I32, trusted(), self.cpu, off + OFF_SEG_LIMIT);
+                        conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, limit, i64::from(st.limit as i32)));
+                        let a = self.b.ins().load(types::I16, trusted(), self.cpu, off + OFF_SEG_ATTR);
+                        let a = self.b.ins().band_imm_s(a, i64::from(SegStatic::ATTR_MASK));
+                        conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, a, i64::from(st.attr)));
+                    }
                 }
             }
             match conds.split_first() {
@@ -725,6 +736,44 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             }
         };
         Some(if cc & 1 != 0 { self.b.ins().bxor_imm_s(v, 1) } else { v })
+    }
+
+    /// Condition codes of the lazy flags in the CPU state computed inline when the pending
+    /// operation there is one of `cases` (operation, condition code), else by `slow`.
+    fn cpu_flags_inline(&mut self, cases: &[(FlagOp, u8)], slow: impl FnOnce(&mut Self) -> Value) -> Value {
+        let o = LazyFlags::OFFSETS;
+        let op = self.b.ins().load(I8, trusted(), self.cpu, OFF_FLAGS + o.op as i32);
+        let merge = self.b.create_block();
+        let result = self.b.append_block_param(merge, I64);
+        for &(fop, cc) in cases {
+            let is = self.b.ins().icmp_imm_s(IntCC::Equal, op, fop as i64);
+            let (yes, no) = (self.b.create_block(), self.b.create_block());
+            self.b.ins().brif(is, yes, &[], no, &[]);
+            self.b.seal_block(yes);
+            self.b.seal_block(no);
+            self.b.switch_to_block(yes);
+            let a = self.b.ins().load(I64, trusted(), self.cpu, OFF_FLAGS + o.a as i32);
+            let bv = self.b.ins().load(I64, trusted(), self.cpu, OFF_FLAGS + o.b as i32);
+            let r = self.b.ins().load(I64, trusted(), self.cpu, OFF_FLAGS + o.r as i32);
+            let v = match (fop, cc >> 1) {
+                (FlagOp::Sub, 1) => self.b.ins().icmp(IntCC::UnsignedLessThan, a, bv),
+                (FlagOp::Sub, 2) => self.b.ins().icmp(IntCC::Equal, a, bv),
+                (FlagOp::Sub, 3) => self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, bv),
+                (FlagOp::Inc | FlagOp::Dec, 1) => self.b.ins().icmp_imm_s(IntCC::NotEqual, bv, 0),
+                // Only the pairs above are asked for.
+                _ => self.b.ins().icmp_imm_s(IntCC::Equal, r, 0),
+            };
+            let v = if cc & 1 != 0 { self.b.ins().bxor_imm_s(v, 1) } else { v };
+            let v = self.b.ins().uextend(I64, v);
+            self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+            self.b.switch_to_block(no);
+        }
+        let v = slow(self);
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        self.masked.insert(result, Width::W8);
+        result
     }
 
     /// The inline half of a data access of `size` bytes at `seg:ea`: whether the segment
@@ -941,8 +990,30 @@ impl Emit for ClifEmit<'_, '_> {
     }
 
     fn alu(&mut self, op: Alu, a: Value, bv: Value, w: Width) -> Value {
-        if let (Some(&x), Some(&y)) = (self.consts.get(&a), self.consts.get(&bv)) {
+        let (ca, cb) = (self.consts.get(&a).copied(), self.consts.get(&bv).copied());
+        if let (Some(x), Some(y)) = (ca, cb) {
             return self.imm(frontend_x86::emit::eval_alu(op, x, y, w));
+        }
+        // Identities: what is left is at most a mask (effective addresses add a zero
+        // displacement and AND with the address-size mask).
+        match (op, ca, cb) {
+            (Alu::Add | Alu::Or | Alu::Xor, Some(0), _) => return self.mask(bv, w),
+            (Alu::Add | Alu::Sub | Alu::Or | Alu::Xor | Alu::Shl | Alu::Shr | Alu::Sar, _, Some(0)) => {
+                return self.mask(a, w)
+            }
+            (Alu::And, _, Some(m)) | (Alu::And, Some(m), _)
+                if m & w.mask() == w.mask() || m == 0xffff_ffff || m == 0xffff =>
+            {
+                let v = if cb.is_some() { a } else { bv };
+                let narrow = match m & w.mask() {
+                    0xffff => Width::W16,
+                    0xffff_ffff => Width::W32,
+                    _ => w,
+                };
+                let narrow = if narrow.bits() < w.bits() { narrow } else { w };
+                return self.mask(v, narrow);
+            }
+            _ => {}
         }
         let r = match op {
             Alu::Add => self.b.ins().iadd(a, bv),
@@ -1009,6 +1080,15 @@ impl Emit for ClifEmit<'_, '_> {
             return self.bool64(c);
         }
         self.flags_to_cpu();
+        if matches!(cc >> 1, 1..=3) {
+            // B/AE, E/NE, BE/A after a CMP/SUB the CPU state holds (a block's first
+            // condition, after a region edge): a compare of its operands, inline.
+            let cpu = self.cpu;
+            return self.cpu_flags_inline(&[(FlagOp::Sub, cc)], |e| {
+                let ccv = e.b.ins().iconst(I32, i64::from(cc));
+                e.call1(e.sigs.cond, runtime::jit_cond as *const () as usize, &[cpu, ccv])
+            });
+        }
         let ccv = self.b.ins().iconst(I32, i64::from(cc));
         let cpu = self.cpu;
         self.call1(self.sigs.cond, runtime::jit_cond as *const () as usize, &[cpu, ccv])
@@ -1019,8 +1099,12 @@ impl Emit for ClifEmit<'_, '_> {
             return self.bool64(c);
         }
         self.flags_to_cpu();
+        // CF after a CMP/SUB or an INC/DEC (which keep CF in the lazy `b`) from the CPU state
+        // inline: INC/DEC and ADC/SBB at a block's start need it.
         let cpu = self.cpu;
-        self.call1(self.sigs.carry, runtime::jit_carry as *const () as usize, &[cpu])
+        self.cpu_flags_inline(&[(FlagOp::Sub, 2), (FlagOp::Inc, 2), (FlagOp::Dec, 2)], |e| {
+            e.call1(e.sigs.carry, runtime::jit_carry as *const () as usize, &[cpu])
+        })
     }
 
     fn get_rflags(&mut self) -> Value {
