@@ -258,7 +258,8 @@ impl Interpreter {
                             // Left through a fixed branch to its own page, with nothing for
                             // the exec loop to look at (no helper ran): go on through the link
                             // slot, or have the next lookup fill it.
-                            match linked(&cur, slot) {
+                            let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
+                            match linked(&cur, slot, linear) {
                                 Some(next) if budget - done >= next.block.insns.len() as u64 => {
                                     if let Some(u) = next.unit.get() {
                                         f = u.entry;
@@ -366,9 +367,11 @@ impl Interpreter {
     }
 }
 
-/// The entry `from`'s unit has linked at `slot`, if it is still cached.
-fn linked(from: &Entry, slot: u32) -> Option<Rc<Entry>> {
-    from.unit.get()?.links.get(slot as usize)?.get()?.upgrade()
+/// The entry `from`'s unit has linked at `slot`, if it is still cached and is for the block
+/// at `linear` (an indirect branch's slot holds the last target it went to).
+fn linked(from: &Entry, slot: u32, linear: u64) -> Option<Rc<Entry>> {
+    let to = from.unit.get()?.links.get(slot as usize)?.borrow().upgrade()?;
+    (to.key.linear == linear).then_some(to)
 }
 
 /// Links `from`'s exit `slot` to `to`, found by the lookup after that exit, when `to` is
@@ -379,7 +382,7 @@ fn link(from: &Entry, slot: u32, to: &Rc<Entry>) {
     let Some(&target) = u.link_targets.get(slot as usize) else { return };
     // The lookup after the exit is for the slot's target unless an interrupt came between.
     let start = from.key.linear.wrapping_sub(from.block.insns.first().map_or(0, |i| i.ip()));
-    if start.wrapping_add(target) != to.key.linear
+    if (target != crate::jit::emit::DYNAMIC && start.wrapping_add(target) != to.key.linear)
         || from.key.page != to.key.page
         || from.key.bits != to.key.bits
         || from.key.linear >> 12 != to.key.linear >> 12
@@ -387,12 +390,12 @@ fn link(from: &Entry, slot: u32, to: &Rc<Entry>) {
         return;
     }
     if let Some(cell) = u.links.get(slot as usize) {
-        let _ = cell.set(Rc::downgrade(to));
+        *cell.borrow_mut() = Rc::downgrade(to);
     }
 }
 
 /// Blocks in a compiled region at most.
-const REGION_BLOCKS: usize = 8;
+const REGION_BLOCKS: usize = 16;
 
 /// The region compiled for a hot block: the block, then the blocks its direct branches and
 /// fall-throughs reach on the same page (so that their bytes and translation are those of

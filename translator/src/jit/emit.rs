@@ -116,6 +116,9 @@ impl SegStatic {
     }
 }
 
+/// The target of an indirect branch's link slot.
+pub const DYNAMIC: u64 = u64::MAX;
+
 /// How the current instruction left control, when the unit knows at compile time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Branch {
@@ -145,8 +148,10 @@ pub struct ClifEmit<'a, 'f> {
     cpu: Value,
     rt: Value,
     sigs: Sigs,
-    /// Variables of the registers the unit keeps in SSA form.
-    regs: [Option<Variable>; 16],
+    /// The general registers' values as known at the current point: each was defined in a
+    /// CLIF block that dominates it. Registers are written through to the CPU state, so an
+    /// unknown one is loaded from there when read.
+    regs: [Option<Value>; 16],
     flags: Flags,
     fa: Variable,
     fb: Variable,
@@ -213,8 +218,6 @@ fn width_ty(w: Width) -> types::Type {
 /// What a unit is compiled for: fixed for its whole life (part of its cache key).
 #[derive(Clone, Copy, Debug)]
 pub struct UnitMode {
-    /// The general registers it keeps in variables (bit per register).
-    pub used: u16,
     /// 64-bit code.
     pub mode64: bool,
     /// The stack-pointer width.
@@ -237,7 +240,7 @@ pub struct UnitMode {
 impl<'a, 'f> ClifEmit<'a, 'f> {
     /// An emitter positioned in the entry block of a function `(cpu, rt) -> status`.
     pub fn new(b: &'a mut FunctionBuilder<'f>, cpu: Value, rt: Value, sigs: Sigs, mode: UnitMode) -> Self {
-        let UnitMode { used, mode64, stack_width, tlb_mode, cs_limit, cs_base, entry_page, seg_static } = mode;
+        let UnitMode { mode64, stack_width, tlb_mode, cs_limit, cs_base, entry_page, seg_static } = mode;
         let fa = b.declare_var(I64);
         let fb = b.declare_var(I64);
         let fr = b.declare_var(I64);
@@ -247,15 +250,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             b.def_var(v, zero);
         }
 
-        let mut regs = [None; 16];
-        for (n, slot) in regs.iter_mut().enumerate() {
-            if used & (1 << n) != 0 {
-                let var = b.declare_var(I64);
-                let v = b.ins().load(I64, trusted(), cpu, OFF_GPR + 8 * n as i32);
-                b.def_var(var, v);
-                *slot = Some(var);
-            }
-        }
+        let regs = [None; 16];
         let iters = b.declare_var(I64);
         b.def_var(iters, zero);
         ClifEmit {
@@ -325,6 +320,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     pub fn start_block(&mut self, label: Block) {
         self.b.switch_to_block(label);
         self.flags = Flags::InCpu;
+        self.regs = [None; 16];
     }
 
     /// Ends a block of `len` instructions that went on at the `next_rip` variable: to one of
@@ -391,14 +387,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         }
         if self.cs_base.wrapping_add(t) >> 12 == self.entry_page {
             // On the unit's own page: linkable (the exec loop checks the rest).
-            let slot = match self.links.iter().position(|&x| x == t) {
-                Some(k) => k,
-                None => {
-                    self.links.push(t);
-                    self.links.len() - 1
-                }
-            };
-            let k = self.b.ins().iconst(I32, slot as i64);
+            let slot = self.link_slot(t);
+            let k = self.b.ins().iconst(I32, slot);
             self.b.ins().store(trusted(), k, self.rt, RT_LINK as i32);
         }
         let s = self.b.ins().iconst(I32, i64::from(CONTINUE));
@@ -408,6 +398,18 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// The targets of the unit's link slots, by slot.
     pub fn links(&self) -> &[u64] {
         &self.links
+    }
+
+    /// The link slot for `target` ([`DYNAMIC`]: an indirect branch's).
+    fn link_slot(&mut self, target: u64) -> i64 {
+        let slot = match self.links.iter().position(|&x| x == target && x != DYNAMIC) {
+            Some(k) => k,
+            None => {
+                self.links.push(target);
+                self.links.len() - 1
+            }
+        };
+        slot as i64
     }
 
     /// The end of a block that went on at the `next_rip` variable (an indirect branch).
@@ -437,6 +439,13 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         self.b.ins().store(trusted(), rip, self.cpu, OFF_RIP);
         self.b.ins().store(trusted(), n, self.rt, RT_ICOUNT as i32);
         let status = if self.after_helper { runtime::LEAVE } else { CONTINUE };
+        if !self.after_helper {
+            // The exec loop may go on at the unit it found for this branch last time, if the
+            // target is the same.
+            let slot = self.link_slot(DYNAMIC);
+            let k = self.b.ins().iconst(I32, slot);
+            self.b.ins().store(trusted(), k, self.rt, RT_LINK as i32);
+        }
         let s = self.b.ins().iconst(I32, i64::from(status));
         self.b.ins().return_(&[s]);
     }
@@ -599,14 +608,10 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         self.flags_to_cpu();
     }
 
-    /// Takes the registers back from the CPU state (after a call that may have changed them).
+    /// Forgets the registers' values (after a call that may have changed them): the next
+    /// reads load them from the CPU state.
     fn sync_in(&mut self) {
-        for n in 0..16 {
-            if let Some(var) = self.regs[n] {
-                let v = self.b.ins().load(I64, trusted(), self.cpu, OFF_GPR + 8 * n as i32);
-                self.b.def_var(var, v);
-            }
-        }
+        self.regs = [None; 16];
     }
 
     fn mask(&mut self, v: Value, w: Width) -> Value {
@@ -898,8 +903,12 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     fn reg_value(&mut self, gpr: Gpr) -> Value {
         let n = gpr as usize;
         match self.regs[n] {
-            Some(var) => self.b.use_var(var),
-            None => self.b.ins().load(I64, trusted(), self.cpu, OFF_GPR + 8 * n as i32),
+            Some(v) => v,
+            None => {
+                let v = self.b.ins().load(I64, trusted(), self.cpu, OFF_GPR + 8 * n as i32);
+                self.regs[n] = Some(v);
+                v
+            }
         }
     }
 
@@ -923,19 +932,12 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     }
 
     fn set_reg_value(&mut self, gpr: Gpr, v: Value) {
+        // Written through: the CPU state always has the registers, so no exit or helper call
+        // needs to store them, and no value lives across the unit's blocks (this keeps units
+        // small and quick to compile: compile time is what the JIT is short of).
         let n = gpr as usize;
-        match self.regs[n] {
-            // Written through: the CPU state always has the registers, so no exit or helper
-            // call needs to store them (this keeps the units small; compile time is what the
-            // JIT is short of).
-            Some(var) => {
-                self.b.def_var(var, v);
-                self.b.ins().store(trusted(), v, self.cpu, OFF_GPR + 8 * n as i32);
-            }
-            None => {
-                self.b.ins().store(trusted(), v, self.cpu, OFF_GPR + 8 * n as i32);
-            }
-        }
+        self.b.ins().store(trusted(), v, self.cpu, OFF_GPR + 8 * n as i32);
+        self.regs[n] = Some(v);
     }
 }
 
@@ -1204,6 +1206,7 @@ impl Emit for ClifEmit<'_, '_> {
         self.b.seal_block(then_b);
         self.b.seal_block(else_b);
         let flags0 = self.flags;
+        let regs0 = self.regs;
         self.b.switch_to_block(then_b);
         let then_flags = match then(self) {
             Ok(()) => {
@@ -1221,6 +1224,10 @@ impl Emit for ClifEmit<'_, '_> {
                 None
             }
         };
+        // After the merge, what the branch defined does not dominate: registers it wrote
+        // are loaded again when read.
+        let then_regs = self.regs;
+        self.regs = std::array::from_fn(|n| if then_regs[n] == regs0[n] { regs0[n] } else { None });
         self.b.switch_to_block(else_b);
         self.flags = flags0;
         if then_flags == Some(Flags::InCpu) && flags0 != Flags::InCpu {

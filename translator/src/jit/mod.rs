@@ -11,7 +11,7 @@
 pub mod emit;
 pub mod runtime;
 
-use std::cell::OnceCell;
+use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::time::Instant;
 
@@ -21,10 +21,9 @@ use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Module};
-use iced_x86::InstructionInfoFactory;
 
 use frontend_x86::decode::Block;
-use frontend_x86::{operand, sem, CpuState};
+use frontend_x86::{sem, CpuState};
 
 use runtime::Runtime;
 
@@ -46,8 +45,9 @@ pub struct Unit {
     /// Its link slots: the cached entry each linkable exit was found to lead to (same page,
     /// same mode), so the exec loop can go on there without a lookup. Weak: an entry dropped
     /// from the cache (its page written) is never run through a link.
-    pub links: Box<[OnceCell<Weak<crate::cache::Entry>>]>,
-    /// The offset each link slot leads to.
+    pub links: Box<[RefCell<Weak<crate::cache::Entry>>]>,
+    /// The offset each link slot leads to ([`emit::DYNAMIC`] for an indirect branch's slot,
+    /// which remembers the last target on the unit's page).
     pub link_targets: Box<[u64]>,
     _blocks: Vec<Rc<Block>>,
 }
@@ -119,7 +119,6 @@ pub struct Jit {
     module: Option<JITModule>,
     ctx: Context,
     fctx: FunctionBuilderContext,
-    info: InstructionInfoFactory,
     generation: u64,
     /// Code bytes in the current generation.
     bytes: usize,
@@ -197,7 +196,6 @@ impl Jit {
             module: Some(module),
             ctx,
             fctx: FunctionBuilderContext::new(),
-            info: InstructionInfoFactory::new(),
             generation: 0,
             bytes: 0,
             stats: JitStats::default(),
@@ -229,21 +227,6 @@ impl Jit {
         Ok(())
     }
 
-    /// The general registers `block` uses, as a bit set (iced-x86's register usage,
-    /// including implicit operands and address registers). Registers it misses are still
-    /// correct: they are read and written in the CPU state directly.
-    fn used_regs(&mut self, blocks: &[Rc<Block>]) -> u16 {
-        let mut used = 0u16;
-        for i in blocks.iter().flat_map(|b| &b.insns) {
-            for r in self.info.info(i).used_registers() {
-                if let Some(rr) = operand::reg_ref(r.register()) {
-                    used |= 1 << (rr.gpr as usize);
-                }
-            }
-        }
-        used
-    }
-
     /// Compiles the region `blocks` (entered at the first; see [`successors`]), decoded for
     /// `cpu`'s current mode.
     ///
@@ -253,7 +236,6 @@ impl Jit {
     pub fn compile(&mut self, blocks: &[Rc<Block>], cpu: &CpuState, static_segs: bool) -> Result<Unit, JitError> {
         let start = Instant::now();
         let Some(block) = blocks.first() else { return Err(JitError::Host("empty region".into())) };
-        let used = self.used_regs(blocks);
         let link_targets;
         let module = match self.module.as_mut() {
             Some(m) => m,
@@ -278,7 +260,6 @@ impl Jit {
             let (cpu_v, rt_v) = (b.block_params(entry)[0], b.block_params(entry)[1]);
             let sigs = emit::Sigs::import(&mut b, call_conv);
             let mode = emit::UnitMode {
-                used,
                 mode64: cpu.mode64(),
                 stack_width: cpu.stack_width(),
                 tlb_mode: frontend_x86::mem::mmu_mode(cpu).index(),
@@ -353,6 +334,15 @@ impl Jit {
         self.stats.finalize_ns += generated.elapsed().as_nanos() as u64;
         let code = module.get_finalized_function(id);
         self.bytes += size;
+        if std::env::var_os("CRANEBOX_PERF_MAP").is_some() {
+            // perf's JIT symbol map: `perf report` then names units by guest address.
+            use std::io::Write;
+            let path = format!("/tmp/perf-{}.map", std::process::id());
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                let at = block.insns.first().map_or(0, |i| i.ip());
+                let _ = writeln!(f, "{:x} {:x} guest_{at:x}", code as usize, size);
+            }
+        }
         // SAFETY: `code` is the finalized function just defined with the signature
         // `(ptr, ptr) -> i32` in the host's default calling convention, which is `extern "C"`
         // on every host Cranelift supports.
@@ -367,7 +357,7 @@ impl Jit {
                 eprintln!("  {:x} {}", i.ip(), i.mnemonic() as u32);
             }
         }
-        let links = link_targets.iter().map(|_| OnceCell::new()).collect();
+        let links = link_targets.iter().map(|_| RefCell::new(Weak::new())).collect();
         Ok(Unit {
             entry,
             generation: self.generation,
