@@ -138,7 +138,7 @@ impl Interpreter {
 
     /// The compiled unit for `entry`, compiling it now if it has turned hot. None when the
     /// JIT is off, the block is still cold, or it cannot be compiled.
-    fn unit_for(&mut self, entry: &Entry, cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Option<crate::jit::UnitFn> {
+    fn unit_for(&mut self, entry: &Entry, cpu: &mut CpuState) -> Option<crate::jit::UnitFn> {
         let jit = self.jit.as_mut()?;
         if let Some(u) = entry.unit.get() {
             return Some(u.entry);
@@ -163,7 +163,7 @@ impl Interpreter {
             }
             return None;
         }
-        let region = region(&entry.block, cpu, bus);
+        let region = region(entry, cpu, &mut self.cache);
         let jit = self.jit.as_mut()?;
         match jit.compile(&region, cpu, !self.unstable.contains(&entry.key)) {
             Ok(u) => {
@@ -240,7 +240,7 @@ impl Interpreter {
                 if let Some((from, slot)) = link_from.take() {
                     link(&from, slot, &entry);
                 }
-                if let Some(f) = self.unit_for(&entry, cpu, bus) {
+                if let Some(f) = self.unit_for(&entry, cpu) {
                     let (mut cur, mut f) = (entry.clone(), f);
                     let mut rt = Runtime::new(cpu, &mut *bus, budget - done);
                     loop {
@@ -399,33 +399,33 @@ const REGION_BLOCKS: usize = 16;
 
 /// The region compiled for a hot block: the block, then the blocks its direct branches and
 /// fall-throughs reach on the same page (so that their bytes and translation are those of
-/// the first block's page, which the cache entry is invalidated with), up to
-/// [`REGION_BLOCKS`]. Branches between them stay inside compiled code: loops, if/else.
-fn region(first: &Rc<decode::Block>, cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Vec<Rc<decode::Block>> {
-    let mut blocks = vec![first.clone()];
-    let (Some(i0), [page]) = (first.insns.first(), first.pages.as_slice()) else { return blocks };
+/// the first block's page, which the cache entry is invalidated with) that have run before
+/// (cached: paths never taken are not compiled), up to [`REGION_BLOCKS`]. Branches between
+/// them stay inside compiled code: loops, if/else.
+fn region(first: &Entry, cpu: &CpuState, cache: &mut BlockCache) -> Vec<Rc<decode::Block>> {
+    let mut blocks = vec![first.block.clone()];
+    let (Some(i0), [_]) = (first.block.insns.first(), first.block.pages.as_slice()) else { return blocks };
     let cs_base = cpu.seg[SegReg::Cs as usize].base;
     let lin_page = cs_base.wrapping_add(i0.ip()) >> 12;
-    let saved = cpu.rip;
     let mut k = 0;
     while k < blocks.len() && blocks.len() < REGION_BLOCKS {
         for ip in crate::jit::successors(&blocks[k]) {
+            let linear = cs_base.wrapping_add(ip);
             if blocks.len() >= REGION_BLOCKS
-                || cs_base.wrapping_add(ip) >> 12 != lin_page
+                || linear >> 12 != lin_page
                 || blocks.iter().any(|b| b.insns.first().map(|i| i.ip()) == Some(ip))
             {
                 continue;
             }
-            cpu.rip = ip;
-            if let Ok(b) = decode::decode_block(cpu, bus) {
-                if b.pages.as_slice() == [*page] {
-                    blocks.push(Rc::new(b));
+            let key = BlockKey { linear, ..first.key };
+            if let Some(e) = cache.get(&key) {
+                if e.block.pages == first.block.pages {
+                    blocks.push(e.block.clone());
                 }
             }
         }
         k += 1;
     }
-    cpu.rip = saved;
     blocks
 }
 
