@@ -57,7 +57,7 @@ use crate::paging::{cr0, cr4, efer, walk, Access, AccessOp, MmuMode, PageFault, 
 use crate::{PageBacking, PhysBus, PAGE_MASK};
 
 /// log2 of the entries per mode.
-pub const TLB_BITS: u32 = 8;
+pub const TLB_BITS: u32 = 12;
 /// Entries per mode (direct-mapped).
 pub const TLB_ENTRIES: usize = 1 << TLB_BITS;
 

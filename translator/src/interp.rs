@@ -59,8 +59,10 @@ pub struct Interpreter {
     unstable: std::collections::HashSet<BlockKey, std::hash::BuildHasherDefault<crate::cache::KeyHasher>>,
 }
 
-/// Interpreted entries of a block before it is compiled, by default.
-pub const DEFAULT_THRESHOLD: u32 = 50;
+/// Interpreted entries of a block before it is compiled, by default. Measured on the Debian
+/// amd64 boot (user time): 50 -> 11.8 s, 300 -> 10.0 s, 1000 -> 9.4 s, 3000 -> 9.7 s; 99.3% of
+/// the instructions still run compiled at 1000.
+pub const DEFAULT_THRESHOLD: u32 = 1000;
 
 impl Interpreter {
     /// An interpreter with an empty cache and no JIT tier.
