@@ -1,10 +1,10 @@
 //! The decoded-block cache: blocks keyed by where they start (linear and physical address)
 //! and the code size they were decoded for, dropped when their pages are written.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use frontend_x86::decode::Block;
 
@@ -24,12 +24,49 @@ pub struct Entry {
     pub failed: Cell<bool>,
     /// What it is found by.
     pub key: BlockKey,
+    /// The blocks the exec loop went on to after interpreting this one (fall-through, other),
+    /// on the same page and in the same mode: found again without a lookup while cached.
+    succ: [RefCell<Weak<Entry>>; 2],
 }
 
 impl Entry {
     /// An entry for a freshly decoded block.
     pub fn new(block: Block, key: BlockKey) -> Self {
-        Entry { block: Rc::new(block), hits: Cell::new(0), unit: OnceCell::new(), failed: Cell::new(false), key }
+        Entry {
+            block: Rc::new(block),
+            hits: Cell::new(0),
+            unit: OnceCell::new(),
+            failed: Cell::new(false),
+            key,
+            succ: [RefCell::new(Weak::new()), RefCell::new(Weak::new())],
+        }
+    }
+
+    /// The linear address control falls through to at the block's end.
+    fn fall_through(&self) -> u64 {
+        let first = self.block.insns.first().map_or(0, |i| i.ip());
+        let end = self.block.next_ips.last().copied().unwrap_or(first);
+        self.key.linear.wrapping_add(end.wrapping_sub(first))
+    }
+
+    /// The successor remembered for the block at `linear`, if still cached.
+    pub fn successor(&self, linear: u64) -> Option<Rc<Entry>> {
+        let slot = usize::from(linear != self.fall_through());
+        let e = self.succ[slot].borrow().upgrade()?;
+        (e.key.linear == linear).then_some(e)
+    }
+
+    /// Remembers `next` as where control went after this block, when that is valid without a
+    /// lookup: the same linear and physical page (this block's translation, which its own
+    /// lookup checked) and the same mode.
+    pub fn set_successor(&self, next: &Rc<Entry>) {
+        if next.key.page == self.key.page
+            && next.key.bits == self.key.bits
+            && next.key.linear >> 12 == self.key.linear >> 12
+        {
+            let slot = usize::from(next.key.linear != self.fall_through());
+            *self.succ[slot].borrow_mut() = Rc::downgrade(next);
+        }
     }
 }
 

@@ -195,11 +195,15 @@ impl Interpreter {
         // The unit and link slot the last compiled exit left through, to fill with the entry
         // the next lookup finds.
         let mut link_from: Option<(Rc<Entry>, u32)> = None;
+        // The block just interpreted, when nothing since needs the exec loop's attention: its
+        // successor slots may name the next block without a lookup.
+        let mut prev: Option<Rc<Entry>> = None;
         while done < budget {
             if cpu.shutdown {
                 break;
             }
             if poll || cpu.halted {
+                prev = None;
                 if bus.exit_requested() {
                     break;
                 }
@@ -221,8 +225,15 @@ impl Interpreter {
                 self.stats.instructions += done;
                 return (done, Exit::Halted);
             }
-            let entry = match self.block_at(cpu, bus) {
-                Ok(b) => b,
+            let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
+            let known = prev.as_ref().and_then(|p| p.successor(linear));
+            let entry = match known.map_or_else(|| self.block_at(cpu, bus), Ok) {
+                Ok(b) => {
+                    if let Some(p) = prev.take() {
+                        p.set_successor(&b);
+                    }
+                    b
+                }
                 Err(e) => {
                     interrupt::raise(cpu, bus, e);
                     self.stats.exceptions += 1;
@@ -312,47 +323,44 @@ impl Interpreter {
                     continue;
                 }
             }
-            for (k, ((insn, f), next)) in block.insns.iter().zip(&block.fns).zip(&block.next_ips).enumerate() {
-                let r = if single_step {
-                    execute(cpu, bus, insn, *f, *next)
-                } else {
-                    cpu.next_rip = *next;
+            if single_step {
+                for ((insn, f), next) in block.insns.iter().zip(&block.fns).zip(&block.next_ips) {
+                    done += 1;
+                    if execute(cpu, bus, insn, *f, *next).is_err() {
+                        self.stats.exceptions += 1;
+                        poll = true;
+                        break;
+                    }
+                    if cpu.halted || cpu.shutdown || done >= budget || cpu.code.has_writes() || cpu.rip != *next {
+                        break;
+                    }
+                }
+            } else {
+                // The interpreter's inner loop: straight through the block while control falls
+                // through (`next_ips[k]` is where instruction k + 1 starts).
+                for ((insn, f), &next) in block.insns.iter().zip(&block.fns).zip(&block.next_ips) {
+                    cpu.next_rip = next;
                     let r = {
                         let mut c = Concrete::new(cpu, bus);
                         f(&mut c, insn)
                     };
-                    match r {
-                        Ok(()) => {
-                            cpu.rip = cpu.next_rip;
-                            Ok(())
-                        }
-                        Err(e) => {
-                            interrupt::raise(cpu, bus, e);
-                            Err(e)
-                        }
+                    done += 1;
+                    if let Err(e) = r {
+                        interrupt::raise(cpu, bus, e);
+                        self.stats.exceptions += 1;
+                        poll = true;
+                        break;
                     }
-                };
-                done += 1;
-                if r.is_err() {
-                    self.stats.exceptions += 1;
-                    poll = true;
-                    break;
-                }
-                if cpu.halted || cpu.shutdown || done >= budget {
-                    break;
-                }
-                if cpu.code.has_writes() {
-                    // This block or another may have been overwritten: decode afresh.
-                    self.drain_code_writes(cpu);
-                    break;
-                }
-                match block.insns.get(k + 1) {
-                    Some(next) if next.ip() == cpu.rip => {}
-                    _ => break,
+                    cpu.rip = cpu.next_rip;
+                    if cpu.rip != next || done >= budget || cpu.halted || cpu.shutdown || cpu.code.has_writes() {
+                        break;
+                    }
                 }
             }
             if cpu.code.has_writes() {
                 self.drain_code_writes(cpu);
+            } else if !poll {
+                prev = Some(entry);
             }
         }
         self.stats.instructions += done;
