@@ -113,9 +113,15 @@ impl Interpreter {
 
     fn block_at(&mut self, cpu: &mut CpuState, bus: &mut dyn CpuBus) -> Result<Rc<Entry>, Exception> {
         let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
-        let page = mem::translate(cpu, bus, linear & !0xfff, AccessKind::Exec)? >> 12;
+        let mode = mem::mmu_mode(cpu);
+        // The TLB's answer first (what `translate` tries first, without building its
+        // arguments): this runs once per block.
+        let page = match cpu.tlb.0.probe(mode, softmmu::AccessOp::Fetch, linear) {
+            Some(t) => t.phys >> 12,
+            None => mem::translate(cpu, bus, linear & !0xfff, AccessKind::Exec)? >> 12,
+        };
         let stack32 = if cpu.stack_width() == frontend_x86::Width::W32 { 128 } else { 0 };
-        let tlb = mem::mmu_mode(cpu).index() as u8;
+        let tlb = mode.index() as u8;
         let key = BlockKey { linear, page, bits: cpu.code_bits() as u8 | stack32 | tlb };
         if let Some(b) = self.cache.get(&key) {
             return Ok(b);
