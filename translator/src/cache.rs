@@ -56,14 +56,11 @@ impl Entry {
         (e.key.linear == linear).then_some(e)
     }
 
-    /// Remembers `next` as where control went after this block, when that is valid without a
-    /// lookup: the same linear and physical page (this block's translation, which its own
-    /// lookup checked) and the same mode.
+    /// Remembers `next` as where control went after this block, in the same mode (on another
+    /// page, the user checks the translation each time).
     pub fn set_successor(&self, next: &Rc<Entry>) {
-        if next.key.page == self.key.page
-            && next.key.bits == self.key.bits
-            && next.key.linear >> 12 == self.key.linear >> 12
-        {
+        let same_page = next.key.linear >> 12 == self.key.linear >> 12;
+        if next.key.bits == self.key.bits && (!same_page || next.key.page == self.key.page) {
             let slot = usize::from(next.key.linear != self.fall_through());
             *self.succ[slot].borrow_mut() = Rc::downgrade(next);
         }

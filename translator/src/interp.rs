@@ -232,7 +232,7 @@ impl Interpreter {
                 return (done, Exit::Halted);
             }
             let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
-            let known = prev.as_ref().and_then(|p| p.successor(linear));
+            let known = prev.as_ref().and_then(|p| p.successor(linear).filter(|e| same_translation(p, e, cpu)));
             let entry = match known.map_or_else(|| self.block_at(cpu, bus), Ok) {
                 Ok(b) => {
                     if let Some(p) = prev.take() {
@@ -278,7 +278,7 @@ impl Interpreter {
                             // the exec loop to look at (no helper ran): go on through the link
                             // slot, or have the next lookup fill it.
                             let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
-                            match linked(&cur, slot, linear) {
+                            match linked(&cur, slot, linear, cpu) {
                                 Some(next) if budget - done >= next.block.insns.len() as u64 => {
                                     if let Some(u) = next.unit.get() {
                                         f = u.entry;
@@ -385,23 +385,34 @@ impl Interpreter {
 
 /// The entry `from`'s unit has linked at `slot`, if it is still cached and is for the block
 /// at `linear` (an indirect branch's slot holds the last target it went to).
-fn linked(from: &Entry, slot: u32, linear: u64) -> Option<Rc<Entry>> {
+fn linked(from: &Entry, slot: u32, linear: u64, cpu: &CpuState) -> Option<Rc<Entry>> {
     let to = from.unit.get()?.links.get(slot as usize)?.borrow().upgrade()?;
-    (to.key.linear == linear).then_some(to)
+    (to.key.linear == linear && same_translation(from, &to, cpu)).then_some(to)
+}
+
+/// Whether `to`, found through `from`, is for the code the CPU would fetch now: on `from`'s
+/// linear page it is (the same page has the same translation as `from`, whose own lookup
+/// checked it); on another page the TLB must still map it to `to`'s physical page.
+pub(crate) fn same_translation(from: &Entry, to: &Entry, cpu: &CpuState) -> bool {
+    if to.key.linear >> 12 == from.key.linear >> 12 {
+        return true;
+    }
+    let mode = softmmu::MmuMode::ALL[usize::from(to.key.bits & 3)];
+    cpu.tlb.0.probe(mode, softmmu::AccessOp::Fetch, to.key.linear).is_some_and(|t| t.phys >> 12 == to.key.page)
 }
 
 /// Links `from`'s exit `slot` to `to`, found by the lookup after that exit, when `to` is
-/// compiled code for the same page and mode (the slot's target is on `from`'s linear page,
-/// so the same physical page means the same translation as long as `from` is valid).
+/// compiled code for the same mode (whether its page is still mapped the same way is checked
+/// each time the link is used: [`same_translation`]).
 fn link(from: &Entry, slot: u32, to: &Rc<Entry>) {
     let (Some(u), Some(_)) = (from.unit.get(), to.unit.get()) else { return };
     let Some(&target) = u.link_targets.get(slot as usize) else { return };
     // The lookup after the exit is for the slot's target unless an interrupt came between.
     let start = from.key.linear.wrapping_sub(from.block.insns.first().map_or(0, |i| i.ip()));
+    let same_page = from.key.linear >> 12 == to.key.linear >> 12;
     if (target != crate::jit::emit::DYNAMIC && start.wrapping_add(target) != to.key.linear)
-        || from.key.page != to.key.page
+        || (same_page && from.key.page != to.key.page)
         || from.key.bits != to.key.bits
-        || from.key.linear >> 12 != to.key.linear >> 12
     {
         return;
     }

@@ -193,9 +193,6 @@ pub struct ClifEmit<'a, 'f> {
     /// The block between the register loads and the first label, filled by [`Self::close`]
     /// with the CS-limit guard.
     guard: Option<(Block, Block)>,
-    /// See [`UnitMode::cs_base`].
-    cs_base: u64,
-    entry_page: u64,
     /// The targets of the unit's link slots, by slot.
     links: Vec<u64>,
     /// The block being ended ends in a helper.
@@ -227,11 +224,6 @@ pub struct UnitMode {
     /// CS.limit at compile time: fixed branch targets within it are not checked at run time;
     /// the unit's entry checks the limit instead.
     pub cs_limit: u64,
-    /// CS.base, and the linear page of the unit's first instruction: exits to fixed targets
-    /// on that page get link slots.
-    pub cs_base: u64,
-    /// See `cs_base`.
-    pub entry_page: u64,
     /// Segments whose base and limit the unit may take as constants (by `SegReg`), with the
     /// values: outside 64-bit mode the flat ones, in 64-bit mode FS and GS.
     pub seg_static: [Option<SegStatic>; 6],
@@ -240,7 +232,7 @@ pub struct UnitMode {
 impl<'a, 'f> ClifEmit<'a, 'f> {
     /// An emitter positioned in the entry block of a function `(cpu, rt) -> status`.
     pub fn new(b: &'a mut FunctionBuilder<'f>, cpu: Value, rt: Value, sigs: Sigs, mode: UnitMode) -> Self {
-        let UnitMode { mode64, stack_width, tlb_mode, cs_limit, cs_base, entry_page, seg_static } = mode;
+        let UnitMode { mode64, stack_width, tlb_mode, cs_limit, seg_static } = mode;
         let fa = b.declare_var(I64);
         let fb = b.declare_var(I64);
         let fr = b.declare_var(I64);
@@ -282,8 +274,6 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             cs_limit,
             max_target: None,
             guard: None,
-            cs_base,
-            entry_page,
             links: Vec::new(),
             after_helper: false,
             seg_static,
@@ -385,8 +375,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             self.b.ins().return_(&[s]);
             return;
         }
-        if self.cs_base.wrapping_add(t) >> 12 == self.entry_page {
-            // On the unit's own page: linkable (the exec loop checks the rest).
+        {
+            // Linkable: the exec loop checks the rest (another page's translation each time).
             let slot = self.link_slot(t);
             let k = self.b.ins().iconst(I32, slot);
             self.b.ins().store(trusted(), k, self.rt, RT_LINK as i32);

@@ -264,11 +264,6 @@ impl Jit {
                 stack_width: cpu.stack_width(),
                 tlb_mode: frontend_x86::mem::mmu_mode(cpu).index(),
                 cs_limit: u64::from(cpu.seg[frontend_x86::SegReg::Cs as usize].limit),
-                cs_base: cpu.seg[frontend_x86::SegReg::Cs as usize].base,
-                entry_page: cpu.seg[frontend_x86::SegReg::Cs as usize]
-                    .base
-                    .wrapping_add(block.insns.first().map_or(0, |i| i.ip()))
-                    >> 12,
                 seg_static: std::array::from_fn(|s| {
                     let seg = &cpu.seg[s];
                     let st = emit::SegStatic::of(seg);
