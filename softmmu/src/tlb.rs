@@ -197,6 +197,9 @@ pub struct Tlb {
     large: Option<(u64, u64)>,
     /// Entries filled so far (every miss that found a translation), for statistics.
     pub fills: u64,
+    /// Moves whenever a cached translation is filled, dropped or hidden: a user that saw a
+    /// translation at one value may rely on it while the value is unchanged.
+    pub generation: u64,
     /// Indices of the entries that may be valid (a superset, possibly with repeats): flushes
     /// and scans visit these instead of every entry (4096 per mode).
     live: Vec<u32>,
@@ -220,6 +223,9 @@ impl Default for Tlb {
 
 const OPS: [AccessOp; 3] = [AccessOp::Read, AccessOp::Write, AccessOp::Fetch];
 
+/// Numbers the TLBs made, for their generations.
+static NEXT_TLB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 #[inline]
 fn slot(mode: MmuMode, lin: u64) -> usize {
     mode.index() * TLB_ENTRIES + ((lin >> 12) as usize & (TLB_ENTRIES - 1))
@@ -235,6 +241,8 @@ impl Tlb {
             pcid: 0,
             large: None,
             fills: 0,
+            // Distinct between TLBs, so a value seen on one never matches another's.
+            generation: NEXT_TLB.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 40,
             live: Vec::new(),
         }
     }
@@ -397,12 +405,14 @@ impl Tlb {
     }
 
     fn clear(&mut self, i: usize) {
+        self.generation += 1;
         self.fast[i] = FastEntry::EMPTY;
         self.side[i] = SideEntry::EMPTY;
     }
 
     /// Entry `i` is about to be filled.
     fn note_live(&mut self, i: usize) {
+        self.generation += 1;
         if !self.side[i].valid {
             if self.live.len() >= 2 * self.side.len() {
                 // Slots emptied one by one (INVLPG) and filled again: drop the repeats.
@@ -446,6 +456,7 @@ impl Tlb {
 
     /// Drops everything, global translations and every PCID included.
     pub fn flush_all(&mut self) {
+        self.generation += 1;
         for k in std::mem::take(&mut self.live) {
             self.clear(k as usize);
         }
@@ -485,6 +496,7 @@ impl Tlb {
             return;
         }
         self.pcid = pcid;
+        self.generation += 1;
         for &k in &self.live {
             let (fast, side) = (&mut self.fast[k as usize], &self.side[k as usize]);
             if side.valid {

@@ -232,7 +232,7 @@ impl Interpreter {
                 return (done, Exit::Halted);
             }
             let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
-            let known = prev.as_ref().and_then(|p| p.successor(linear).filter(|e| same_translation(p, e, cpu)));
+            let known = prev.as_ref().and_then(|p| p.successor(linear, cpu));
             let entry = match known.map_or_else(|| self.block_at(cpu, bus), Ok) {
                 Ok(b) => {
                     if let Some(p) = prev.take() {
@@ -386,19 +386,7 @@ impl Interpreter {
 /// The entry `from`'s unit has linked at `slot`, if it is still cached and is for the block
 /// at `linear` (an indirect branch's slot holds the last target it went to).
 fn linked(from: &Entry, slot: u32, linear: u64, cpu: &CpuState) -> Option<Rc<Entry>> {
-    let to = from.unit.get()?.links.get(slot as usize)?.borrow().upgrade()?;
-    (to.key.linear == linear && same_translation(from, &to, cpu)).then_some(to)
-}
-
-/// Whether `to`, found through `from`, is for the code the CPU would fetch now: on `from`'s
-/// linear page it is (the same page has the same translation as `from`, whose own lookup
-/// checked it); on another page the TLB must still map it to `to`'s physical page.
-pub(crate) fn same_translation(from: &Entry, to: &Entry, cpu: &CpuState) -> bool {
-    if to.key.linear >> 12 == from.key.linear >> 12 {
-        return true;
-    }
-    let mode = softmmu::MmuMode::ALL[usize::from(to.key.bits & 3)];
-    cpu.tlb.0.probe(mode, softmmu::AccessOp::Fetch, to.key.linear).is_some_and(|t| t.phys >> 12 == to.key.page)
+    from.unit.get()?.links.get(slot as usize)?.get(from, linear, cpu)
 }
 
 /// Links `from`'s exit `slot` to `to`, found by the lookup after that exit, when `to` is
@@ -417,7 +405,7 @@ fn link(from: &Entry, slot: u32, to: &Rc<Entry>) {
         return;
     }
     if let Some(cell) = u.links.get(slot as usize) {
-        *cell.borrow_mut() = Rc::downgrade(to);
+        cell.set(to);
     }
 }
 

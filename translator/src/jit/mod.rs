@@ -11,8 +11,7 @@
 pub mod emit;
 pub mod runtime;
 
-use std::cell::RefCell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Instant;
 
 use cranelift_codegen::ir::{types, AbiParam, UserFuncName};
@@ -45,7 +44,7 @@ pub struct Unit {
     /// Its link slots: the cached entry each linkable exit was found to lead to (same page,
     /// same mode), so the exec loop can go on there without a lookup. Weak: an entry dropped
     /// from the cache (its page written) is never run through a link.
-    pub links: Box<[RefCell<Weak<crate::cache::Entry>>]>,
+    pub links: Box<[crate::cache::Link]>,
     /// The offset each link slot leads to ([`emit::DYNAMIC`] for an indirect branch's slot,
     /// which remembers the last target on the unit's page).
     pub link_targets: Box<[u64]>,
@@ -352,7 +351,7 @@ impl Jit {
                 eprintln!("  {:x} {}", i.ip(), i.mnemonic() as u32);
             }
         }
-        let links = link_targets.iter().map(|_| RefCell::new(Weak::new())).collect();
+        let links = link_targets.iter().map(|_| crate::cache::Link::default()).collect();
         Ok(Unit {
             entry,
             generation: self.generation,
