@@ -3,6 +3,8 @@
 //! Option names follow QEMU's where QEMU has one (`-m`, `--bios` for `-bios`, `--debugcon` for
 //! `-debugcon`, `--accel` for `-accel`); the README lists them side by side.
 
+mod console;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,8 +49,8 @@ struct Cli {
     #[arg(long, value_name = "PORT", default_value = "0xe9", value_parser = parse_port)]
     debugcon_port: u16,
 
-    /// Where COM1 transmits (QEMU: -serial): stdio, file:PATH or none. Input is not connected
-    /// yet.
+    /// COM1's other end (QEMU: -serial): stdio (output to stdout, input from stdin; on a
+    /// terminal in raw mode, Ctrl-A X quits), file:PATH (output only) or none.
     #[arg(long, value_name = "DEST", default_value = "none")]
     serial: String,
 
@@ -187,10 +189,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if cli.accel == Accel::Jit {
         m.interp = translator::Interpreter::with_jit(cli.jit_threshold).context("--accel jit")?;
     }
+    // Restores the terminal when run() ends, whichever way.
+    let mut _raw = None;
+    if cli.serial == "stdio" {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        _raw = console::connect_stdin(tx).context("--serial stdio: cannot connect the terminal")?;
+        m.connect_host(rx);
+    }
     let limit = if cli.max_instructions == 0 { u64::MAX } else { cli.max_instructions };
     let t = std::time::Instant::now();
     let outcome = m.run(limit);
     let _ = std::io::stdout().flush();
+    console::restore();
     if cli.stats {
         let secs = t.elapsed().as_secs_f64();
         let st = m.interp.stats;
@@ -233,6 +243,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(match outcome {
         Outcome::DebugExit { status } => ExitCode::from((status & 0xff) as u8),
         Outcome::PowerOff => ExitCode::SUCCESS,
+        Outcome::Quit => {
+            eprintln!("\ncranebox: terminated");
+            ExitCode::SUCCESS
+        }
         Outcome::HaltedForever => {
             eprintln!(
                 "cranebox: the guest halted with interrupts disabled at {:04x}:{:x}; nothing can wake it",
@@ -277,7 +291,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let result = run(Cli::parse());
+    console::restore();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("cranebox: {e:#}");

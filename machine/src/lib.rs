@@ -13,10 +13,15 @@
 mod bus;
 pub mod pci;
 
+use std::collections::VecDeque;
 use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use bios::linux::{BootPlan, BOOT_CS, BOOT_DS};
 use devices::debug::DebugCon;
+use devices::i8042::Key;
 use devices::rtc::Rtc;
 use devices::uart::Uart;
 use devices::SystemRequest;
@@ -33,6 +38,27 @@ pub enum MachineError {
     #[error(transparent)]
     Map(#[from] MapError),
 }
+
+/// Input from the host's side of the machine (a terminal, a window), sent over a channel the
+/// run loop drains between slices (devices never touch the host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostEvent {
+    /// A byte arriving on COM1's line.
+    Serial(u8),
+    /// A key of the PS/2 keyboard went down (`pressed`) or up.
+    Key {
+        /// The key, by its set 1 make code.
+        key: Key,
+        /// Down or up.
+        pressed: bool,
+    },
+    /// The user asked to end the run (the terminal's Ctrl-A X, the window closed).
+    Quit,
+}
+
+/// The longest a halted CPU waits for host input, in host time, before it looks at its timers
+/// again.
+const HOST_WAIT: Duration = Duration::from_millis(10);
 
 /// How the machine is put together.
 pub struct MachineConfig {
@@ -95,6 +121,8 @@ pub enum Outcome {
     Reset,
     /// The instruction limit given to [`Machine::run`] was reached.
     InstructionLimit,
+    /// The host asked to stop ([`HostEvent::Quit`]).
+    Quit,
 }
 
 /// A PC with one CPU.
@@ -116,6 +144,14 @@ pub struct Machine {
     pub no_reboot: bool,
     /// The directly booted kernel, started again on every reset.
     kernel: Option<BootPlan>,
+    /// Host input, while its sender is alive.
+    host: Option<Receiver<HostEvent>>,
+    /// Bytes from the host waiting for room in COM1's receiver.
+    serial_backlog: VecDeque<u8>,
+    /// Keys from the host waiting for room in the keyboard's buffer.
+    key_backlog: VecDeque<(Key, bool)>,
+    /// The host asked to stop.
+    quit: bool,
 }
 
 impl Machine {
@@ -142,6 +178,10 @@ impl Machine {
             resets: 0,
             no_reboot: false,
             kernel: config.kernel,
+            host: None,
+            serial_backlog: VecDeque::new(),
+            key_backlog: VecDeque::new(),
+            quit: false,
         };
         m.start_kernel()?;
         Ok(m)
@@ -193,6 +233,91 @@ impl Machine {
         }
     }
 
+    /// Connects host input: serial bytes, keys and quit requests arrive on `events`. While it
+    /// is connected, a halted CPU waits for it in host time (at most the time to its next
+    /// timer event) rather than skipping ahead at once, so an idle interactive guest keeps
+    /// real time and reacts to typing.
+    pub fn connect_host(&mut self, events: Receiver<HostEvent>) {
+        self.host = Some(events);
+    }
+
+    /// Takes in one host event.
+    fn host_event(&mut self, event: HostEvent) {
+        match event {
+            HostEvent::Serial(b) => self.serial_backlog.push_back(b),
+            HostEvent::Key { key, pressed } => self.key_backlog.push_back((key, pressed)),
+            HostEvent::Quit => self.quit = true,
+        }
+    }
+
+    /// Drains the host channel without blocking and hands what the devices can take to them.
+    fn poll_host(&mut self) {
+        while let Some(rx) = &self.host {
+            match rx.try_recv() {
+                Ok(e) => self.host_event(e),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.host = None,
+            }
+        }
+        self.feed_devices();
+    }
+
+    /// Moves backlogged host input into the devices as far as they have room: the host side
+    /// holds what the guest has not drained yet, so nothing typed is lost to an overrun.
+    fn feed_devices(&mut self) {
+        let now = self.now_ns();
+        match &mut self.bus.com1 {
+            // Hardware flow control: the host sends while the guest asserts RTS. A driver
+            // raises it once its port is set up (Linux opens the console, GRUB and BIOSes set
+            // DTR|RTS), so bytes typed early wait instead of being flushed with the FIFO.
+            Some(u) if u.modem_outputs() & 0x02 != 0 => {
+                let n = u.rx_room().min(self.serial_backlog.len());
+                for b in self.serial_backlog.drain(..n) {
+                    u.push_input(b, now);
+                }
+            }
+            Some(_) => {}
+            None => self.serial_backlog.clear(),
+        }
+        // A key is at most 8 bytes (Pause in set 2).
+        while self.bus.kbc.keyboard_room() >= 8 {
+            let Some((key, pressed)) = self.key_backlog.pop_front() else { break };
+            self.bus.kbc.key_event(key, pressed, now);
+        }
+    }
+
+    /// The CPU is halted and its next timer event is `skip_ns` away (or never): waits for host
+    /// input for at most that long in host time and moves virtual time on by the time waited.
+    /// Returns false when nothing can wake the CPU any more.
+    fn idle(&mut self, skip_ns: Option<u64>) -> bool {
+        let Some(rx) = &self.host else {
+            return match skip_ns {
+                Some(ns) => {
+                    self.skipped_ns += ns;
+                    true
+                }
+                None => false,
+            };
+        };
+        let wait = skip_ns.map_or(HOST_WAIT, |ns| Duration::from_nanos(ns).min(HOST_WAIT));
+        let t = Instant::now();
+        let got = rx.recv_timeout(wait);
+        let waited = (t.elapsed().as_nanos() as u64).max(1);
+        match got {
+            Ok(e) => {
+                self.host_event(e);
+                self.skipped_ns += skip_ns.map_or(waited, |ns| waited.min(ns));
+                self.feed_devices();
+            }
+            Err(RecvTimeoutError::Timeout) => self.skipped_ns += skip_ns.map_or(waited, |ns| waited.min(ns).max(1)),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.host = None;
+                self.feed_devices();
+            }
+        }
+        true
+    }
+
     /// Virtual time: one nanosecond per guest instruction.
     pub fn now_ns(&self) -> u64 {
         self.instructions + self.skipped_ns
@@ -205,6 +330,10 @@ impl Machine {
             let left = limit.saturating_sub(self.instructions);
             if left == 0 {
                 return Outcome::InstructionLimit;
+            }
+            self.poll_host();
+            if self.quit {
+                return Outcome::Quit;
             }
             let now = self.now_ns();
             self.bus.advance(now);
@@ -240,10 +369,10 @@ impl Machine {
                     if self.bus.interrupt_pending() {
                         continue;
                     }
-                    match self.bus.next_deadline(now) {
-                        // Sleep until the next timer event.
-                        Some(d) => self.skipped_ns += d.saturating_sub(now).max(1),
-                        None => return Outcome::HaltedNoInterrupts,
+                    // Sleep until the next timer event or host input.
+                    let skip = self.bus.next_deadline(now).map(|d| d.saturating_sub(now).max(1));
+                    if !self.idle(skip) {
+                        return Outcome::HaltedNoInterrupts;
                     }
                 }
                 translator::Exit::Budget => {}
