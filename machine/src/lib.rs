@@ -60,6 +60,20 @@ pub enum HostEvent {
 /// again.
 const HOST_WAIT: Duration = Duration::from_millis(10);
 
+/// Work the run loop does for the host between slices, at most once per `every` of host
+/// time: the display window's refresh.
+struct Pump {
+    every: Duration,
+    last: Instant,
+    work: Box<dyn FnMut(&mut PcBus)>,
+}
+
+impl std::fmt::Debug for Pump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pump").field("every", &self.every).finish_non_exhaustive()
+    }
+}
+
 /// How the machine is put together.
 pub struct MachineConfig {
     /// Guest RAM in bytes.
@@ -152,6 +166,8 @@ pub struct Machine {
     key_backlog: VecDeque<(Key, bool)>,
     /// The host asked to stop.
     quit: bool,
+    /// Host work between slices (the display window), if any.
+    pump: Option<Pump>,
 }
 
 impl Machine {
@@ -182,6 +198,7 @@ impl Machine {
             serial_backlog: VecDeque::new(),
             key_backlog: VecDeque::new(),
             quit: false,
+            pump: None,
         };
         m.start_kernel()?;
         Ok(m)
@@ -239,6 +256,23 @@ impl Machine {
     /// real time and reacts to typing.
     pub fn connect_host(&mut self, events: Receiver<HostEvent>) {
         self.host = Some(events);
+    }
+
+    /// Has the run loop call `work` with the bus between slices, at most once per `every` of
+    /// host time (a halted CPU waits at most 10 ms for host input, so it keeps being called).
+    /// The display window refreshes this way on the thread that runs the machine.
+    pub fn set_pump(&mut self, every: Duration, work: Box<dyn FnMut(&mut PcBus)>) {
+        self.pump = Some(Pump { every, last: Instant::now(), work });
+    }
+
+    /// Runs the pump if it is due.
+    fn run_pump(&mut self) {
+        if let Some(p) = &mut self.pump {
+            if p.last.elapsed() >= p.every {
+                p.last = Instant::now();
+                (p.work)(&mut self.bus);
+            }
+        }
     }
 
     /// Takes in one host event.
@@ -331,6 +365,7 @@ impl Machine {
             if left == 0 {
                 return Outcome::InstructionLimit;
             }
+            self.run_pump();
             self.poll_host();
             if self.quit {
                 return Outcome::Quit;
