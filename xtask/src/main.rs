@@ -354,6 +354,10 @@ fn guest(arch: &str) -> Result<Guest> {
     }
     c.char_dev("dev/console", 5, 1);
     c.char_dev("dev/ttyS0", 4, 64);
+    // The VGA console's terminals, for a shell on console=tty0 (cttyhack opens the active one).
+    c.char_dev("dev/tty", 5, 0);
+    c.char_dev("dev/tty0", 4, 0);
+    c.char_dev("dev/tty1", 4, 1);
     let bb = std::fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
     c.file("bin/busybox", 0o755, &bb);
     for a in APPLETS {
