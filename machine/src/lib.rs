@@ -6,6 +6,10 @@
 //! debug console at 0xE9 and QEMU's isa-debug-exit at 0xF4), the local APIC, the IO-APIC, the
 //! ACPI PM block (S5 ends the run with [`Outcome::PowerOff`]), and the interpreter tier.
 //!
+//! Host input (a terminal on COM1, the display window's keyboard) arrives as [`HostEvent`]s
+//! over a channel the run loop drains between slices; the display window is refreshed by a
+//! pump the run loop calls between slices ([`Machine::set_pump`]).
+//!
 //! Time is virtual and deterministic (design principle 10): one nanosecond per guest
 //! instruction, and a halted CPU skips to the next timer deadline. The chipset (PIC, PIT, RTC, UART, ...) and the direct kernel loaders join
 //! it in the platform issue.
