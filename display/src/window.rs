@@ -7,14 +7,33 @@
 //! The window belongs to the thread that made it: the machine's run loop pumps it between
 //! slices (see ARCHITECTURE.md).
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use devices::i8042::Key as Ps2Key;
-use minifb::{Key, KeyRepeat, ScaleMode, WindowOptions};
+use minifb::{InputCallback, Key, ScaleMode, WindowOptions};
 
 use crate::{DisplayError, Frame};
+
+/// Key presses and releases in the order the window system reported them.
+type KeyQueue = Rc<RefCell<Vec<(Key, bool)>>>;
+
+/// Collects every key event as it arrives: polling the key state once a frame would lose a key
+/// pressed and released within one frame (fast typing, pasted text).
+struct KeyRecorder(KeyQueue);
+
+impl InputCallback for KeyRecorder {
+    fn add_char(&mut self, _: u32) {}
+
+    fn set_key_state(&mut self, key: Key, state: bool) {
+        self.0.borrow_mut().push((key, state));
+    }
+}
 
 /// A window showing the guest's screen.
 pub struct Window {
     inner: minifb::Window,
+    keys: KeyQueue,
 }
 
 impl std::fmt::Debug for Window {
@@ -28,8 +47,10 @@ impl Window {
     pub fn open(title: &str) -> Result<Window, DisplayError> {
         let opts =
             WindowOptions { resize: true, scale_mode: ScaleMode::AspectRatioStretch, ..WindowOptions::default() };
-        let inner = minifb::Window::new(title, 720, 400, opts).map_err(|e| DisplayError::Window(e.to_string()))?;
-        Ok(Window { inner })
+        let mut inner = minifb::Window::new(title, 720, 400, opts).map_err(|e| DisplayError::Window(e.to_string()))?;
+        let keys = KeyQueue::default();
+        inner.set_input_callback(Box::new(KeyRecorder(keys.clone())));
+        Ok(Window { inner, keys })
     }
 
     /// Whether the user has not closed it.
@@ -44,12 +65,11 @@ impl Window {
             .map_err(|e| DisplayError::Window(e.to_string()))
     }
 
-    /// The keys pressed (with typematic repeat) and released since the last update, as PS/2
-    /// keys; keys the PC keyboard does not have are left out.
+    /// The keys pressed (with the window system's auto-repeat) and released since the last
+    /// call, in order, as PS/2 keys; keys the PC keyboard does not have are left out.
     pub fn take_keys(&mut self) -> Vec<(Ps2Key, bool)> {
-        let down = self.inner.get_keys_pressed(KeyRepeat::Yes).into_iter().map(|k| (k, true));
-        let up = self.inner.get_keys_released().into_iter().map(|k| (k, false));
-        down.chain(up).filter_map(|(k, pressed)| ps2_key(k).map(|p| (p, pressed))).collect()
+        let events = std::mem::take(&mut *self.keys.borrow_mut());
+        events.into_iter().filter_map(|(k, pressed)| ps2_key(k).map(|p| (p, pressed))).collect()
     }
 }
 
