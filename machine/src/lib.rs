@@ -302,15 +302,17 @@ impl Machine {
 
     /// Moves backlogged host input into the devices as far as they have room: the host side
     /// holds what the guest has not drained yet, so nothing typed is lost to an overrun.
-    /// Bytes for a COM1 whose guest never raises DTR or RTS wait for ever.
+    /// Bytes for a COM1 whose guest never raises RTS wait for ever.
     fn feed_devices(&mut self) {
         let now = self.now_ns();
         match &mut self.bus.com1 {
-            // Flow control: the host sends while the guest asserts DTR or RTS, its "ready"
-            // lines. A driver raises them once its port is set up (Linux when it opens the
-            // console, GRUB and BIOS serial services), so bytes typed early wait instead of
-            // being flushed with the FIFO when the driver initialises it.
-            Some(u) if u.modem_outputs() & 0x03 != 0 => {
+            // RTS/CTS hardware flow control (the host's CTS is the guest's RTS on a null-modem
+            // line): the host sends while the guest asserts RTS. Drivers raise it once the
+            // port is open and set up (Linux when a process opens the tty, GRUB at init), so
+            // bytes typed early wait instead of being flushed when the driver initialises the
+            // FIFO. DTR is not enough: Linux raises DTR when it registers the console, before
+            // the open that clears the FIFO and discards a byte from RBR.
+            Some(u) if u.modem_outputs() & 0x02 != 0 => {
                 let n = u.rx_room().min(self.serial_backlog.len());
                 for b in self.serial_backlog.drain(..n) {
                     u.push_input(b, now);
