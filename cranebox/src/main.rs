@@ -293,6 +293,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let outcome = m.run(limit);
     let _ = std::io::stdout().flush();
     console::restore();
+    if outcome == Outcome::Quit {
+        eprintln!("\ncranebox: terminated");
+    }
     save_screen(&mut m, cli.screenshot.as_deref(), cli.screen_text.as_deref())?;
     if cli.stats {
         let secs = t.elapsed().as_secs_f64();
@@ -336,10 +339,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(match outcome {
         Outcome::DebugExit { status } => ExitCode::from((status & 0xff) as u8),
         Outcome::PowerOff => ExitCode::SUCCESS,
-        Outcome::Quit => {
-            eprintln!("\ncranebox: terminated");
-            ExitCode::SUCCESS
-        }
+        Outcome::Quit => ExitCode::SUCCESS,
         Outcome::HaltedForever => {
             eprintln!(
                 "cranebox: the guest halted with interrupts disabled at {:04x}:{:x}; nothing can wake it",
