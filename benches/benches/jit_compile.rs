@@ -46,7 +46,7 @@ fn main() {
         let mut times = Vec::new();
         for _ in 0..200 {
             let t = Instant::now();
-            if let Err(e) = jit.compile(std::slice::from_ref(&block), &cpu) {
+            if let Err(e) = jit.compile(std::slice::from_ref(&block), &cpu, true) {
                 eprintln!("jit_compile: {name}: {e}");
                 std::process::exit(1);
             }

@@ -130,6 +130,29 @@ mod off {
     pub const E820_MAX: usize = 128;
 }
 
+/// Fills boot_params.screen_info (at offset 0) as a VGA BIOS in mode 3 reports it to the
+/// real-mode setup code, which a 32-bit entry skips: 80x25 colour text, a VGA (`isVGA` 1), an
+/// EGA/VGA colour card with 256 KiB (INT 10h AH=12h BL=10h: BH 0, BL 3), 16-line characters,
+/// the cursor at the top left. Linux's vgacon takes the text console from these.
+fn put_vga_text_screen_info(bp: &mut [u8]) {
+    const ORIG_X: usize = 0x00;
+    const ORIG_Y: usize = 0x01;
+    const ORIG_VIDEO_MODE: usize = 0x06;
+    const ORIG_VIDEO_COLS: usize = 0x07;
+    const ORIG_VIDEO_EGA_BX: usize = 0x0a;
+    const ORIG_VIDEO_LINES: usize = 0x0e;
+    const ORIG_VIDEO_IS_VGA: usize = 0x0f;
+    const ORIG_VIDEO_POINTS: usize = 0x10;
+    bp[ORIG_X] = 0;
+    bp[ORIG_Y] = 0;
+    bp[ORIG_VIDEO_MODE] = 3;
+    bp[ORIG_VIDEO_COLS] = 80;
+    put_u16(bp, ORIG_VIDEO_EGA_BX, 0x0003);
+    bp[ORIG_VIDEO_LINES] = 25;
+    bp[ORIG_VIDEO_IS_VGA] = 1;
+    put_u16(bp, ORIG_VIDEO_POINTS, 16);
+}
+
 /// loadflags: the protected-mode code is loaded at 0x100000.
 pub const LOADED_HIGH: u8 = 1 << 0;
 /// loadflags: heap_end_ptr is valid.
@@ -403,6 +426,7 @@ pub fn load(image: &[u8], layout: PcLayout, opts: &LinuxOptions<'_>) -> Result<B
     put_u32(&mut bp, off::CODE32_START, KERNEL_ADDR as u32);
     put_u32(&mut bp, off::CMD_LINE_PTR, CMDLINE_ADDR as u32);
     put_u32(&mut bp, off::EXT_CMD_LINE_PTR, 0);
+    put_vga_text_screen_info(&mut bp);
 
     let mut blobs = vec![(GDT_ADDR, boot_gdt())];
     blobs.extend(bda_blobs());
@@ -557,6 +581,8 @@ mod tests {
         assert!(u64::from(rd) + 10_000 <= ram && u64::from(rd) + 10_000 > ram - 8192, "initrd at the top");
         assert_eq!(u64_at(bp, 0x070), 0xf_0000, "acpi_rsdp_addr");
         assert_eq!(bp[0x1e8], 4, "e820_entries");
+        assert_eq!((bp[0x06], bp[0x07], bp[0x0e], bp[0x0f]), (3, 80, 25, 1), "screen_info: mode 3, 80x25, VGA");
+        assert_eq!((u16_at(bp, 0x0a), u16_at(bp, 0x10)), (3, 16), "screen_info: EGA BX, font height");
         assert_eq!(u64_at(bp, 0x2d0 + 3 * 20), 0x10_0000);
         assert_eq!(u64_at(bp, 0x2d0 + 3 * 20 + 8), ram - 0x10_0000);
         assert_eq!(u32_at(bp, 0x2d0 + 3 * 20 + 16), 1);

@@ -3,13 +3,15 @@
 //! Option names follow QEMU's where QEMU has one (`-m`, `--bios` for `-bios`, `--debugcon` for
 //! `-debugcon`, `--accel` for `-accel`); the README lists them side by side.
 
+mod console;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use machine::{Machine, MachineConfig, Outcome};
+use machine::{HostEvent, Machine, MachineConfig, Outcome};
 
 /// A full-system x86 PC emulator.
 #[derive(Debug, Parser)]
@@ -50,10 +52,23 @@ struct Cli {
     #[arg(long, value_name = "PORT", default_value = "0xe9", value_parser = parse_port)]
     debugcon_port: u16,
 
-    /// Where COM1 transmits (QEMU: -serial): stdio, file:PATH or none. Input is not connected
-    /// yet.
+    /// COM1's other end (QEMU: -serial): stdio (output to stdout, input from stdin; on a
+    /// terminal in raw mode, Ctrl-A X quits), file:PATH (output only) or none.
     #[arg(long, value_name = "DEST", default_value = "none")]
     serial: String,
+
+    /// The guest's screen (QEMU: -display): none (headless) or window (a window showing the
+    /// VGA screen, whose keyboard is the guest's PS/2 keyboard; closing it quits).
+    #[arg(long, value_enum, default_value_t = DisplayKind::None)]
+    display: DisplayKind,
+
+    /// At exit, write the VGA screen to this file as a PNG (text modes and mode 13h).
+    #[arg(long, value_name = "PATH")]
+    screenshot: Option<PathBuf>,
+
+    /// At exit, write the VGA text screen to this file as UTF-8 text, one line per row.
+    #[arg(long, value_name = "PATH")]
+    screen_text: Option<PathBuf>,
 
     /// Execution engine (QEMU: -accel): interp, or jit (the interpreter for cold code,
     /// Cranelift for hot blocks).
@@ -89,6 +104,80 @@ enum Accel {
     Kvm,
     /// KVM when usable, else the JIT (not built yet).
     Auto,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum DisplayKind {
+    /// No display: headless (the VGA still runs; --screenshot can capture it).
+    None,
+    /// A window (minifb).
+    Window,
+}
+
+/// Opens the display window and has the run loop refresh it at about 60 Hz, sending its keys
+/// (and a quit when it is closed) to the machine over `events`.
+#[cfg(feature = "window")]
+fn open_window(m: &mut Machine, events: crossbeam_channel::Sender<HostEvent>) -> Result<()> {
+    use display::{Blink, Frame};
+    let mut win = display::window::Window::open("cranebox").context("--display window: cannot open a window")?;
+    let start = std::time::Instant::now();
+    let mut warned = false;
+    let mut blank = Frame { width: 720, height: 400, pixels: vec![0; 720 * 400] };
+    m.set_pump(
+        std::time::Duration::from_millis(16),
+        Box::new(move |bus| {
+            if !win.is_open() {
+                let _ = events.send(HostEvent::Quit);
+                return;
+            }
+            for (key, pressed) in win.take_keys() {
+                let _ = events.send(HostEvent::Key { key, pressed });
+            }
+            let mem = bus.vga_window();
+            let blink = Blink::at_ms(start.elapsed().as_millis() as u64);
+            let shown = match display::render(bus.vga.state_ref(), &mem, blink) {
+                Ok(frame) => {
+                    warned = false;
+                    win.show(&frame)
+                }
+                Err(e) => {
+                    if !warned {
+                        eprintln!("cranebox: {e}");
+                        warned = true;
+                    }
+                    blank.pixels.fill(0);
+                    win.show(&blank)
+                }
+            };
+            if let Err(e) = shown {
+                eprintln!("cranebox: {e}");
+                let _ = events.send(HostEvent::Quit);
+            }
+        }),
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "window"))]
+fn open_window(_: &mut Machine, _: crossbeam_channel::Sender<HostEvent>) -> Result<()> {
+    bail!("--display window: this cranebox was built without the window feature")
+}
+
+/// Writes the final screen as `--screenshot` and `--screen-text` ask.
+fn save_screen(m: &mut Machine, png: Option<&Path>, text: Option<&Path>) -> Result<()> {
+    let mem = m.bus.vga_window();
+    let vga = m.bus.vga.state_ref();
+    if let Some(path) = png {
+        let frame = display::render(vga, &mem, display::Blink::STEADY)
+            .with_context(|| format!("--screenshot {}", path.display()))?;
+        display::screenshot::write_png(&frame, path)?;
+    }
+    if let Some(path) = text {
+        let screen = display::text_screen(vga, &mem)
+            .with_context(|| format!("--screen-text {}: the VGA is in a graphics mode", path.display()))?;
+        std::fs::write(path, screen).with_context(|| format!("--screen-text: cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// An I/O port number, decimal or 0x-prefixed hexadecimal.
@@ -212,10 +301,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if cli.accel == Accel::Jit {
         m.interp = translator::Interpreter::with_jit(cli.jit_threshold).context("--accel jit")?;
     }
+    // Restores the terminal when run() ends, whichever way.
+    let mut _raw = None;
+    if cli.serial == "stdio" || cli.display == DisplayKind::Window {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        if cli.display == DisplayKind::Window {
+            open_window(&mut m, tx.clone())?;
+        }
+        if cli.serial == "stdio" {
+            _raw = console::connect_stdin(tx).context("--serial stdio: cannot connect the terminal")?;
+        }
+        m.connect_host(rx);
+    }
     let limit = if cli.max_instructions == 0 { u64::MAX } else { cli.max_instructions };
     let t = std::time::Instant::now();
     let outcome = m.run(limit);
     let _ = std::io::stdout().flush();
+    console::restore();
+    if outcome == Outcome::Quit {
+        eprintln!("\ncranebox: terminated");
+    }
+    save_screen(&mut m, cli.screenshot.as_deref(), cli.screen_text.as_deref())?;
     if cli.stats {
         let secs = t.elapsed().as_secs_f64();
         let st = m.interp.stats;
@@ -231,7 +337,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         );
         let (lookups, hits) = m.interp.jump_cache();
         eprintln!(
-            "cranebox: jump cache {:.1}% of {} block lookups; TLB {} fills ({:.3} per 1000 instructions)",
+            "cranebox: {} compiled units entered through links; jump cache {:.1}% of {} block lookups; TLB {} fills ({:.3} per 1000 instructions)",
+            st.chained,
             100.0 * hits as f64 / lookups.max(1) as f64,
             lookups,
             m.cpu.tlb.0.fills,
@@ -258,6 +365,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(match outcome {
         Outcome::DebugExit { status } => ExitCode::from((status & 0xff) as u8),
         Outcome::PowerOff => ExitCode::SUCCESS,
+        Outcome::Quit => ExitCode::SUCCESS,
         Outcome::HaltedForever => {
             eprintln!(
                 "cranebox: the guest halted with interrupts disabled at {:04x}:{:x}; nothing can wake it",
@@ -302,7 +410,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let result = run(Cli::parse());
+    console::restore();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("cranebox: {e:#}");

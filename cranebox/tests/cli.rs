@@ -261,3 +261,56 @@ fn a_guest_reset_boots_the_same_kernel_again() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "A");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-reboot"));
 }
+
+#[test]
+fn text_written_at_b8000_is_on_the_screen_text_and_screenshot() {
+    #[rustfmt::skip]
+    let code = [
+        0x66, 0xc7, 0x05, 0x00, 0x80, 0x0b, 0x00, b'H', 0x1f, // mov word [0xb8000], 0x1f48 ('H' white on blue)
+        0x66, 0xc7, 0x05, 0xa2, 0x80, 0x0b, 0x00, b'i', 0x07, // mov word [0xb80a2], 'i' (row 1, column 1)
+        0xb0, 0x00,                                           // mov al, 0
+        0xe6, 0xf4,                                           // out 0xf4, al
+    ];
+    let k = scratch("text.bzimage", &tiny_bzimage(&code));
+    let dir = std::env::temp_dir().join(format!("cranebox-cli-{}", std::process::id()));
+    let (png_path, txt_path) = (dir.join("screen.png"), dir.join("screen.txt"));
+    let out = cranebox(&[
+        "--kernel",
+        k.to_str().expect("utf-8 path"),
+        "--screenshot",
+        png_path.to_str().expect("utf-8 path"),
+        "--screen-text",
+        txt_path.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&txt_path).expect("screen text");
+    assert!(text.starts_with("H\n i\n"), "{text:?}");
+    let png = std::fs::read(&png_path).expect("screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&png[16..24], &[0, 0, 2, 0xd0, 0, 0, 1, 0x90], "720x400");
+}
+
+#[test]
+fn display_and_screenshot_errors_get_one_clear_line() {
+    let rom = scratch("disp.rom", &bios::demo::hello_rom());
+    let rom = rom.to_str().expect("utf-8 path");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--bios", rom, "--screenshot", "/nonexistent/dir/s.png"],
+            "cannot write the screenshot /nonexistent/dir/s.png",
+        ),
+        (vec!["--bios", rom, "--display", "window"], "--display window"),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_cranebox"))
+            .args(&args)
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .output()
+            .expect("run cranebox");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+}

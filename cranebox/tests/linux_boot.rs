@@ -52,7 +52,16 @@ fn boot(arch: &str, accel: &str) {
         .arg(&k)
         .arg("--initrd")
         .arg(&initrd)
-        .args(["--append", "console=ttyS0", "-m", "256M", "--accel", accel, "--max-instructions", "40000000000"])
+        .args([
+            "--append",
+            "console=ttyS0 cranebox.test=1",
+            "-m",
+            "256M",
+            "--accel",
+            accel,
+            "--max-instructions",
+            "40000000000",
+        ])
         .arg("--serial")
         .arg(format!("file:{}", log.display()))
         .output()

@@ -20,6 +20,7 @@
 //! - [`ioapic`]: the IO-APIC (24 pins) at 0xFEC00000.
 //! - [`hpet`]: the HPET (3 comparators, 100 MHz) at 0xFED00000.
 //! - [`acpi`]: the PIIX4 ACPI PM block (PM timer, PM1 events, S5 power-off) at 0x600.
+//! - [`vga`]: the VGA's register file (the legacy memory window is RAM; `display` draws it).
 //!
 //! # Ports and offsets
 //!
@@ -55,6 +56,7 @@ pub mod rtc;
 #[cfg(test)]
 mod test_sink;
 pub mod uart;
+pub mod vga;
 
 /// A device reached through x86 I/O ports.
 ///

@@ -676,4 +676,76 @@ mod tests {
         r(&mut u, 6);
         assert_eq!(r(&mut u, 2), 0x01);
     }
+
+    #[test]
+    fn every_trigger_level_raises_rdi_at_its_count() {
+        for (fcr, level) in [(0x01u8, 1usize), (0x41, 4), (0x81, 8), (0xc1, 14)] {
+            let (mut u, _) = uart();
+            w(&mut u, 4, MCR_OUT2);
+            w(&mut u, 2, fcr);
+            w(&mut u, 1, IER_RDI);
+            for b in 0..level {
+                assert!(!u.irq_level(), "FCR {fcr:#x}: interrupt with {b} bytes");
+                u.push_input(b as u8, 0);
+            }
+            assert!(u.irq_level(), "FCR {fcr:#x}: no interrupt at {level} bytes");
+            assert_eq!(r(&mut u, 2), 0xc4);
+            r(&mut u, 0);
+            assert!(!u.irq_level(), "FCR {fcr:#x}: below the level again");
+        }
+    }
+
+    #[test]
+    fn lsr_data_ready_follows_the_fifo_and_errors_clear_on_read() {
+        let (mut u, _) = uart();
+        w(&mut u, 2, 0x01);
+        assert_eq!(r(&mut u, 5), LSR_THRE | LSR_TEMT);
+        u.push_input(b'a', 0);
+        u.push_input(b'b', 0);
+        assert_eq!(r(&mut u, 5), LSR_DR | LSR_THRE | LSR_TEMT);
+        assert_eq!(r(&mut u, 0), b'a');
+        assert_eq!(r(&mut u, 5) & LSR_DR, LSR_DR, "one byte left");
+        assert_eq!(r(&mut u, 0), b'b');
+        assert_eq!(r(&mut u, 5) & LSR_DR, 0);
+        assert_eq!(r(&mut u, 0), 0, "reading an empty FIFO gives nothing new");
+        for b in 0..17 {
+            u.push_input(b, 0);
+        }
+        assert_eq!(u.rx_room(), 0);
+        assert_eq!(r(&mut u, 5), LSR_DR | LSR_OE | LSR_THRE | LSR_TEMT);
+        assert_eq!(r(&mut u, 5), LSR_DR | LSR_THRE | LSR_TEMT, "OE is cleared by the read");
+    }
+
+    #[test]
+    fn reading_a_byte_restarts_the_character_timeout() {
+        let (mut u, _) = uart();
+        w(&mut u, 3, 0x83);
+        w(&mut u, 0, 1);
+        w(&mut u, 3, 0x03);
+        w(&mut u, 2, 0xc1);
+        w(&mut u, 4, MCR_OUT2);
+        w(&mut u, 1, IER_RDI);
+        let t = 4 * 10 * NS_PER_SEC / 115_200;
+        u.push_input(1, 0);
+        u.push_input(2, 0);
+        assert_eq!(u.port_read(0, 1, t / 2), 1);
+        u.advance(t);
+        assert!(!u.irq_level(), "the read at t/2 restarted the timer");
+        assert_eq!(u.next_deadline(t), Some(t / 2 + t));
+        u.advance(t / 2 + t);
+        assert!(u.irq_level());
+        assert_eq!(u.port_read(2, 1, t / 2 + t), 0xcc);
+    }
+
+    #[test]
+    fn no_timeout_interrupt_without_rdi_enabled_or_with_an_empty_fifo() {
+        let (mut u, _) = uart();
+        w(&mut u, 2, 0xc1);
+        w(&mut u, 4, MCR_OUT2);
+        assert_eq!(u.next_deadline(0), None, "empty FIFO");
+        u.push_input(1, 0);
+        assert_eq!(u.next_deadline(0), None, "RDI off");
+        u.advance(NS_PER_SEC);
+        assert!(!u.irq_level());
+    }
 }

@@ -64,19 +64,7 @@ impl Emit for Concrete<'_> {
 
     #[inline]
     fn alu(&mut self, op: Alu, a: u64, b: u64, w: Width) -> u64 {
-        let m = w.mask();
-        let r = match op {
-            Alu::Add => a.wrapping_add(b),
-            Alu::Sub => a.wrapping_sub(b),
-            Alu::And => a & b,
-            Alu::Or => a | b,
-            Alu::Xor => a ^ b,
-            Alu::Shl => a.wrapping_shl(b as u32),
-            Alu::Shr => (a & m).wrapping_shr(b as u32),
-            Alu::Sar => (w.sext(a) as i64).wrapping_shr(b as u32) as u64,
-            Alu::Mul => a.wrapping_mul(b),
-        };
-        r & m
+        crate::emit::eval_alu(op, a, b, w)
     }
 
     #[inline]

@@ -47,6 +47,28 @@ pub enum Alu {
     Sar,
     /// Low half of a * b.
     Mul,
+    /// High half of the signed 128-bit product of two 64-bit values (use at `Width::W64`).
+    SMulHi,
+}
+
+/// `op` on concrete values: what [`Emit::alu`] computes (the interpreter's emitter and
+/// constant folding in the JIT share it).
+#[inline]
+pub fn eval_alu(op: Alu, a: u64, b: u64, w: Width) -> u64 {
+    let m = w.mask();
+    let r = match op {
+        Alu::Add => a.wrapping_add(b),
+        Alu::Sub => a.wrapping_sub(b),
+        Alu::And => a & b,
+        Alu::Or => a | b,
+        Alu::Xor => a ^ b,
+        Alu::Shl => a.wrapping_shl(b as u32),
+        Alu::Shr => (a & m).wrapping_shr(b as u32),
+        Alu::Sar => (w.sext(a) as i64).wrapping_shr(b as u32) as u64,
+        Alu::Mul => a.wrapping_mul(b),
+        Alu::SMulHi => ((i128::from(a as i64) * i128::from(b as i64)) >> 64) as u64,
+    };
+    r & m
 }
 
 /// Comparisons of two 64-bit values, giving 1 or 0.
@@ -120,4 +142,20 @@ pub trait Emit {
     fn stack_width(&self) -> Width;
     /// Whether the CPU is in 64-bit mode (known at translation time).
     fn mode64(&self) -> bool;
+
+    /// Whether nothing can observe the arithmetic flags the current instruction writes: a
+    /// later instruction of the same block overwrites them before anything reads them, and
+    /// nothing in between can fault (an exception handler would see them). Semantics may
+    /// then skip computing them; `set_flags` is ignored. The interpreter does not analyse
+    /// blocks and says false.
+    fn flags_dead(&self) -> bool {
+        false
+    }
+
+    /// The arithmetic flags (RFLAGS bit positions) something may read after the current
+    /// instruction, under the same analysis as [`Emit::flags_dead`]; all six in the
+    /// interpreter.
+    fn live_flags(&self) -> u64 {
+        crate::flags::ARITH
+    }
 }

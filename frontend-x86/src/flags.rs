@@ -76,6 +76,9 @@ pub enum FlagOp {
     Shr,
     /// `r = a >> b` arithmetically (SAR, count 1-63): CF the last bit out, OF = AF = 0.
     Sar,
+    /// IMUL with a truncated result `r`; `b` is 1 when the product did not fit: CF = OF = b,
+    /// AF = 0, SF/ZF/PF from `r` (the SDM leaves those four undefined).
+    Mul,
 }
 
 /// RFLAGS: the stored bits plus an optional pending arithmetic operation. `repr(C)` with its
@@ -221,6 +224,7 @@ impl LazyFlags {
             }
             FlagOp::Shr => (1..=64).contains(&b) && (a >> (b - 1)) & 1 != 0,
             FlagOp::Sar => b >= 1 && (self.w.sext(a) as i64 >> (b - 1).min(63)) & 1 != 0,
+            FlagOp::Mul => b != 0,
         }
     }
 
@@ -250,6 +254,7 @@ impl LazyFlags {
             FlagOp::Shl => (false, (r & sign != 0) != self.carry()),
             FlagOp::Shr => (false, ((1..=64).contains(&b) && (a >> (b - 1)) & sign != 0) != (r & sign != 0)),
             FlagOp::Sar => (false, false),
+            FlagOp::Mul => (false, b != 0),
         };
         if af {
             f |= AF;

@@ -171,6 +171,7 @@ pub fn ea<E: Emit>(e: &mut E, i: &Insn) -> E::V {
 
 /// Reads operand `n` at width `w` (immediates are sign-extended by the decoder and truncated
 /// here).
+#[inline]
 pub fn read<E: Emit>(e: &mut E, i: &Insn, n: u32, w: Width) -> Result<E::V> {
     match i.opd[(n & 3) as usize] {
         Opd::Reg(r) => Ok(e.get_reg(r)),
@@ -185,6 +186,7 @@ pub fn read<E: Emit>(e: &mut E, i: &Insn, n: u32, w: Width) -> Result<E::V> {
 }
 
 /// Writes operand `n` (a general register or memory) at width `w`.
+#[inline]
 pub fn write<E: Emit>(e: &mut E, i: &Insn, n: u32, w: Width, v: E::V) -> Result<()> {
     match i.opd[(n & 3) as usize] {
         Opd::Reg(r) => {
@@ -210,6 +212,7 @@ pub enum Loc<V> {
 }
 
 /// Resolves operand `n` to a location.
+#[inline]
 pub fn loc<E: Emit>(e: &mut E, i: &Insn, n: u32) -> Result<Loc<E::V>> {
     match i.opd[(n & 3) as usize] {
         Opd::Reg(r) => Ok(Loc::Reg(r)),

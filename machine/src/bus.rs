@@ -24,6 +24,7 @@ use devices::port92::Port92;
 use devices::post::PostCode;
 use devices::rtc::Rtc;
 use devices::uart::Uart;
+use devices::vga::Vga;
 use devices::{MmioDevice, PortDevice, SystemRequest, Timed};
 use frontend_x86::CpuBus;
 use softmmu::{all_ones, AccessBytes, PageBacking, PhysBus, PhysMap};
@@ -82,6 +83,8 @@ pub struct PcBus {
     pub acpi: AcpiPm,
     /// The HPET.
     pub hpet: Hpet,
+    /// The VGA's registers (its memory window is RAM).
+    pub vga: Vga,
     /// An NMI from the IO-APIC waits for the CPU.
     nmi: bool,
     /// FERR# from the x87 (CR0.NE clear): IRQ13 until a write to port 0xF0 clears it.
@@ -115,11 +118,19 @@ impl PcBus {
             ioapic: IoApic::new(),
             acpi: AcpiPm::new(),
             hpet: Hpet::new(),
+            vga: Vga::new(),
             nmi: false,
             ferr: false,
             pirq_levels: 0,
             apic_moved: false,
         }
+    }
+
+    /// A copy of the VGA's 128 KiB memory window (0xA0000-0xBFFFF), for the display.
+    pub fn vga_window(&mut self) -> Vec<u8> {
+        let mut buf = vec![0u8; devices::vga::WINDOW_LEN];
+        self.mem.read_bytes(devices::vga::WINDOW_BASE, &mut buf);
+        buf
     }
 
     /// Whether an interrupt waits for the CPU (the INTR line, as the CPU sees it).
@@ -258,6 +269,7 @@ impl PcBus {
         self.ioapic.reset();
         self.acpi.reset();
         self.hpet.reset();
+        self.vga.reset();
         self.nmi = false;
         self.ferr = false;
         self.pirq_levels = 0;
@@ -321,6 +333,7 @@ impl PcBus {
             p if (PM_BASE..PM_BASE + PM_LEN).contains(&p) || (GPE0_BASE..GPE0_BASE + GPE0_LEN).contains(&p) => {
                 (&mut self.acpi, p)
             }
+            devices::vga::PORT_FIRST..=devices::vga::PORT_LAST => (&mut self.vga, port),
             COM1..=0x3ff => (self.com1.as_mut()? as &mut dyn PortDevice, port - COM1),
             _ => return None,
         })

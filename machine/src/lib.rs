@@ -6,6 +6,10 @@
 //! debug console at 0xE9 and QEMU's isa-debug-exit at 0xF4), the local APIC, the IO-APIC, the
 //! ACPI PM block (S5 ends the run with [`Outcome::PowerOff`]), and the interpreter tier.
 //!
+//! Host input (a terminal on COM1, the display window's keyboard) arrives as [`HostEvent`]s
+//! over a channel the run loop drains between slices; the display window is refreshed by a
+//! pump the run loop calls between slices ([`Machine::set_pump`]).
+//!
 //! Time is virtual and deterministic (design principle 10): one nanosecond per guest
 //! instruction, and a halted CPU skips to the next timer deadline. The chipset (PIC, PIT, RTC, UART, ...) and the direct kernel loaders join
 //! it in the platform issue.
@@ -13,10 +17,15 @@
 mod bus;
 pub mod pci;
 
+use std::collections::VecDeque;
 use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use bios::linux::{BootPlan, Entry, BOOT_CS, BOOT_DS};
 use devices::debug::DebugCon;
+use devices::i8042::Key;
 use devices::rtc::Rtc;
 use devices::uart::Uart;
 use devices::SystemRequest;
@@ -35,6 +44,41 @@ pub enum MachineError {
     /// A kernel to be entered by the firmware, but no firmware.
     #[error("the kernel is to be started by the BIOS, but the machine has no firmware")]
     NoFirmware,
+}
+
+/// Input from the host's side of the machine (a terminal, a window), sent over a channel the
+/// run loop drains between slices (devices never touch the host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostEvent {
+    /// A byte arriving on COM1's line.
+    Serial(u8),
+    /// A key of the PS/2 keyboard went down (`pressed`) or up.
+    Key {
+        /// The key, by its set 1 make code.
+        key: Key,
+        /// Down or up.
+        pressed: bool,
+    },
+    /// The user asked to end the run (the terminal's Ctrl-A X, the window closed).
+    Quit,
+}
+
+/// The longest a halted CPU waits for host input, in host time, before it looks at its timers
+/// again.
+const HOST_WAIT: Duration = Duration::from_millis(10);
+
+/// Work the run loop does for the host between slices, at most once per `every` of host
+/// time: the display window's refresh.
+struct Pump {
+    every: Duration,
+    last: Instant,
+    work: Box<dyn FnMut(&mut PcBus)>,
+}
+
+impl std::fmt::Debug for Pump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pump").field("every", &self.every).finish_non_exhaustive()
+    }
 }
 
 /// How the machine is put together.
@@ -99,6 +143,8 @@ pub enum Outcome {
     Reset,
     /// The instruction limit given to [`Machine::run`] was reached.
     InstructionLimit,
+    /// The host asked to stop ([`HostEvent::Quit`]).
+    Quit,
 }
 
 /// A PC with one CPU.
@@ -120,6 +166,16 @@ pub struct Machine {
     pub no_reboot: bool,
     /// The directly booted kernel, started again on every reset.
     kernel: Option<BootPlan>,
+    /// Host input, while its sender is alive.
+    host: Option<Receiver<HostEvent>>,
+    /// Bytes from the host waiting for room in COM1's receiver.
+    serial_backlog: VecDeque<u8>,
+    /// Keys from the host waiting for room in the keyboard's buffer.
+    key_backlog: VecDeque<(Key, bool)>,
+    /// The host asked to stop.
+    quit: bool,
+    /// Host work between slices (the display window), if any.
+    pump: Option<Pump>,
 }
 
 impl Machine {
@@ -150,6 +206,11 @@ impl Machine {
             resets: 0,
             no_reboot: false,
             kernel: config.kernel,
+            host: None,
+            serial_backlog: VecDeque::new(),
+            key_backlog: VecDeque::new(),
+            quit: false,
+            pump: None,
         };
         m.start_kernel()?;
         Ok(m)
@@ -202,6 +263,112 @@ impl Machine {
         }
     }
 
+    /// Connects host input: serial bytes, keys and quit requests arrive on `events`. While it
+    /// is connected, a halted CPU waits for it in host time (at most the time to its next
+    /// timer event) rather than skipping ahead at once, so an idle interactive guest keeps
+    /// real time and reacts to typing.
+    pub fn connect_host(&mut self, events: Receiver<HostEvent>) {
+        self.host = Some(events);
+    }
+
+    /// Has the run loop call `work` with the bus between slices, at most once per `every` of
+    /// host time (a halted CPU waits at most 10 ms for host input, so it keeps being called).
+    /// The display window refreshes this way on the thread that runs the machine.
+    pub fn set_pump(&mut self, every: Duration, work: Box<dyn FnMut(&mut PcBus)>) {
+        self.pump = Some(Pump { every, last: Instant::now(), work });
+    }
+
+    /// Runs the pump if it is due.
+    fn run_pump(&mut self) {
+        if let Some(p) = &mut self.pump {
+            if p.last.elapsed() >= p.every {
+                p.last = Instant::now();
+                (p.work)(&mut self.bus);
+            }
+        }
+    }
+
+    /// Takes in one host event.
+    fn host_event(&mut self, event: HostEvent) {
+        match event {
+            HostEvent::Serial(b) => self.serial_backlog.push_back(b),
+            HostEvent::Key { key, pressed } => self.key_backlog.push_back((key, pressed)),
+            HostEvent::Quit => self.quit = true,
+        }
+    }
+
+    /// Drains the host channel without blocking and hands what the devices can take to them.
+    fn poll_host(&mut self) {
+        while let Some(rx) = &self.host {
+            match rx.try_recv() {
+                Ok(e) => self.host_event(e),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.host = None,
+            }
+        }
+        self.feed_devices();
+    }
+
+    /// Moves backlogged host input into the devices as far as they have room: the host side
+    /// holds what the guest has not drained yet, so nothing typed is lost to an overrun.
+    /// Bytes for a COM1 whose guest never raises RTS wait for ever.
+    fn feed_devices(&mut self) {
+        let now = self.now_ns();
+        match &mut self.bus.com1 {
+            // RTS/CTS hardware flow control (the host's CTS is the guest's RTS on a null-modem
+            // line): the host sends while the guest asserts RTS. Drivers raise it once the
+            // port is open and set up (Linux when a process opens the tty, GRUB at init), so
+            // bytes typed early wait instead of being flushed when the driver initialises the
+            // FIFO. DTR is not enough: Linux raises DTR when it registers the console, before
+            // the open that clears the FIFO and discards a byte from RBR.
+            Some(u) if u.modem_outputs() & 0x02 != 0 => {
+                let n = u.rx_room().min(self.serial_backlog.len());
+                for b in self.serial_backlog.drain(..n) {
+                    u.push_input(b, now);
+                }
+            }
+            Some(_) => {}
+            None => self.serial_backlog.clear(),
+        }
+        // A key is at most 8 bytes (Pause in set 2).
+        while self.bus.kbc.keyboard_room() >= 8 {
+            let Some((key, pressed)) = self.key_backlog.pop_front() else { break };
+            self.bus.kbc.key_event(key, pressed, now);
+        }
+    }
+
+    /// The CPU is halted and its next timer event is `skip_ns` away (or never): waits for host
+    /// input for at most that long in host time and moves virtual time on by the time waited.
+    /// Returns false when nothing can wake the CPU any more.
+    fn idle(&mut self, skip_ns: Option<u64>) -> bool {
+        let Some(rx) = &self.host else {
+            return match skip_ns {
+                Some(ns) => {
+                    self.skipped_ns += ns;
+                    true
+                }
+                None => false,
+            };
+        };
+        let wait = skip_ns.map_or(HOST_WAIT, |ns| Duration::from_nanos(ns).min(HOST_WAIT));
+        let t = Instant::now();
+        let got = rx.recv_timeout(wait);
+        let waited = (t.elapsed().as_nanos() as u64).max(1);
+        match got {
+            Ok(e) => {
+                self.host_event(e);
+                self.skipped_ns += skip_ns.map_or(waited, |ns| waited.min(ns));
+                self.feed_devices();
+            }
+            Err(RecvTimeoutError::Timeout) => self.skipped_ns += skip_ns.map_or(waited, |ns| waited.min(ns).max(1)),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.host = None;
+                self.feed_devices();
+            }
+        }
+        true
+    }
+
     /// Virtual time: one nanosecond per guest instruction.
     pub fn now_ns(&self) -> u64 {
         self.instructions + self.skipped_ns
@@ -214,6 +381,11 @@ impl Machine {
             let left = limit.saturating_sub(self.instructions);
             if left == 0 {
                 return Outcome::InstructionLimit;
+            }
+            self.run_pump();
+            self.poll_host();
+            if self.quit {
+                return Outcome::Quit;
             }
             let now = self.now_ns();
             self.bus.advance(now);
@@ -249,10 +421,10 @@ impl Machine {
                     if self.bus.interrupt_pending() {
                         continue;
                     }
-                    match self.bus.next_deadline(now) {
-                        // Sleep until the next timer event.
-                        Some(d) => self.skipped_ns += d.saturating_sub(now).max(1),
-                        None => return Outcome::HaltedNoInterrupts,
+                    // Sleep until the next timer event or host input.
+                    let skip = self.bus.next_deadline(now).map(|d| d.saturating_sub(now).max(1));
+                    if !self.idle(skip) {
+                        return Outcome::HaltedNoInterrupts;
                     }
                 }
                 translator::Exit::Budget => {}

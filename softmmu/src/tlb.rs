@@ -57,7 +57,7 @@ use crate::paging::{cr0, cr4, efer, walk, Access, AccessOp, MmuMode, PageFault, 
 use crate::{PageBacking, PhysBus, PAGE_MASK};
 
 /// log2 of the entries per mode.
-pub const TLB_BITS: u32 = 8;
+pub const TLB_BITS: u32 = 12;
 /// Entries per mode (direct-mapped).
 pub const TLB_ENTRIES: usize = 1 << TLB_BITS;
 
@@ -197,6 +197,12 @@ pub struct Tlb {
     large: Option<(u64, u64)>,
     /// Entries filled so far (every miss that found a translation), for statistics.
     pub fills: u64,
+    /// Moves whenever a cached translation is filled, dropped or hidden: a user that saw a
+    /// translation at one value may rely on it while the value is unchanged.
+    pub generation: u64,
+    /// Indices of the entries that may be valid (a superset, possibly with repeats): flushes
+    /// and scans visit these instead of every entry (4096 per mode).
+    live: Vec<u32>,
 }
 
 impl std::fmt::Debug for Tlb {
@@ -217,6 +223,9 @@ impl Default for Tlb {
 
 const OPS: [AccessOp; 3] = [AccessOp::Read, AccessOp::Write, AccessOp::Fetch];
 
+/// Numbers the TLBs made, for their generations.
+static NEXT_TLB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 #[inline]
 fn slot(mode: MmuMode, lin: u64) -> usize {
     mode.index() * TLB_ENTRIES + ((lin >> 12) as usize & (TLB_ENTRIES - 1))
@@ -232,6 +241,9 @@ impl Tlb {
             pcid: 0,
             large: None,
             fills: 0,
+            // Distinct between TLBs, so a value seen on one never matches another's.
+            generation: NEXT_TLB.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 40,
+            live: Vec::new(),
         }
     }
 
@@ -327,6 +339,7 @@ impl Tlb {
         let addend = backing.host.map_or(0, |h| (h.as_ptr().expose_provenance() as u64).wrapping_sub(page));
         let i = slot(mode, lin);
         self.fills += 1;
+        self.note_live(i);
         self.fast[i] = FastEntry { read: tags[0], write: tags[1], fetch: tags[2], addend };
         self.side[i] = SideEntry {
             valid: true,
@@ -357,6 +370,7 @@ impl Tlb {
         let page_mask = !(t.size.bytes() - 1);
         let i = slot(mode, lin);
         self.fills += 1;
+        self.note_live(i);
         self.fast[i] = FastEntry { read: tags[0], write: tags[1], fetch: tags[2], addend };
         self.side[i] = SideEntry {
             valid: true,
@@ -391,17 +405,37 @@ impl Tlb {
     }
 
     fn clear(&mut self, i: usize) {
+        self.generation += 1;
         self.fast[i] = FastEntry::EMPTY;
         self.side[i] = SideEntry::EMPTY;
     }
 
+    /// Entry `i` is about to be filled.
+    fn note_live(&mut self, i: usize) {
+        self.generation += 1;
+        if !self.side[i].valid {
+            if self.live.len() >= 2 * self.side.len() {
+                // Slots emptied one by one (INVLPG) and filled again: drop the repeats.
+                let side = &self.side;
+                self.live.retain(|&k| side[k as usize].valid);
+                self.live.sort_unstable();
+                self.live.dedup();
+            }
+            self.live.push(i as u32);
+        }
+    }
+
     /// Drops every entry `pred` picks.
     fn drop_where(&mut self, pred: impl Fn(&SideEntry) -> bool) {
-        for i in 0..self.side.len() {
+        let mut live = std::mem::take(&mut self.live);
+        live.retain(|&k| {
+            let i = k as usize;
             if self.side[i].valid && pred(&self.side[i]) {
                 self.clear(i);
             }
-        }
+            self.side[i].valid
+        });
+        self.live = live;
     }
 
     /// Drops the entries caching the translation of linear `lin` that `pred` picks: one slot
@@ -422,8 +456,10 @@ impl Tlb {
 
     /// Drops everything, global translations and every PCID included.
     pub fn flush_all(&mut self) {
-        self.fast.fill(FastEntry::EMPTY);
-        self.side.fill(SideEntry::EMPTY);
+        self.generation += 1;
+        for k in std::mem::take(&mut self.live) {
+            self.clear(k as usize);
+        }
         self.large = None;
     }
 
@@ -460,7 +496,9 @@ impl Tlb {
             return;
         }
         self.pcid = pcid;
-        for (fast, side) in self.fast.iter_mut().zip(self.side.iter()) {
+        self.generation += 1;
+        for &k in &self.live {
+            let (fast, side) = (&mut self.fast[k as usize], &self.side[k as usize]);
             if side.valid {
                 let active = side.global || side.pcid == pcid;
                 fast.set_tags(if active { side.tags } else { [TAG_INVALID; 3] });
@@ -517,7 +555,8 @@ impl Tlb {
     /// page's `code` flag in its backing.
     pub fn mark_code_page(&mut self, phys: u64) {
         let page = phys & PAGE_MASK;
-        for (fast, side) in self.fast.iter_mut().zip(self.side.iter_mut()) {
+        for &k in &self.live {
+            let (fast, side) = (&mut self.fast[k as usize], &mut self.side[k as usize]);
             if side.valid && side.phys == page && side.tags[1] & TAG_INVALID == 0 {
                 side.tags[1] |= TAG_SLOW;
                 if fast.write & TAG_INVALID == 0 {

@@ -248,3 +248,35 @@ fn jit_matches_interpreter_in_protected_mode() {
 fn jit_matches_interpreter_in_long_mode() {
     differential(Mode::Long, 0x5555_aaaa_3333_cccc, 600);
 }
+
+/// Compiled code checks fixed branch targets against CS.limit at its entry, not at each
+/// branch: a unit compiled with a large limit and entered again after the limit shrank must
+/// still raise #GP at the branch, exactly where the interpreter does.
+#[test]
+fn branch_past_a_lowered_cs_limit_faults_in_compiled_code() {
+    let mut ends = Vec::new();
+    for jit in [false, true] {
+        let mut rng = Rng(7);
+        let (mut cpu, mut bus) = machine(&mut rng, Mode::Protected);
+        // mov ecx, 5; l: dec ecx; jnz l; jmp CODE+0x200 (HLT there, as everywhere around).
+        let mut code = vec![0xb9, 5, 0, 0, 0, 0x49, 0x75, 0xfd, 0xe9];
+        code.extend_from_slice(&(0x200i32 - 13).to_le_bytes());
+        bus.put(CODE, &code);
+        let mut tier =
+            if jit { Interpreter::with_jit(0).expect("this host has a Cranelift backend") } else { Interpreter::new() };
+        let (_, exit) = tier.run(&mut cpu, &mut bus, 100);
+        assert_eq!((exit, cpu.rip), (Exit::Halted, CODE + 0x201), "jit {jit}: the first pass reaches the HLT");
+        if jit {
+            assert!(tier.stats.compiled_instructions > 0, "the loop ran compiled");
+        }
+        // Again, with the same cache, under a limit that ends before the jump's target.
+        cpu.halted = false;
+        cpu.rip = CODE;
+        cpu.seg[SegReg::Cs as usize].limit = (CODE + 0x100) as u32;
+        let (_, exit) = tier.run(&mut cpu, &mut bus, 100);
+        assert_eq!(tier.stats.exceptions, 1, "jit {jit}: #GP at the jump");
+        ends.push((exit, summary(&cpu)));
+    }
+    assert_eq!(ends[0], ends[1]);
+    assert_eq!(ends[0].0, Exit::Halted);
+}

@@ -1,10 +1,10 @@
 //! The decoded-block cache: blocks keyed by where they start (linear and physical address)
 //! and the code size they were decoded for, dropped when their pages are written.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use frontend_x86::decode::Block;
 
@@ -22,12 +22,95 @@ pub struct Entry {
     pub unit: OnceCell<Unit>,
     /// Compiling it failed: it stays interpreted.
     pub failed: Cell<bool>,
+    /// What it is found by.
+    pub key: BlockKey,
+    /// The blocks the exec loop went on to after interpreting this one (fall-through, other),
+    /// in the same mode: found again without a lookup while cached (and mapped).
+    succ: [Link; 2],
+}
+
+/// A remembered next entry: held weakly (an entry dropped from the cache is never reached
+/// through a link), with the TLB generation at which its page's translation was last seen to
+/// be the one its code came from.
+#[derive(Debug, Default)]
+pub struct Link {
+    to: RefCell<Weak<Entry>>,
+    checked: Cell<u64>,
+}
+
+impl Link {
+    /// The entry, if still cached and for the block at `linear` as `cpu` translates it now
+    /// (`from`: the entry the link belongs to, whose own translation is current).
+    pub fn get(&self, from: &Entry, linear: u64, cpu: &frontend_x86::CpuState) -> Option<Rc<Entry>> {
+        let to = self.to.borrow().upgrade()?;
+        if to.key.linear != linear {
+            return None;
+        }
+        if to.key.linear >> 12 == from.key.linear >> 12 {
+            return (to.key.page == from.key.page).then_some(to);
+        }
+        let generation = cpu.tlb.0.generation;
+        if self.checked.get() != generation {
+            if !same_translation(from, &to, cpu) {
+                return None;
+            }
+            self.checked.set(generation);
+        }
+        Some(to)
+    }
+
+    /// Remembers `to`.
+    pub fn set(&self, to: &Rc<Entry>) {
+        *self.to.borrow_mut() = Rc::downgrade(to);
+        self.checked.set(u64::MAX);
+    }
+}
+
+/// Whether `to`, found through `from`, is for the code the CPU would fetch now: on `from`'s
+/// linear page it is (the same page has the same translation as `from`, whose own lookup
+/// checked it); on another page the TLB must still map it to `to`'s physical page.
+fn same_translation(from: &Entry, to: &Entry, cpu: &frontend_x86::CpuState) -> bool {
+    if to.key.linear >> 12 == from.key.linear >> 12 {
+        return to.key.page == from.key.page;
+    }
+    let mode = softmmu::MmuMode::ALL[usize::from(to.key.bits & 3)];
+    cpu.tlb.0.probe(mode, softmmu::AccessOp::Fetch, to.key.linear).is_some_and(|t| t.phys >> 12 == to.key.page)
 }
 
 impl Entry {
     /// An entry for a freshly decoded block.
-    pub fn new(block: Block) -> Self {
-        Entry { block: Rc::new(block), hits: Cell::new(0), unit: OnceCell::new(), failed: Cell::new(false) }
+    pub fn new(block: Block, key: BlockKey) -> Self {
+        Entry {
+            block: Rc::new(block),
+            hits: Cell::new(0),
+            unit: OnceCell::new(),
+            failed: Cell::new(false),
+            key,
+            succ: [Link::default(), Link::default()],
+        }
+    }
+
+    /// The linear address control falls through to at the block's end.
+    fn fall_through(&self) -> u64 {
+        let first = self.block.insns.first().map_or(0, |i| i.ip());
+        let end = self.block.next_ips.last().copied().unwrap_or(first);
+        self.key.linear.wrapping_add(end.wrapping_sub(first))
+    }
+
+    /// The successor remembered for the block at `linear`, if still cached and mapped.
+    pub fn successor(&self, linear: u64, cpu: &frontend_x86::CpuState) -> Option<Rc<Entry>> {
+        let slot = usize::from(linear != self.fall_through());
+        self.succ[slot].get(self, linear, cpu)
+    }
+
+    /// Remembers `next` as where control went after this block, in the same mode (on another
+    /// page, the user checks the translation each time).
+    pub fn set_successor(&self, next: &Rc<Entry>) {
+        let same_page = next.key.linear >> 12 == self.key.linear >> 12;
+        if next.key.bits == self.key.bits && (!same_page || next.key.page == self.key.page) {
+            let slot = usize::from(next.key.linear != self.fall_through());
+            self.succ[slot].set(next);
+        }
     }
 }
 
@@ -128,6 +211,15 @@ impl BlockCache {
         }
         self.blocks.insert(key, block);
         fresh
+    }
+
+    /// Drops the block at `key`.
+    pub fn remove(&mut self, key: &BlockKey) {
+        self.blocks.remove(key);
+        let s = slot(key);
+        if matches!(&self.fast.get(s), Some(Some((fk, _))) if fk == key) {
+            self.fast[s] = None;
+        }
     }
 
     /// Drops every block decoded from physical page `page`.

@@ -182,7 +182,7 @@ fn bench_linux(arch: &str) -> Result<()> {
         ours.push(boot(
             Command::new(&cranebox).arg("--kernel").arg(&g.vmlinuz).arg("--initrd").arg(&g.initramfs).args([
                 "--append",
-                "console=ttyS0",
+                "console=ttyS0 cranebox.test=1",
                 "-m",
                 "256M",
                 "--accel",
@@ -203,7 +203,16 @@ fn bench_linux(arch: &str) -> Result<()> {
                 .arg(&g.vmlinuz)
                 .arg("-initrd")
                 .arg(&g.initramfs)
-                .args(["-append", "console=ttyS0", "-m", "256M", "-nographic", "-no-reboot", "-monitor", "none"])
+                .args([
+                    "-append",
+                    "console=ttyS0 cranebox.test=1",
+                    "-m",
+                    "256M",
+                    "-nographic",
+                    "-no-reboot",
+                    "-monitor",
+                    "none",
+                ])
                 .args(["-serial", &serial]),
         )?);
     }
@@ -253,21 +262,33 @@ fn kernel_package(meta: &str) -> Result<String> {
         .with_context(|| format!("apt-cache depends {meta} names no linux-image package"))
 }
 
-/// The applets /init uses, linked to /bin/busybox.
-const APPLETS: &[&str] =
-    &["sh", "mount", "uname", "cat", "md5sum", "poweroff", "echo", "seq", "expr", "ls", "mkdir", "sleep", "dmesg"];
+/// The applets /init uses, linked to /bin/busybox (the interactive shell installs the rest).
+const APPLETS: &[&str] = &[
+    "sh", "mount", "uname", "cat", "md5sum", "poweroff", "echo", "seq", "expr", "ls", "mkdir", "sleep", "dmesg",
+    "grep", "setsid", "cttyhack",
+];
 
+/// The guest's /init. With `cranebox.test=1` on the kernel command line it runs the test
+/// commands the boot tests check and powers off; otherwise it starts an interactive shell on
+/// the console (a session with the console as its controlling terminal, so Ctrl-C and job
+/// control work) and powers off when the shell exits.
 const INIT: &str = r#"#!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-echo "cranebox-guest: init started"
-uname -a
-cat /proc/cpuinfo
-n=0
-for i in $(seq 1 1000); do n=$((n + i * i)); done
-echo "cranebox-guest: sum of squares $n"
-echo "cranebox-guest: md5 $(md5sum /etc/testfile)"
-echo "cranebox-guest: done"
+if grep -q 'cranebox.test=1' /proc/cmdline; then
+    echo "cranebox-guest: init started"
+    uname -a
+    cat /proc/cpuinfo
+    n=0
+    for i in $(seq 1 1000); do n=$((n + i * i)); done
+    echo "cranebox-guest: sum of squares $n"
+    echo "cranebox-guest: md5 $(md5sum /etc/testfile)"
+    echo "cranebox-guest: done"
+    poweroff -f
+fi
+/bin/busybox --install -s
+echo "cranebox-guest: busybox shell; 'exit' or 'poweroff -f' powers off"
+setsid cttyhack sh
 poweroff -f
 "#;
 
@@ -328,11 +349,15 @@ fn guest(arch: &str) -> Result<Guest> {
     std::fs::write(tree.join("testfile.md5"), &md5).context("cannot write testfile.md5")?;
 
     let mut c = cpio::Cpio::new();
-    for d in ["bin", "dev", "etc", "proc", "sys", "sbin", "usr", "usr/bin"] {
+    for d in ["bin", "dev", "etc", "proc", "sys", "sbin", "usr", "usr/bin", "usr/sbin", "root", "tmp"] {
         c.dir(d);
     }
     c.char_dev("dev/console", 5, 1);
     c.char_dev("dev/ttyS0", 4, 64);
+    // The VGA console's terminals, for a shell on console=tty0 (cttyhack opens the active one).
+    c.char_dev("dev/tty", 5, 0);
+    c.char_dev("dev/tty0", 4, 0);
+    c.char_dev("dev/tty1", 4, 1);
     let bb = std::fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
     c.file("bin/busybox", 0o755, &bb);
     for a in APPLETS {
@@ -356,7 +381,7 @@ fn run_guest(arch: &str) -> Result<()> {
         .arg(&g.vmlinuz)
         .arg("--initrd")
         .arg(&g.initramfs)
-        .args(["--append", "console=ttyS0 panic=-1", "--serial", "stdio", "-m", "256M"])
+        .args(["--append", "console=ttyS0 panic=-1 quiet", "--serial", "stdio", "-m", "256M"])
         .args(["--accel", "jit", "--no-reboot", "--stats"])
         .status()
         .context("cannot run cargo")?;

@@ -51,7 +51,8 @@ pub fn unop<E: Emit>(e: &mut E, i: &Insn, m: Mnemonic) -> Result<()> {
     let one = e.imm(1);
     match m {
         Mnemonic::Inc | Mnemonic::Dec => {
-            let c = e.carry();
+            // CF passes through; when nothing reads it afterwards it need not be known.
+            let c = if e.live_flags() & flags::CF == 0 { e.imm(0) } else { e.carry() };
             let (r, fop) = if m == Mnemonic::Inc {
                 (e.alu(Alu::Add, a, one, w), FlagOp::Inc)
             } else {
@@ -212,7 +213,7 @@ pub fn xlat<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
 }
 
 /// SHL/SHR/SAR by a count fixed at decode time and not zero: straight-line, with lazy flags.
-/// (Counts from CL, which may be zero and then change no flags, and the rotates are helpers.)
+/// (Counts from CL are [`shift_cl`]; the rotates through carry are helpers.)
 pub fn shift_imm<E: Emit>(e: &mut E, i: &Insn, m: Mnemonic) -> Result<()> {
     let w = op::op_width(i, 0);
     let n = crate::sem::fixed_shift_count(i).ok_or(Exception::UD)?;
@@ -228,5 +229,104 @@ pub fn shift_imm<E: Emit>(e: &mut E, i: &Insn, m: Mnemonic) -> Result<()> {
     let r = e.alu(alu, a, nv, w);
     op::store_loc(e, dst, w, r)?;
     e.set_flags(fop, w, a, nv, r);
+    Ok(())
+}
+
+/// SHL/SHR/SAR of a register by CL: the count is masked to 5 bits (6 for 64-bit operands);
+/// a zero count changes no flags (a 32-bit destination is still written, clearing bits
+/// 63..32). Memory destinations stay a helper.
+pub fn shift_cl<E: Emit>(e: &mut E, i: &Insn, m: Mnemonic) -> Result<()> {
+    let w = op::op_width(i, 0);
+    let dst = op::loc(e, i, 0)?;
+    let a = op::load_loc(e, dst, w)?;
+    let cl = e.get_reg(reg(Gpr::Rcx, Width::W8));
+    let mask = e.imm(if w == Width::W64 { 0x3f } else { 0x1f });
+    let n = e.alu(Alu::And, cl, mask, Width::W8);
+    let (alu, fop) = match m {
+        Mnemonic::Shl => (Alu::Shl, FlagOp::Shl),
+        Mnemonic::Shr => (Alu::Shr, FlagOp::Shr),
+        Mnemonic::Sar => (Alu::Sar, FlagOp::Sar),
+        _ => return Err(Exception::UD),
+    };
+    let r = e.alu(alu, a, n, w);
+    op::store_loc(e, dst, w, r)?;
+    if !e.flags_dead() {
+        let zero = e.imm(0);
+        let nz = e.cmp(crate::emit::Cmp::Ne, n, zero);
+        e.if_then(nz, |e| {
+            e.set_flags(fop, w, a, n, r);
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// ROL/ROR by a count fixed at decode time (not zero after masking): CF and OF from the
+/// result, the other flags unchanged. When nothing reads the flags they are not computed.
+pub fn rotate_imm<E: Emit>(e: &mut E, i: &Insn, m: Mnemonic) -> Result<()> {
+    let w = op::op_width(i, 0);
+    let bits = u64::from(w.bits());
+    let n = crate::sem::fixed_shift_count(i).ok_or(Exception::UD)?;
+    let dst = op::loc(e, i, 0)?;
+    let a = op::load_loc(e, dst, w)?;
+    let k = n % bits;
+    let r = if k == 0 {
+        a
+    } else {
+        let left = if m == Mnemonic::Rol { k } else { bits - k };
+        let (l, rt) = (e.imm(left), e.imm(bits - left));
+        let hi = e.alu(Alu::Shl, a, l, w);
+        let lo = e.alu(Alu::Shr, a, rt, w);
+        e.alu(Alu::Or, hi, lo, w)
+    };
+    op::store_loc(e, dst, w, r)?;
+    if !e.flags_dead() {
+        // ROL: CF = bit 0, OF = MSB ^ CF; ROR: CF = MSB, OF = MSB ^ the bit below it.
+        let one = e.imm(1);
+        let top = e.imm(bits - 1);
+        let msb = e.alu(Alu::Shr, r, top, w);
+        let (cf, other) = if m == Mnemonic::Rol {
+            (e.alu(Alu::And, r, one, Width::W64), e.alu(Alu::And, r, one, Width::W64))
+        } else {
+            let below = e.imm(bits - 2);
+            let b = e.alu(Alu::Shr, r, below, w);
+            (msb, e.alu(Alu::And, b, one, Width::W64))
+        };
+        let of = e.alu(Alu::Xor, msb, other, Width::W64);
+        let eleven = e.imm(11);
+        let of = e.alu(Alu::Shl, of, eleven, Width::W64);
+        let v = e.alu(Alu::Or, cf, of, Width::W64);
+        e.set_rflags(flags::CF | flags::OF, v);
+    }
+    Ok(())
+}
+
+/// IMUL in its two- and three-operand forms: the truncated signed product into a register;
+/// CF = OF = whether it did not fit.
+pub fn imul<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
+    let w = op::op_width(i, 0);
+    let (a, b) = if i.op_count() == 2 {
+        (op::read(e, i, 0, w)?, op::read(e, i, 1, w)?)
+    } else {
+        (op::read(e, i, 1, w)?, op::read(e, i, 2, w)?)
+    };
+    let (sa, sb) = (e.sext(a, w), e.sext(b, w));
+    let lo = e.alu(Alu::Mul, sa, sb, w);
+    if e.flags_dead() {
+        return op::write(e, i, 0, w, lo);
+    }
+    let overflow = if w == Width::W64 {
+        let hi = e.alu(Alu::SMulHi, sa, sb, Width::W64);
+        let s = e.imm(63);
+        let sign = e.alu(Alu::Sar, lo, s, Width::W64);
+        e.cmp(crate::emit::Cmp::Ne, hi, sign)
+    } else {
+        // Operands of at most 32 bits: the 64-bit product is exact.
+        let full = e.alu(Alu::Mul, sa, sb, Width::W64);
+        let slo = e.sext(lo, w);
+        e.cmp(crate::emit::Cmp::Ne, slo, full)
+    };
+    op::write(e, i, 0, w, lo)?;
+    e.set_flags(FlagOp::Mul, w, lo, overflow, lo);
     Ok(())
 }

@@ -178,6 +178,12 @@ pub enum Op {
     /// SHL/SAL (Shl), SHR, SAR by a count fixed at decode time (an immediate or the implicit
     /// 1) that is not zero after masking.
     ShiftImm(Mnemonic),
+    /// SHL/SHR/SAR of a general register by CL.
+    ShiftCl(Mnemonic),
+    /// ROL/ROR by a count fixed at decode time that is not zero after masking.
+    RotImm(Mnemonic),
+    /// IMUL in its two- and three-operand forms.
+    Imul,
     /// Run out of line: complex or sensitive.
     Helper(Helper),
     /// #UD.
@@ -249,10 +255,17 @@ pub fn resolve(i: &Insn) -> Op {
         Bound => Op::Helper(system::bound),
 
         Mul => Op::Helper(muldiv::mul),
+        Imul if i.op_count() >= 2 => Op::Imul,
         Imul => Op::Helper(muldiv::imul),
         Div => Op::Helper(|c, i| muldiv::div(c, i, false)),
         Idiv => Op::Helper(|c, i| muldiv::div(c, i, true)),
         Shl | Sal | Shr | Sar if fixed_shift_count(i).is_some() => Op::ShiftImm(if m == Sal { Shl } else { m }),
+        Rol | Ror if fixed_shift_count(i).is_some() => Op::RotImm(m),
+        Shl | Sal | Shr | Sar
+            if i.op_count() == 2 && i.op_kind(0) == OpKind::Register && i.op_kind(1) == OpKind::Register =>
+        {
+            Op::ShiftCl(if m == Sal { Shl } else { m })
+        }
         Rol | Ror | Rcl | Rcr | Shl | Sal | Shr | Sar => Op::Helper(shift_helper),
         Shld => Op::Helper(|c, i| shift::shld_shrd(c, i, true)),
         Shrd => Op::Helper(|c, i| shift::shld_shrd(c, i, false)),
@@ -353,6 +366,9 @@ pub fn execute_op<E: Emit>(e: &mut E, op: Op, i: &Insn) -> Result<()> {
         Op::Jcxz => control::jcxz(e, i),
         Op::Leave => control::leave(e, i),
         Op::ShiftImm(m) => alu::shift_imm(e, i, m),
+        Op::ShiftCl(m) => alu::shift_cl(e, i, m),
+        Op::RotImm(m) => alu::rotate_imm(e, i, m),
+        Op::Imul => alu::imul(e, i),
         Op::Helper(h) => e.helper(h, i),
         Op::Ud => Err(Exception::UD),
     }
@@ -431,6 +447,18 @@ pub fn concrete_fn(op: Op) -> Helper {
             M::Sar => |c, i| alu::shift_imm(c, i, M::Sar),
             _ => |_, _| Err(Exception::UD),
         },
+        Op::ShiftCl(m) => match m {
+            M::Shl => |c, i| alu::shift_cl(c, i, M::Shl),
+            M::Shr => |c, i| alu::shift_cl(c, i, M::Shr),
+            M::Sar => |c, i| alu::shift_cl(c, i, M::Sar),
+            _ => |_, _| Err(Exception::UD),
+        },
+        Op::RotImm(m) => match m {
+            M::Rol => |c, i| alu::rotate_imm(c, i, M::Rol),
+            M::Ror => |c, i| alu::rotate_imm(c, i, M::Ror),
+            _ => |_, _| Err(Exception::UD),
+        },
+        Op::Imul => |c, i| alu::imul(c, i),
         Op::Helper(h) => h,
         Op::Ud => |_, _| Err(Exception::UD),
     }

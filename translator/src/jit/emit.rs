@@ -9,6 +9,8 @@
 //! [`super::runtime`] calls; a fault branches to an exit that writes the state back with RIP
 //! at the faulting instruction.
 
+use std::collections::HashMap;
+
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, SigRef, Signature, Value};
 use cranelift_codegen::isa::CallConv;
@@ -18,11 +20,11 @@ use frontend_x86::emit::{Alu, Cmp, Emit, Helper, RegRef};
 use frontend_x86::flags::{FlagOp, LazyFlags};
 use frontend_x86::insn::Insn;
 use frontend_x86::state::Segment;
-use frontend_x86::{CpuState, Exception, Gpr, SegReg, Width};
+use frontend_x86::{sem, CpuState, Exception, Gpr, SegReg, Width};
 
 use softmmu::tlb::{FAST_ADDEND_OFFSET, FAST_ENTRY_SHIFT, FAST_READ_OFFSET, FAST_WRITE_OFFSET, TLB_ENTRIES};
 
-use super::runtime::{self, CONTINUE, FAULT, REDO, RT_BUDGET, RT_ICOUNT, RT_STATUS, RT_TLB};
+use super::runtime::{self, CONTINUE, FAULT, REDO, RT_BUDGET, RT_ICOUNT, RT_LINK, RT_STATUS, RT_TLB};
 
 const I64: types::Type = types::I64;
 const I32: types::Type = types::I32;
@@ -84,6 +86,52 @@ impl Sigs {
     }
 }
 
+/// A segment's descriptor cache as a unit was compiled for it: memory accesses use the
+/// base and limit as constants, and the unit's entry checks they are still the CPU's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegStatic {
+    /// The base.
+    pub base: u64,
+    /// The limit.
+    pub limit: u32,
+    /// The attributes, masked to what the inline checks look at.
+    pub attr: u16,
+    /// A present, writable, expand-up data segment (the inline path's only kind).
+    pub data_rw: bool,
+}
+
+impl SegStatic {
+    /// The attribute bits the inline access checks depend on.
+    pub const ATTR_MASK: u16 = frontend_x86::state::attr::P
+        | frontend_x86::state::attr::S
+        | frontend_x86::state::attr::CODE
+        | frontend_x86::state::attr::RW
+        | frontend_x86::state::attr::DC;
+
+    /// What `s` gives the unit.
+    pub fn of(s: &Segment) -> Self {
+        use frontend_x86::state::attr;
+        let a = s.attr & Self::ATTR_MASK;
+        SegStatic { base: s.base, limit: s.limit, attr: a, data_rw: a == attr::P | attr::S | attr::RW }
+    }
+}
+
+/// The target of an indirect branch's link slot.
+pub const DYNAMIC: u64 = u64::MAX;
+
+/// How the current instruction left control, when the unit knows at compile time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Branch {
+    /// It went on to the next instruction.
+    None,
+    /// To a fixed offset.
+    Static(u64),
+    /// To the first offset when the I8 truth value is set, else to the second.
+    Cond(Value, u64, u64),
+    /// Only the `next_rip` variable knows.
+    Dynamic,
+}
+
 /// The unit's knowledge of the pending flag operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Flags {
@@ -100,8 +148,10 @@ pub struct ClifEmit<'a, 'f> {
     cpu: Value,
     rt: Value,
     sigs: Sigs,
-    /// Variables of the registers the unit keeps in SSA form.
-    regs: [Option<Variable>; 16],
+    /// The general registers' values as known at the current point: each was defined in a
+    /// CLIF block that dominates it. Registers are written through to the CPU state, so an
+    /// unknown one is loaded from there when read.
+    regs: [Option<Value>; 16],
     flags: Flags,
     fa: Variable,
     fb: Variable,
@@ -121,6 +171,36 @@ pub struct ClifEmit<'a, 'f> {
     tlb_mode: usize,
     /// Instructions run by the blocks of the region completed before the current one.
     iters: Variable,
+    /// Whether the current instruction's flag results are dead ([`Emit::flags_dead`]).
+    dead_flags: bool,
+    /// The flags live after it ([`Emit::live_flags`]).
+    live_flags: u64,
+    /// Values known at compile time.
+    consts: HashMap<Value, u64>,
+    /// Values known to be zero-extended from a width.
+    masked: HashMap<Value, Width>,
+    /// Selects between two constants: (I8 condition, if set, if clear).
+    selects: HashMap<Value, (Value, u64, u64)>,
+    /// The I8 truth values behind 0/1 values.
+    truths: HashMap<Value, Value>,
+    /// How the current instruction branched.
+    branch: Branch,
+    /// CS.limit when the unit was compiled (outside 64-bit mode).
+    cs_limit: u64,
+    /// The highest fixed branch target whose CS-limit check was done at compile time: the
+    /// unit's entry checks that CS.limit still covers it.
+    max_target: Option<u64>,
+    /// The block between the register loads and the first label, filled by [`Self::close`]
+    /// with the CS-limit guard.
+    guard: Option<(Block, Block)>,
+    /// The targets of the unit's link slots, by slot.
+    links: Vec<u64>,
+    /// The block being ended ends in a helper.
+    after_helper: bool,
+    /// See [`UnitMode::seg_static`].
+    seg_static: [Option<SegStatic>; 6],
+    /// The segments whose static values the unit's code used (bit per `SegReg`).
+    seg_used: u8,
 }
 
 fn width_ty(w: Width) -> types::Type {
@@ -135,20 +215,24 @@ fn width_ty(w: Width) -> types::Type {
 /// What a unit is compiled for: fixed for its whole life (part of its cache key).
 #[derive(Clone, Copy, Debug)]
 pub struct UnitMode {
-    /// The general registers it keeps in variables (bit per register).
-    pub used: u16,
     /// 64-bit code.
     pub mode64: bool,
     /// The stack-pointer width.
     pub stack_width: Width,
     /// The TLB table (`MmuMode` index) its data accesses use.
     pub tlb_mode: usize,
+    /// CS.limit at compile time: fixed branch targets within it are not checked at run time;
+    /// the unit's entry checks the limit instead.
+    pub cs_limit: u64,
+    /// Segments whose base and limit the unit may take as constants (by `SegReg`), with the
+    /// values: outside 64-bit mode the flat ones, in 64-bit mode FS and GS.
+    pub seg_static: [Option<SegStatic>; 6],
 }
 
 impl<'a, 'f> ClifEmit<'a, 'f> {
     /// An emitter positioned in the entry block of a function `(cpu, rt) -> status`.
     pub fn new(b: &'a mut FunctionBuilder<'f>, cpu: Value, rt: Value, sigs: Sigs, mode: UnitMode) -> Self {
-        let UnitMode { used, mode64, stack_width, tlb_mode } = mode;
+        let UnitMode { mode64, stack_width, tlb_mode, cs_limit, seg_static } = mode;
         let fa = b.declare_var(I64);
         let fb = b.declare_var(I64);
         let fr = b.declare_var(I64);
@@ -158,15 +242,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             b.def_var(v, zero);
         }
 
-        let mut regs = [None; 16];
-        for (n, slot) in regs.iter_mut().enumerate() {
-            if used & (1 << n) != 0 {
-                let var = b.declare_var(I64);
-                let v = b.ins().load(I64, trusted(), cpu, OFF_GPR + 8 * n as i32);
-                b.def_var(var, v);
-                *slot = Some(var);
-            }
-        }
+        let regs = [None; 16];
         let iters = b.declare_var(I64);
         b.def_var(iters, zero);
         ClifEmit {
@@ -188,12 +264,30 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             stack_width,
             tlb_mode,
             iters,
+            dead_flags: false,
+            live_flags: frontend_x86::flags::ARITH,
+            consts: HashMap::new(),
+            masked: HashMap::new(),
+            selects: HashMap::new(),
+            truths: HashMap::new(),
+            branch: Branch::None,
+            cs_limit,
+            max_target: None,
+            guard: None,
+            links: Vec::new(),
+            after_helper: false,
+            seg_static,
+            seg_used: 0,
         }
     }
 
-    /// Starts instruction `k` at offset `ip`, followed by `next`.
-    pub fn begin(&mut self, k: usize, ip: u64, next: u64) {
+    /// Starts instruction `k` at offset `ip`, followed by `next`, with its flag liveness
+    /// (see [`flag_liveness`]).
+    pub fn begin(&mut self, k: usize, ip: u64, next: u64, live: FlagLive) {
         self.k = k;
+        self.dead_flags = live.dead;
+        self.live_flags = live.after;
+        self.branch = Branch::None;
         self.ip = ip;
         self.next = next;
         let n = self.b.ins().iconst(I64, next as i64);
@@ -207,13 +301,16 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
 
     /// From the entry (after the register loads), continues at `label`.
     pub fn enter(&mut self, label: Block) {
-        self.b.ins().jump(label, &[]);
+        let guard = self.b.create_block();
+        self.b.ins().jump(guard, &[]);
+        self.guard = Some((guard, label));
     }
 
     /// Emits the block at `label` next. At a label the CPU state's flags are authoritative.
     pub fn start_block(&mut self, label: Block) {
         self.b.switch_to_block(label);
         self.flags = Flags::InCpu;
+        self.regs = [None; 16];
     }
 
     /// Ends a block of `len` instructions that went on at the `next_rip` variable: to one of
@@ -221,9 +318,92 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// the budget has room for all of it (nothing else can need the CPU within a run: devices
     /// stand still, and interrupts only become deliverable through helpers, which leave the
     /// unit), else out of the unit, storing a pending flag operation.
-    pub fn end_block(&mut self, len: u64, succ: &[(u64, Block, u64)]) {
+    ///
+    /// A block that ends in a helper leaves with [`LEAVE`](runtime::LEAVE) (it has no
+    /// successors in the region): the exec loop must look for interrupts the helper may have
+    /// made deliverable.
+    pub fn end_block(&mut self, len: u64, succ: &[(u64, Block, u64)], after_helper: bool) {
+        self.after_helper = after_helper;
         let base = self.b.use_var(self.iters);
         let n = self.b.ins().iadd_imm_s(base, len as i64);
+        let branch = match self.branch {
+            Branch::None => Branch::Static(self.next),
+            b => b,
+        };
+        match branch {
+            Branch::Static(t) => {
+                self.flags_to_cpu();
+                self.edge(t, n, succ);
+            }
+            Branch::Cond(c, t, f) => {
+                self.flags_to_cpu();
+                let (tb, fb) = (self.b.create_block(), self.b.create_block());
+                self.b.ins().brif(c, tb, &[], fb, &[]);
+                self.b.seal_block(tb);
+                self.b.seal_block(fb);
+                self.b.switch_to_block(tb);
+                self.edge(t, n, succ);
+                self.b.switch_to_block(fb);
+                self.edge(f, n, succ);
+            }
+            _ => self.dynamic_end(n, succ),
+        }
+    }
+
+    /// Control goes to the fixed offset `t` after `n` instructions: to the region's block
+    /// there when the budget has room for it, else out of the unit. Flags are in the CPU
+    /// state.
+    fn edge(&mut self, t: u64, n: Value, succ: &[(u64, Block, u64)]) {
+        if let Some(&(_, label, slen)) = succ.iter().find(|s| s.0 == t) {
+            let budget = self.b.ins().load(I64, trusted(), self.rt, RT_BUDGET as i32);
+            let after = self.b.ins().iadd_imm_s(n, slen as i64);
+            let room = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, after, budget);
+            let (take, out) = (self.b.create_block(), self.b.create_block());
+            self.b.ins().brif(room, take, &[], out, &[]);
+            self.b.seal_block(take);
+            self.b.seal_block(out);
+            self.b.switch_to_block(take);
+            self.b.def_var(self.iters, n);
+            self.b.ins().jump(label, &[]);
+            self.b.switch_to_block(out);
+        }
+        let rip = self.b.ins().iconst(I64, t as i64);
+        self.b.ins().store(trusted(), rip, self.cpu, OFF_RIP);
+        self.b.ins().store(trusted(), n, self.rt, RT_ICOUNT as i32);
+        if self.after_helper {
+            let s = self.b.ins().iconst(I32, i64::from(runtime::LEAVE));
+            self.b.ins().return_(&[s]);
+            return;
+        }
+        {
+            // Linkable: the exec loop checks the rest (another page's translation each time).
+            let slot = self.link_slot(t);
+            let k = self.b.ins().iconst(I32, slot);
+            self.b.ins().store(trusted(), k, self.rt, RT_LINK as i32);
+        }
+        let s = self.b.ins().iconst(I32, i64::from(CONTINUE));
+        self.b.ins().return_(&[s]);
+    }
+
+    /// The targets of the unit's link slots, by slot.
+    pub fn links(&self) -> &[u64] {
+        &self.links
+    }
+
+    /// The link slot for `target` ([`DYNAMIC`]: an indirect branch's).
+    fn link_slot(&mut self, target: u64) -> i64 {
+        let slot = match self.links.iter().position(|&x| x == target && x != DYNAMIC) {
+            Some(k) => k,
+            None => {
+                self.links.push(target);
+                self.links.len() - 1
+            }
+        };
+        slot as i64
+    }
+
+    /// The end of a block that went on at the `next_rip` variable (an indirect branch).
+    fn dynamic_end(&mut self, n: Value, succ: &[(u64, Block, u64)]) {
         if !succ.is_empty() {
             self.flags_to_cpu();
             let rip = self.b.use_var(self.next_rip);
@@ -248,7 +428,15 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         let rip = self.b.use_var(self.next_rip);
         self.b.ins().store(trusted(), rip, self.cpu, OFF_RIP);
         self.b.ins().store(trusted(), n, self.rt, RT_ICOUNT as i32);
-        let s = self.b.ins().iconst(I32, i64::from(CONTINUE));
+        let status = if self.after_helper { runtime::LEAVE } else { CONTINUE };
+        if !self.after_helper {
+            // The exec loop may go on at the unit it found for this branch last time, if the
+            // target is the same.
+            let slot = self.link_slot(DYNAMIC);
+            let k = self.b.ins().iconst(I32, slot);
+            self.b.ins().store(trusted(), k, self.rt, RT_LINK as i32);
+        }
+        let s = self.b.ins().iconst(I32, i64::from(status));
         self.b.ins().return_(&[s]);
     }
 
@@ -308,6 +496,59 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// stored the registers and flags first ([`Self::sync_stores`]), so it only sets RIP and
     /// the count. Call once, after the last instruction.
     pub fn close(&mut self) {
+        if let Some((guard, label)) = self.guard.take() {
+            self.b.switch_to_block(guard);
+            // What the unit assumed of the CPU when it was compiled: fixed branch targets
+            // within CS.limit, the static segments' caches unchanged. If not, the first
+            // instruction goes to the interpreter (and the exec loop recompiles the block).
+            let mut conds = Vec::new();
+            if let Some(t) = self.max_target {
+                let off = OFF_SEG + SEG_SIZE * SegReg::Cs as i32 + OFF_SEG_LIMIT;
+                let limit = self.b.ins().load(I32, trusted(), self.cpu, off);
+                let limit = self.b.ins().uextend(I64, limit);
+                conds.push(self.b.ins().icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, limit, t as i64));
+            }
+            for seg in 0..6 {
+                let Some(st) = self.seg_static[seg].filter(|_| self.seg_used & (1 << seg) != 0) else { continue };
+                let off = OFF_SEG + SEG_SIZE * seg as i32;
+                let base = self.b.ins().load(I64, trusted(), self.cpu, off + OFF_SEG_BASE);
+                conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, base, st.base as i64));
+                if !self.mode64 {
+                    let (lo, hi) = (OFF_SEG_LIMIT.min(OFF_SEG_ATTR), (OFF_SEG_LIMIT + 4).max(OFF_SEG_ATTR + 2));
+                    if cfg!(target_endian = "little") && hi - lo <= 8 {
+                        // Limit and attributes in one 64-bit word of the segment cache.
+                        let (ls, as_) = (8 * (OFF_SEG_LIMIT - lo) as u32, 8 * (OFF_SEG_ATTR - lo) as u32);
+                        let mask = (0xffff_ffffu64 << ls) | (u64::from(SegStatic::ATTR_MASK) << as_);
+                        let want = (u64::from(st.limit) << ls) | (u64::from(st.attr) << as_);
+                        let v = self.b.ins().load(I64, trusted(), self.cpu, off + lo);
+                        let v = self.b.ins().band_imm_s(v, mask as i64);
+                        conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, v, want as i64));
+                    } else {
+                        let limit = self.b.ins().load(I32, trusted(), self.cpu, off + OFF_SEG_LIMIT);
+                        conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, limit, i64::from(st.limit as i32)));
+                        let a = self.b.ins().load(types::I16, trusted(), self.cpu, off + OFF_SEG_ATTR);
+                        let a = self.b.ins().band_imm_s(a, i64::from(SegStatic::ATTR_MASK));
+                        conds.push(self.b.ins().icmp_imm_s(IntCC::Equal, a, i64::from(st.attr)));
+                    }
+                }
+            }
+            match conds.split_first() {
+                Some((&first, rest)) => {
+                    let ok = rest.iter().fold(first, |acc, &c| self.b.ins().band(acc, c));
+                    let bail = self.b.create_block();
+                    self.b.ins().brif(ok, label, &[], bail, &[]);
+                    self.b.seal_block(bail);
+                    self.b.switch_to_block(bail);
+                    let zero = self.b.ins().iconst(I64, 0);
+                    self.b.ins().store(trusted(), zero, self.rt, RT_ICOUNT as i32);
+                    let s = self.b.ins().iconst(I32, i64::from(REDO));
+                    self.b.ins().return_(&[s]);
+                }
+                None => {
+                    self.b.ins().jump(label, &[]);
+                }
+            }
+        }
         let Some(exit) = self.exit_block else { return };
         self.b.switch_to_block(exit);
         let (status, rip, n) = {
@@ -357,25 +598,38 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         self.flags_to_cpu();
     }
 
-    /// Takes the registers back from the CPU state (after a call that may have changed them).
+    /// Forgets the registers' values (after a call that may have changed them): the next
+    /// reads load them from the CPU state.
     fn sync_in(&mut self) {
-        for n in 0..16 {
-            if let Some(var) = self.regs[n] {
-                let v = self.b.ins().load(I64, trusted(), self.cpu, OFF_GPR + 8 * n as i32);
-                self.b.def_var(var, v);
-            }
-        }
+        self.regs = [None; 16];
     }
 
     fn mask(&mut self, v: Value, w: Width) -> Value {
-        match w {
-            Width::W64 => v,
-            _ => self.b.ins().band_imm_s(v, w.mask() as i64),
+        if w == Width::W64 {
+            return v;
         }
+        if let Some(&c) = self.consts.get(&v) {
+            return self.imm(c & w.mask());
+        }
+        if matches!(self.masked.get(&v), Some(m) if m.bits() <= w.bits()) {
+            return v;
+        }
+        let r = if w == Width::W32 {
+            // A 32-bit move rather than an AND with a constant from memory.
+            let t = self.b.ins().ireduce(I32, v);
+            self.b.ins().uextend(I64, t)
+        } else {
+            self.b.ins().band_imm_s(v, w.mask() as i64)
+        };
+        self.masked.insert(r, w);
+        r
     }
 
     fn bool64(&mut self, c: Value) -> Value {
-        self.b.ins().uextend(I64, c)
+        let v = self.b.ins().uextend(I64, c);
+        self.masked.insert(v, Width::W8);
+        self.truths.insert(v, c);
+        v
     }
 
     /// Sign-extends a `w`-wide value held in 64 bits, as a 64-bit value.
@@ -413,6 +667,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             FlagOp::Inc => self.b.ins().icmp_imm_s(IntCC::Equal, r, sign),
             FlagOp::Dec => self.b.ins().icmp_imm_s(IntCC::Equal, a, sign),
             FlagOp::Sar => self.b.ins().iconst(I8, 0),
+            FlagOp::Mul => self.b.ins().icmp_imm_s(IntCC::NotEqual, bv, 0),
             FlagOp::None | FlagOp::Shl | FlagOp::Shr => return None,
         })
     }
@@ -423,7 +678,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             FlagOp::Add => self.b.ins().icmp(IntCC::UnsignedLessThan, r, a),
             FlagOp::Sub => self.b.ins().icmp(IntCC::UnsignedLessThan, a, bv),
             FlagOp::Logic => self.b.ins().iconst(I8, 0),
-            FlagOp::Inc | FlagOp::Dec => self.b.ins().icmp_imm_s(IntCC::NotEqual, bv, 0),
+            FlagOp::Inc | FlagOp::Dec | FlagOp::Mul => self.b.ins().icmp_imm_s(IntCC::NotEqual, bv, 0),
             FlagOp::Adc | FlagOp::Sbb | FlagOp::None | FlagOp::Shl | FlagOp::Shr | FlagOp::Sar => return None,
         })
     }
@@ -478,22 +733,88 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         Some(if cc & 1 != 0 { self.b.ins().bxor_imm_s(v, 1) } else { v })
     }
 
+    /// Condition codes of the lazy flags in the CPU state computed inline when the pending
+    /// operation there is one of `cases` (operation, condition code), else by `slow`.
+    fn cpu_flags_inline(&mut self, cases: &[(FlagOp, u8)], slow: impl FnOnce(&mut Self) -> Value) -> Value {
+        let o = LazyFlags::OFFSETS;
+        let op = self.b.ins().load(I8, trusted(), self.cpu, OFF_FLAGS + o.op as i32);
+        let merge = self.b.create_block();
+        let result = self.b.append_block_param(merge, I64);
+        for &(fop, cc) in cases {
+            let is = self.b.ins().icmp_imm_s(IntCC::Equal, op, fop as i64);
+            let (yes, no) = (self.b.create_block(), self.b.create_block());
+            self.b.ins().brif(is, yes, &[], no, &[]);
+            self.b.seal_block(yes);
+            self.b.seal_block(no);
+            self.b.switch_to_block(yes);
+            let a = self.b.ins().load(I64, trusted(), self.cpu, OFF_FLAGS + o.a as i32);
+            let bv = self.b.ins().load(I64, trusted(), self.cpu, OFF_FLAGS + o.b as i32);
+            let r = self.b.ins().load(I64, trusted(), self.cpu, OFF_FLAGS + o.r as i32);
+            let v = match (fop, cc >> 1) {
+                (FlagOp::Sub, 1) => self.b.ins().icmp(IntCC::UnsignedLessThan, a, bv),
+                (FlagOp::Sub, 2) => self.b.ins().icmp(IntCC::Equal, a, bv),
+                (FlagOp::Sub, 3) => self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, a, bv),
+                (FlagOp::Inc | FlagOp::Dec, 1) => self.b.ins().icmp_imm_s(IntCC::NotEqual, bv, 0),
+                // Only the pairs above are asked for.
+                _ => self.b.ins().icmp_imm_s(IntCC::Equal, r, 0),
+            };
+            let v = if cc & 1 != 0 { self.b.ins().bxor_imm_s(v, 1) } else { v };
+            let v = self.b.ins().uextend(I64, v);
+            self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+            self.b.switch_to_block(no);
+        }
+        let v = slow(self);
+        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        self.masked.insert(result, Width::W8);
+        result
+    }
+
     /// The inline half of a data access of `size` bytes at `seg:ea`: whether the segment
     /// allows it without further checks (a present, writable, expand-up data segment and the
     /// access within its limit; always in 64-bit mode) and the TLB has a direct translation
     /// for it (one page, RAM, writes not to code), and the host address.
     fn fast_access(&mut self, seg: SegReg, ea: Value, size: u64, write: bool) -> (Value, Value) {
         let seg_off = OFF_SEG + SEG_SIZE * seg as i32;
+        let fixed = self.seg_static[seg as usize];
         let (seg_ok, lin) = if self.mode64 {
             let lin = if matches!(seg, SegReg::Fs | SegReg::Gs) {
-                let base = self.b.ins().load(I64, trusted(), self.cpu, seg_off + OFF_SEG_BASE);
-                self.b.ins().iadd(ea, base)
+                match fixed {
+                    // The base as the unit was compiled; the entry guard checks it.
+                    Some(st) => {
+                        self.seg_used |= 1 << seg as usize;
+                        if st.base == 0 {
+                            ea
+                        } else {
+                            self.b.ins().iadd_imm_s(ea, st.base as i64)
+                        }
+                    }
+                    None => {
+                        let base = self.b.ins().load(I64, trusted(), self.cpu, seg_off + OFF_SEG_BASE);
+                        self.b.ins().iadd(ea, base)
+                    }
+                }
             } else {
                 ea
             };
             // A non-canonical address never matches a TLB tag: it takes the slow path,
             // which raises the fault.
             (None, lin)
+        } else if let Some(st) = fixed.filter(|st| st.data_rw) {
+            // A present, writable, expand-up data segment whose base and limit were fixed when
+            // the unit was compiled (the entry guard checks they still are).
+            self.seg_used |= 1 << seg as usize;
+            let ok = if st.limit == 0xffff_ffff {
+                // Past 4 GiB, the last byte's page never matches a TLB tag: the slow path
+                // takes it (and applies the limit).
+                None
+            } else {
+                let last = self.b.ins().iadd_imm_s(ea, size as i64 - 1);
+                Some(self.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, last, i64::from(st.limit)))
+            };
+            let lin = if st.base == 0 { ea } else { self.b.ins().iadd_imm_s(ea, st.base as i64) };
+            (ok, self.mask(lin, Width::W32))
         } else {
             use frontend_x86::state::attr;
             let attr_v = self.b.ins().load(types::I16, trusted(), self.cpu, seg_off + OFF_SEG_ATTR);
@@ -508,7 +829,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             let ok = self.b.ins().band(a_ok, l_ok);
             let base = self.b.ins().load(I64, trusted(), self.cpu, seg_off + OFF_SEG_BASE);
             let lin = self.b.ins().iadd(base, ea);
-            let lin = self.b.ins().band_imm_s(lin, 0xffff_ffff);
+            let lin = self.mask(lin, Width::W32);
             (Some(ok), lin)
         };
         let table = self.b.ins().load(I64, trusted(), self.rt, RT_TLB as i32 + 8 * self.tlb_mode as i32);
@@ -572,25 +893,41 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     fn reg_value(&mut self, gpr: Gpr) -> Value {
         let n = gpr as usize;
         match self.regs[n] {
-            Some(var) => self.b.use_var(var),
-            None => self.b.ins().load(I64, trusted(), self.cpu, OFF_GPR + 8 * n as i32),
+            Some(v) => v,
+            None => {
+                let v = self.b.ins().load(I64, trusted(), self.cpu, OFF_GPR + 8 * n as i32);
+                self.regs[n] = Some(v);
+                v
+            }
         }
     }
 
+    /// #GP(0) at the branch when `target` is past CS.limit (and is not the next
+    /// instruction, whose fetch faults by itself).
+    fn limit_check(&mut self, target: Value) {
+        let off = OFF_SEG + SEG_SIZE * SegReg::Cs as i32 + OFF_SEG_LIMIT;
+        let limit = self.b.ins().load(I32, trusted(), self.cpu, off);
+        let limit = self.b.ins().uextend(I64, limit);
+        let past = self.b.ins().icmp(IntCC::UnsignedGreaterThan, target, limit);
+        let moved = self.b.ins().icmp_imm_s(IntCC::NotEqual, target, self.next as i64);
+        let bad = self.b.ins().band(past, moved);
+        let fault = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.ins().brif(bad, fault, &[], cont, &[]);
+        self.b.seal_block(fault);
+        self.b.switch_to_block(fault);
+        self.raise_now(Exception::gp(0));
+        self.b.seal_block(cont);
+        self.b.switch_to_block(cont);
+    }
+
     fn set_reg_value(&mut self, gpr: Gpr, v: Value) {
+        // Written through: the CPU state always has the registers, so no exit or helper call
+        // needs to store them, and no value lives across the unit's blocks (this keeps units
+        // small and quick to compile: compile time is what the JIT is short of).
         let n = gpr as usize;
-        match self.regs[n] {
-            // Written through: the CPU state always has the registers, so no exit or helper
-            // call needs to store them (this keeps the units small; compile time is what the
-            // JIT is short of).
-            Some(var) => {
-                self.b.def_var(var, v);
-                self.b.ins().store(trusted(), v, self.cpu, OFF_GPR + 8 * n as i32);
-            }
-            None => {
-                self.b.ins().store(trusted(), v, self.cpu, OFF_GPR + 8 * n as i32);
-            }
-        }
+        self.b.ins().store(trusted(), v, self.cpu, OFF_GPR + 8 * n as i32);
+        self.regs[n] = Some(v);
     }
 }
 
@@ -598,14 +935,18 @@ impl Emit for ClifEmit<'_, '_> {
     type V = Value;
 
     fn imm(&mut self, x: u64) -> Value {
-        self.b.ins().iconst(I64, x as i64)
+        let v = self.b.ins().iconst(I64, x as i64);
+        self.consts.insert(v, x);
+        v
     }
 
     fn get_reg(&mut self, r: RegRef) -> Value {
         let full = self.reg_value(r.gpr);
         if r.high8 {
             let s = self.b.ins().ushr_imm_u(full, 8);
-            self.b.ins().band_imm_s(s, 0xff)
+            let v = self.b.ins().band_imm_s(s, 0xff);
+            self.masked.insert(v, Width::W8);
+            v
         } else {
             self.mask(full, r.width)
         }
@@ -627,7 +968,7 @@ impl Emit for ClifEmit<'_, '_> {
                     let lo = self.b.ins().band_imm_s(v, m);
                     self.b.ins().bor(kept, lo)
                 }
-                Width::W32 => self.b.ins().band_imm_s(v, 0xffff_ffff),
+                Width::W32 => self.mask(v, Width::W32),
                 Width::W64 => v,
             }
         };
@@ -641,6 +982,31 @@ impl Emit for ClifEmit<'_, '_> {
     }
 
     fn alu(&mut self, op: Alu, a: Value, bv: Value, w: Width) -> Value {
+        let (ca, cb) = (self.consts.get(&a).copied(), self.consts.get(&bv).copied());
+        if let (Some(x), Some(y)) = (ca, cb) {
+            return self.imm(frontend_x86::emit::eval_alu(op, x, y, w));
+        }
+        // Identities: what is left is at most a mask (effective addresses add a zero
+        // displacement and AND with the address-size mask).
+        match (op, ca, cb) {
+            (Alu::Add | Alu::Or | Alu::Xor, Some(0), _) => return self.mask(bv, w),
+            (Alu::Add | Alu::Sub | Alu::Or | Alu::Xor | Alu::Shl | Alu::Shr | Alu::Sar, _, Some(0)) => {
+                return self.mask(a, w)
+            }
+            (Alu::And, _, Some(m)) | (Alu::And, Some(m), _)
+                if m & w.mask() == w.mask() || m == 0xffff_ffff || m == 0xffff =>
+            {
+                let v = if cb.is_some() { a } else { bv };
+                let narrow = match m & w.mask() {
+                    0xffff => Width::W16,
+                    0xffff_ffff => Width::W32,
+                    _ => w,
+                };
+                let narrow = if narrow.bits() < w.bits() { narrow } else { w };
+                return self.mask(v, narrow);
+            }
+            _ => {}
+        }
         let r = match op {
             Alu::Add => self.b.ins().iadd(a, bv),
             Alu::Sub => self.b.ins().isub(a, bv),
@@ -658,6 +1024,7 @@ impl Emit for ClifEmit<'_, '_> {
                 self.b.ins().sshr(s, bv)
             }
             Alu::Mul => self.b.ins().imul(a, bv),
+            Alu::SMulHi => self.b.ins().smulhi(a, bv),
         };
         self.mask(r, w)
     }
@@ -678,10 +1045,21 @@ impl Emit for ClifEmit<'_, '_> {
     }
 
     fn select(&mut self, c: Value, a: Value, bv: Value) -> Value {
-        self.b.ins().select(c, a, bv)
+        let truth = self.truths.get(&c).copied();
+        let (x, y) = (self.consts.get(&a).copied(), self.consts.get(&bv).copied());
+        let v = self.b.ins().select(c, a, bv);
+        if let (Some(t), Some(x), Some(y)) = (truth, x, y) {
+            self.selects.insert(v, (t, x, y));
+        }
+        v
     }
 
     fn set_flags(&mut self, op: FlagOp, w: Width, a: Value, bv: Value, r: Value) {
+        if self.dead_flags {
+            // Overwritten before anything can read them: the pending operation before this
+            // instruction still answers for the flags this one does not write.
+            return;
+        }
         let (a, bv, r) = (self.mask(a, w), self.mask(bv, w), self.mask(r, w));
         self.b.def_var(self.fa, a);
         self.b.def_var(self.fb, bv);
@@ -694,6 +1072,15 @@ impl Emit for ClifEmit<'_, '_> {
             return self.bool64(c);
         }
         self.flags_to_cpu();
+        if matches!(cc >> 1, 1..=3) {
+            // B/AE, E/NE, BE/A after a CMP/SUB the CPU state holds (a block's first
+            // condition, after a region edge): a compare of its operands, inline.
+            let cpu = self.cpu;
+            return self.cpu_flags_inline(&[(FlagOp::Sub, cc)], |e| {
+                let ccv = e.b.ins().iconst(I32, i64::from(cc));
+                e.call1(e.sigs.cond, runtime::jit_cond as *const () as usize, &[cpu, ccv])
+            });
+        }
         let ccv = self.b.ins().iconst(I32, i64::from(cc));
         let cpu = self.cpu;
         self.call1(self.sigs.cond, runtime::jit_cond as *const () as usize, &[cpu, ccv])
@@ -704,8 +1091,12 @@ impl Emit for ClifEmit<'_, '_> {
             return self.bool64(c);
         }
         self.flags_to_cpu();
+        // CF after a CMP/SUB or an INC/DEC (which keep CF in the lazy `b`) from the CPU state
+        // inline: INC/DEC and ADC/SBB at a block's start need it.
         let cpu = self.cpu;
-        self.call1(self.sigs.carry, runtime::jit_carry as *const () as usize, &[cpu])
+        self.cpu_flags_inline(&[(FlagOp::Sub, 2), (FlagOp::Inc, 2), (FlagOp::Dec, 2)], |e| {
+            e.call1(e.sigs.carry, runtime::jit_carry as *const () as usize, &[cpu])
+        })
     }
 
     fn get_rflags(&mut self) -> Value {
@@ -740,6 +1131,7 @@ impl Emit for ClifEmit<'_, '_> {
         self.b.ins().jump(merge, &[BlockArg::Value(v)]);
         self.b.seal_block(merge);
         self.b.switch_to_block(merge);
+        self.masked.insert(result, w);
         Ok(result)
     }
 
@@ -763,26 +1155,31 @@ impl Emit for ClifEmit<'_, '_> {
         Ok(())
     }
     fn next_ip(&mut self) -> Value {
-        self.b.ins().iconst(I64, self.next as i64)
+        self.imm(self.next)
     }
 
     fn jump(&mut self, target: Value) -> frontend_x86::exception::Result<()> {
+        let branch = if let Some(&t) = self.consts.get(&target) {
+            Branch::Static(t)
+        } else if let Some(&(c, t, f)) = self.selects.get(&target) {
+            Branch::Cond(c, t, f)
+        } else {
+            Branch::Dynamic
+        };
+        let fixed = match branch {
+            Branch::Static(t) | Branch::Cond(_, t, _) => Some(t),
+            _ => None,
+        };
         if !self.mode64 {
-            let off = OFF_SEG + SEG_SIZE * SegReg::Cs as i32 + OFF_SEG_LIMIT;
-            let limit = self.b.ins().load(I32, trusted(), self.cpu, off);
-            let limit = self.b.ins().uextend(I64, limit);
-            let past = self.b.ins().icmp(IntCC::UnsignedGreaterThan, target, limit);
-            let moved = self.b.ins().icmp_imm_s(IntCC::NotEqual, target, self.next as i64);
-            let bad = self.b.ins().band(past, moved);
-            let fault = self.b.create_block();
-            let cont = self.b.create_block();
-            self.b.ins().brif(bad, fault, &[], cont, &[]);
-            self.b.seal_block(fault);
-            self.b.switch_to_block(fault);
-            self.raise_now(Exception::gp(0));
-            self.b.seal_block(cont);
-            self.b.switch_to_block(cont);
+            match fixed {
+                // Within CS.limit as the unit was compiled: the entry guard re-checks it.
+                Some(t) if t <= self.cs_limit => {
+                    self.max_target = Some(self.max_target.map_or(t, |m| m.max(t)));
+                }
+                _ => self.limit_check(target),
+            }
         }
+        self.branch = branch;
         self.b.def_var(self.next_rip, target);
         Ok(())
     }
@@ -799,6 +1196,7 @@ impl Emit for ClifEmit<'_, '_> {
         self.b.seal_block(then_b);
         self.b.seal_block(else_b);
         let flags0 = self.flags;
+        let regs0 = self.regs;
         self.b.switch_to_block(then_b);
         let then_flags = match then(self) {
             Ok(()) => {
@@ -816,6 +1214,10 @@ impl Emit for ClifEmit<'_, '_> {
                 None
             }
         };
+        // After the merge, what the branch defined does not dominate: registers it wrote
+        // are loaded again when read.
+        let then_regs = self.regs;
+        self.regs = std::array::from_fn(|n| if then_regs[n] == regs0[n] { regs0[n] } else { None });
         self.b.switch_to_block(else_b);
         self.flags = flags0;
         if then_flags == Some(Flags::InCpu) && flags0 != Flags::InCpu {
@@ -852,4 +1254,88 @@ impl Emit for ClifEmit<'_, '_> {
     fn mode64(&self) -> bool {
         self.mode64
     }
+
+    fn flags_dead(&self) -> bool {
+        self.dead_flags
+    }
+
+    fn live_flags(&self) -> u64 {
+        self.live_flags
+    }
+}
+
+/// What [`flag_liveness`] says of one instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlagLive {
+    /// Nothing reads any flag it writes.
+    pub dead: bool,
+    /// The arithmetic flags (RFLAGS bit positions) live after it.
+    pub after: u64,
+}
+
+/// iced-x86's arithmetic flag bits as RFLAGS bits.
+fn rflags_of(iced: u32) -> u64 {
+    use frontend_x86::flags as f;
+    use iced_x86::RflagsBits as R;
+    [(R::CF, f::CF), (R::PF, f::PF), (R::AF, f::AF), (R::ZF, f::ZF), (R::SF, f::SF), (R::OF, f::OF)]
+        .iter()
+        .filter(|(i, _)| iced & i != 0)
+        .fold(0, |acc, (_, x)| acc | x)
+}
+
+/// For each instruction of a block, whether the arithmetic flags it writes are dead: a later
+/// instruction of the block writes them all before any instruction reads them, and no
+/// instruction in between can fault or leave (an exception handler or the code after the
+/// block sees the flags). At the end of the block every flag is live. Only instructions
+/// whose semantics this crate resolves to straight-line code count as writers; a helper or
+/// anything that touches memory or branches exposes every flag.
+pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> Vec<FlagLive> {
+    use iced_x86::RflagsBits as R;
+    const ARITH: u32 = R::CF | R::PF | R::AF | R::ZF | R::SF | R::OF;
+    let mut live = ARITH;
+    let mut out = vec![FlagLive { dead: false, after: frontend_x86::flags::ARITH }; insns.len()];
+    for (k, (i, op)) in insns.iter().zip(ops).enumerate().rev() {
+        let writes = match op {
+            sem::Op::Binop(_)
+            | sem::Op::Unop(_)
+            | sem::Op::ShiftImm(_)
+            | sem::Op::RotImm(_)
+            | sem::Op::Imul
+            | sem::Op::FlagOp(_)
+            | sem::Op::Sahf => i.rflags_modified() & ARITH,
+            // A count of zero leaves the flags: nothing is surely written.
+            sem::Op::ShiftCl(_) => 0,
+            _ => 0,
+        };
+        let exposes = match op {
+            sem::Op::Helper(_) | sem::Op::Ud => true,
+            _ => i.flow_control() != iced_x86::FlowControl::Next || touches_memory(i),
+        };
+        out[k] = FlagLive { dead: writes != 0 && writes & live == 0, after: rflags_of(live) };
+        live = if exposes { ARITH } else { (live & !writes) | (i.rflags_read() & ARITH) };
+    }
+    out
+}
+
+/// Whether `i` reads or writes memory (LEA and NOP forms only compute an address).
+fn touches_memory(i: &Insn) -> bool {
+    use iced_x86::{Mnemonic as M, OpKind};
+    if i.stack_pointer_increment() != 0 {
+        return true;
+    }
+    (0..i.op_count()).any(|n| {
+        matches!(
+            i.op_kind(n),
+            OpKind::Memory
+                | OpKind::MemorySegSI
+                | OpKind::MemorySegESI
+                | OpKind::MemorySegRSI
+                | OpKind::MemorySegDI
+                | OpKind::MemorySegEDI
+                | OpKind::MemorySegRDI
+                | OpKind::MemoryESDI
+                | OpKind::MemoryESEDI
+                | OpKind::MemoryESRDI
+        )
+    }) && !matches!(i.mnemonic(), M::Lea | M::Nop)
 }

@@ -20,10 +20,9 @@ use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Module};
-use iced_x86::InstructionInfoFactory;
 
 use frontend_x86::decode::Block;
-use frontend_x86::{operand, sem, CpuState};
+use frontend_x86::{sem, CpuState};
 
 use runtime::Runtime;
 
@@ -42,6 +41,13 @@ pub struct Unit {
     pub generation: u64,
     /// Guest instructions in it.
     pub insns: usize,
+    /// Its link slots: the cached entry each linkable exit was found to lead to (same page,
+    /// same mode), so the exec loop can go on there without a lookup. Weak: an entry dropped
+    /// from the cache (its page written) is never run through a link.
+    pub links: Box<[crate::cache::Link]>,
+    /// The offset each link slot leads to ([`emit::DYNAMIC`] for an indirect branch's slot,
+    /// which remembers the last target on the unit's page).
+    pub link_targets: Box<[u64]>,
     _blocks: Vec<Rc<Block>>,
 }
 
@@ -112,7 +118,6 @@ pub struct Jit {
     module: Option<JITModule>,
     ctx: Context,
     fctx: FunctionBuilderContext,
-    info: InstructionInfoFactory,
     generation: u64,
     /// Code bytes in the current generation.
     bytes: usize,
@@ -190,7 +195,6 @@ impl Jit {
             module: Some(module),
             ctx,
             fctx: FunctionBuilderContext::new(),
-            info: InstructionInfoFactory::new(),
             generation: 0,
             bytes: 0,
             stats: JitStats::default(),
@@ -222,27 +226,16 @@ impl Jit {
         Ok(())
     }
 
-    /// The general registers `block` uses, as a bit set (iced-x86's register usage,
-    /// including implicit operands and address registers). Registers it misses are still
-    /// correct: they are read and written in the CPU state directly.
-    fn used_regs(&mut self, blocks: &[Rc<Block>]) -> u16 {
-        let mut used = 0u16;
-        for i in blocks.iter().flat_map(|b| &b.insns) {
-            for r in self.info.info(i).used_registers() {
-                if let Some(rr) = operand::reg_ref(r.register()) {
-                    used |= 1 << (rr.gpr as usize);
-                }
-            }
-        }
-        used
-    }
-
     /// Compiles the region `blocks` (entered at the first; see [`successors`]), decoded for
     /// `cpu`'s current mode.
-    pub fn compile(&mut self, blocks: &[Rc<Block>], cpu: &CpuState) -> Result<Unit, JitError> {
+    ///
+    /// With `static_segs`, flat data segments (and in 64-bit mode FS and GS) are taken as
+    /// constants, checked once at the unit's entry; the exec loop turns it off for blocks
+    /// whose entry check failed.
+    pub fn compile(&mut self, blocks: &[Rc<Block>], cpu: &CpuState, static_segs: bool) -> Result<Unit, JitError> {
         let start = Instant::now();
         let Some(block) = blocks.first() else { return Err(JitError::Host("empty region".into())) };
-        let used = self.used_regs(blocks);
+        let link_targets;
         let module = match self.module.as_mut() {
             Some(m) => m,
             None => return Err(JitError::Host("no code module".into())),
@@ -266,10 +259,20 @@ impl Jit {
             let (cpu_v, rt_v) = (b.block_params(entry)[0], b.block_params(entry)[1]);
             let sigs = emit::Sigs::import(&mut b, call_conv);
             let mode = emit::UnitMode {
-                used,
                 mode64: cpu.mode64(),
                 stack_width: cpu.stack_width(),
                 tlb_mode: frontend_x86::mem::mmu_mode(cpu).index(),
+                cs_limit: u64::from(cpu.seg[frontend_x86::SegReg::Cs as usize].limit),
+                seg_static: std::array::from_fn(|s| {
+                    let seg = &cpu.seg[s];
+                    let st = emit::SegStatic::of(seg);
+                    let wanted = if cpu.mode64() {
+                        s == frontend_x86::SegReg::Fs as usize || s == frontend_x86::SegReg::Gs as usize
+                    } else {
+                        st.data_rw && seg.base == 0 && seg.limit == 0xffff_ffff
+                    };
+                    (static_segs && wanted).then_some(st)
+                }),
             };
             let mut e = emit::ClifEmit::new(&mut b, cpu_v, rt_v, sigs, mode);
             let labels: Vec<_> = blocks.iter().map(|_| e.label()).collect();
@@ -278,8 +281,9 @@ impl Jit {
             for (bi, blk) in blocks.iter().enumerate() {
                 e.start_block(labels[bi]);
                 let mut ended = false;
+                let dead = emit::flag_liveness(&blk.insns, &blk.ops);
                 for (k, ((insn, op), next)) in blk.insns.iter().zip(&blk.ops).zip(&blk.next_ips).enumerate() {
-                    e.begin(k, insn.ip(), *next);
+                    e.begin(k, insn.ip(), *next, dead[k]);
                     if let Err(ex) = sem::execute_op(&mut e, *op, insn) {
                         // Faults whatever its operands (#UD and the like): leave with it.
                         e.raise_now(ex);
@@ -295,10 +299,11 @@ impl Jit {
                             Some((ip, labels[s], blocks[s].insns.len() as u64))
                         })
                         .collect();
-                    e.end_block(blk.insns.len() as u64, &succ);
+                    e.end_block(blk.insns.len() as u64, &succ, blk.ends_in_helper);
                 }
             }
             e.close();
+            link_targets = e.links().to_vec();
             b.seal_all_blocks();
             b.finalize(frontend_config);
         }
@@ -307,7 +312,14 @@ impl Jit {
         if std::env::var_os("CRANEBOX_JIT_DUMP").is_some() {
             eprintln!("{}", self.ctx.func.display());
         }
+        let disasm = std::env::var_os("CRANEBOX_JIT_DISASM").is_some();
+        self.ctx.set_disasm(disasm);
         module.define_function(id, &mut self.ctx)?;
+        if disasm {
+            if let Some(v) = self.ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+                eprintln!("unit at {:#x}:\n{v}", block.insns.first().map_or(0, |i| i.ip()));
+            }
+        }
         let size = self.ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
         module.clear_context(&mut self.ctx);
         let generated = Instant::now();
@@ -316,6 +328,15 @@ impl Jit {
         self.stats.finalize_ns += generated.elapsed().as_nanos() as u64;
         let code = module.get_finalized_function(id);
         self.bytes += size;
+        if std::env::var_os("CRANEBOX_PERF_MAP").is_some() {
+            // perf's JIT symbol map: `perf report` then names units by guest address.
+            use std::io::Write;
+            let path = format!("/tmp/perf-{}.map", std::process::id());
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                let at = block.insns.first().map_or(0, |i| i.ip());
+                let _ = writeln!(f, "{:x} {:x} guest_{at:x}", code as usize, size);
+            }
+        }
         // SAFETY: `code` is the finalized function just defined with the signature
         // `(ptr, ptr) -> i32` in the host's default calling convention, which is `extern "C"`
         // on every host Cranelift supports.
@@ -330,6 +351,14 @@ impl Jit {
                 eprintln!("  {:x} {}", i.ip(), i.mnemonic() as u32);
             }
         }
-        Ok(Unit { entry, generation: self.generation, insns, _blocks: blocks.to_vec() })
+        let links = link_targets.iter().map(|_| crate::cache::Link::default()).collect();
+        Ok(Unit {
+            entry,
+            generation: self.generation,
+            insns,
+            links,
+            link_targets: link_targets.into_boxed_slice(),
+            _blocks: blocks.to_vec(),
+        })
     }
 }

@@ -35,13 +35,19 @@ pub struct Runtime<'a> {
     pub tlb: [*const softmmu::tlb::FastEntry; 3],
     /// Instructions the unit may run: a looping unit starts another pass only if it fits.
     pub budget: u64,
+    /// Which of the unit's link slots its exit went through ([`NO_LINK`]: none): the exec
+    /// loop can then call the unit linked there without looking the block up.
+    pub link: u32,
 }
+
+/// [`Runtime::link`] when the exit is not a linkable one.
+pub const NO_LINK: u32 = u32::MAX;
 
 impl<'a> Runtime<'a> {
     /// The context for running a unit on `cpu` with `bus`.
     pub fn new(cpu: &CpuState, bus: &'a mut dyn CpuBus, budget: u64) -> Self {
         let tlb = softmmu::MmuMode::ALL.map(|m| cpu.tlb.0.table_ptr(m));
-        Runtime { bus, exception: None, status: CONTINUE, icount: 0, tlb, budget }
+        Runtime { bus, exception: None, status: CONTINUE, icount: 0, tlb, budget, link: NO_LINK }
     }
 }
 
@@ -61,6 +67,8 @@ pub const RT_STATUS: usize = std::mem::offset_of!(Runtime<'static>, status);
 pub const RT_ICOUNT: usize = std::mem::offset_of!(Runtime<'static>, icount);
 /// Offset of [`Runtime::budget`].
 pub const RT_BUDGET: usize = std::mem::offset_of!(Runtime<'static>, budget);
+/// Offset of [`Runtime::link`].
+pub const RT_LINK: usize = std::mem::offset_of!(Runtime<'static>, link);
 /// Offset of [`Runtime::tlb`].
 pub const RT_TLB: usize = std::mem::offset_of!(Runtime<'static>, tlb);
 
