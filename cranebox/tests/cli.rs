@@ -275,6 +275,8 @@ fn text_written_at_b8000_is_on_the_screen_text_and_screenshot() {
     let dir = std::env::temp_dir().join(format!("cranebox-cli-{}", std::process::id()));
     let (png_path, txt_path) = (dir.join("screen.png"), dir.join("screen.txt"));
     let out = cranebox(&[
+        "--bios",
+        "none",
         "--kernel",
         k.to_str().expect("utf-8 path"),
         "--screenshot",
