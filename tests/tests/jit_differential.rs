@@ -236,17 +236,17 @@ fn differential(mode: Mode, seed: u64, programs: usize) {
 
 #[test]
 fn jit_matches_interpreter_in_real_mode() {
-    differential(Mode::Real, 0x1234_5678_9abc_def1, 600);
+    differential(Mode::Real, 0x1234_5678_9abc_def1, 1000);
 }
 
 #[test]
 fn jit_matches_interpreter_in_protected_mode() {
-    differential(Mode::Protected, 0x0fed_cba9_8765_4321, 600);
+    differential(Mode::Protected, 0x0fed_cba9_8765_4321, 1000);
 }
 
 #[test]
 fn jit_matches_interpreter_in_long_mode() {
-    differential(Mode::Long, 0x5555_aaaa_3333_cccc, 600);
+    differential(Mode::Long, 0x5555_aaaa_3333_cccc, 1000);
 }
 
 /// Compiled code checks fixed branch targets against CS.limit at its entry, not at each

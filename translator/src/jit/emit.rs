@@ -1307,10 +1307,32 @@ pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> Vec<FlagLive> {
             sem::Op::ShiftCl(_) => 0,
             _ => 0,
         };
-        let exposes = match op {
-            sem::Op::Helper(_) | sem::Op::Ud => true,
-            _ => i.flow_control() != iced_x86::FlowControl::Next || touches_memory(i),
-        };
+        // Only straight-line register operations can keep the flags hidden: anything else may
+        // fault or leave (the stack operations, LEAVE and XLAT touch memory without a memory
+        // operand; branches can fault on CS.limit; helpers can do anything).
+        let register_op = matches!(
+            op,
+            sem::Op::Binop(_)
+                | sem::Op::Unop(_)
+                | sem::Op::Mov
+                | sem::Op::Movx(_)
+                | sem::Op::Lea
+                | sem::Op::Xchg
+                | sem::Op::Nop
+                | sem::Op::Cbw(_)
+                | sem::Op::Cwd(_)
+                | sem::Op::Lahf
+                | sem::Op::Sahf
+                | sem::Op::FlagOp(_)
+                | sem::Op::Salc
+                | sem::Op::Setcc
+                | sem::Op::Cmovcc
+                | sem::Op::ShiftImm(_)
+                | sem::Op::ShiftCl(_)
+                | sem::Op::RotImm(_)
+                | sem::Op::Imul
+        );
+        let exposes = !register_op || i.flow_control() != iced_x86::FlowControl::Next || touches_memory(i);
         out[k] = FlagLive { dead: writes != 0 && writes & live == 0, after: rflags_of(live) };
         live = if exposes { ARITH } else { (live & !writes) | (i.rflags_read() & ARITH) };
     }
