@@ -286,7 +286,8 @@ pub fn rotate_imm<E: Emit>(e: &mut E, i: &Insn, m: Mnemonic) -> Result<()> {
         let top = e.imm(bits - 1);
         let msb = e.alu(Alu::Shr, r, top, w);
         let (cf, other) = if m == Mnemonic::Rol {
-            (e.alu(Alu::And, r, one, Width::W64), e.alu(Alu::And, r, one, Width::W64))
+            let low = e.alu(Alu::And, r, one, Width::W64);
+            (low, low)
         } else {
             let below = e.imm(bits - 2);
             let b = e.alu(Alu::Shr, r, below, w);

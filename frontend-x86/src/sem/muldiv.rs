@@ -39,22 +39,16 @@ pub fn mul(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     Ok(())
 }
 
-/// IMUL in its one-, two- and three-operand forms.
+/// IMUL r/m (one operand): signed accumulator * operand into the accumulator pair. The two-
+/// and three-operand forms are straight-line semantics ([`super::alu::imul`]).
 pub fn imul(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let w = op::op_width(i, 0);
-    let (a, b) = match i.op_count() {
-        1 => (c.cpu.reg(Gpr::Rax, w), op::read(c, i, 0, w)?),
-        2 => (op::read(c, i, 0, w)?, op::read(c, i, 1, w)?),
-        _ => (op::read(c, i, 1, w)?, op::read(c, i, 2, w)?),
-    };
+    let a = c.cpu.reg(Gpr::Rax, w);
+    let b = op::read(c, i, 0, w)?;
     let prod = i128::from(w.sext(a) as i64) * i128::from(w.sext(b) as i64);
     let lo = prod as u64 & w.mask();
     let overflow = i128::from(w.sext(lo) as i64) != prod;
-    if i.op_count() == 1 {
-        set_pair(c, w, prod as u128);
-    } else {
-        op::write(c, i, 0, w, lo)?;
-    }
+    set_pair(c, w, prod as u128);
     mul_flags(c, w, lo, overflow);
     Ok(())
 }
