@@ -37,13 +37,7 @@ fn bad_input_gets_one_clear_line_and_a_failure_status() {
         (vec!["--bios", rom, "--accel", "kvm"], "--accel kvm"),
         (vec!["--bios", rom, "--debugcon", "tcp:1234"], "--debugcon tcp:1234"),
     ];
-    for (args, want) in cases {
-        let out = cranebox(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(err.contains(want), "{args:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-    }
+    fails_with_one_line(cases);
 }
 
 /// A minimal bzImage (protocol 2.15, 4 setup sectors) whose 32-bit entry runs `code`.
@@ -151,13 +145,7 @@ fn bad_kernels_get_one_clear_line_and_a_failure_status() {
         (vec!["--kernel", k, "--append", &long], "command line is 300 bytes"),
         (vec!["--kernel", k, "-m", "2000G"], "more than the"),
     ];
-    for (args, want) in cases {
-        let out = cranebox(&args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(err.contains(want), "{args:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-    }
+    fails_with_one_line(cases);
 }
 
 /// A multiboot kernel by the header's address fields, loaded at 1 MiB, running `code`.
@@ -310,6 +298,17 @@ fn display_and_screenshot_errors_get_one_clear_line() {
             .env_remove("WAYLAND_DISPLAY")
             .output()
             .expect("run cranebox");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+/// Each option list makes cranebox fail with one line of error that contains its text.
+fn fails_with_one_line(cases: Vec<(Vec<&str>, &str)>) {
+    for (args, want) in cases {
+        let out = cranebox(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(err.contains(want), "{args:?}: {err}");
