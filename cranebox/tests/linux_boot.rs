@@ -7,7 +7,6 @@
 //! The images are fetched by `cargo xtask guest [amd64|i386]` into `guests/cache` (`.ci/run`
 //! does it); without them these tests say so and pass.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// What the kernel prints when it falls back from something a real PC has: none may appear.
@@ -22,17 +21,9 @@ const FORBIDDEN: &[&str] = &[
     "invalid opcode",
 ];
 
-fn cache() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/cache")
-}
+mod common;
 
-fn kernel(arch: &str) -> Option<PathBuf> {
-    let boot = cache().join(arch).join("boot");
-    std::fs::read_dir(boot)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-}
+use common::{cache, kernel};
 
 fn boot(arch: &str, accel: &str) {
     let (Some(k), initrd, md5) =

@@ -7,20 +7,11 @@
 //! and passes.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn cache() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/cache")
-}
+mod common;
 
-fn kernel(arch: &str) -> Option<PathBuf> {
-    let boot = cache().join(arch).join("boot");
-    std::fs::read_dir(boot)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-}
+use common::{cache, kernel};
 
 #[test]
 fn shell_commands_typed_on_stdin_run_in_the_guest() {

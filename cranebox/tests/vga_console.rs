@@ -8,20 +8,12 @@
 //! The guest comes from `cargo xtask guest amd64` (guests/cache); without it this test says so
 //! and passes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn cache() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/cache")
-}
+mod common;
 
-fn kernel(arch: &str) -> Option<PathBuf> {
-    let boot = cache().join(arch).join("boot");
-    std::fs::read_dir(boot)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
-}
+use common::{cache, kernel};
 
 /// Decodes a PNG into (width, height, RGB bytes).
 fn decode(path: &Path) -> (usize, usize, Vec<u8>) {
