@@ -200,6 +200,12 @@ fn differential(mode: Mode, seed: u64, programs: usize) {
         Ok(t) => t,
         Err(e) => panic!("the JIT does not start on this host: {e}"),
     };
+    // Every third program also runs with the compile thread: units then arrive while the
+    // program runs (or after its blocks were dropped by the next program's flush).
+    let mut background = match Interpreter::with_background_jit(0) {
+        Ok(t) => t,
+        Err(e) => panic!("the background JIT does not start on this host: {e}"),
+    };
     let mut halted = 0;
     let mut insns = 0;
     for p in 0..programs {
@@ -217,6 +223,14 @@ fn differential(mode: Mode, seed: u64, programs: usize) {
         assert_eq!(ra, rb, "{mode:?} program {p} (code {code}): instruction count / exit");
         assert!(abus.mem == bbus.mem, "{mode:?} program {p} (code {code}): memory differs");
         assert_eq!(abus.io_log, bbus.io_log, "{mode:?} program {p} (code {code}): port accesses differ");
+        if p % 3 == 0 {
+            let (mut c, mut cbus) = (cpu0.clone(), SparseBus { mem: bus0.mem.clone(), ..SparseBus::new(32) });
+            let rc = run(&mut background, &mut c, &mut cbus);
+            assert_eq!(sa, summary(&c), "{mode:?} program {p} (code {code}): interpreter vs background JIT state");
+            assert_eq!(ra, rc, "{mode:?} program {p} (code {code}): background JIT instruction count / exit");
+            assert!(abus.mem == cbus.mem, "{mode:?} program {p} (code {code}): background JIT memory differs");
+            assert_eq!(abus.io_log, cbus.io_log, "{mode:?} program {p} (code {code}): background JIT ports differ");
+        }
         halted += usize::from(a.halted);
         insns += ra.0;
     }

@@ -41,6 +41,13 @@ fn run_both(code: &[u8]) -> (CpuState, translator::Stats) {
     assert_eq!(jcpu.gpr, cpu.gpr, "interpreter and JIT differ");
     assert_eq!(jbus.mem, bus.mem);
     assert!(jit.stats.compiled_instructions > 0);
+    // And with the compile thread, whose units arrive while the code runs and changes.
+    let (mut bcpu, mut bbus) = machine(code);
+    let mut bg = translator::Interpreter::with_background_jit(0).expect("the JIT starts on this host");
+    let (_, exit) = bg.run(&mut bcpu, &mut bbus, 10_000);
+    assert_eq!(exit, translator::Exit::Halted);
+    assert_eq!(bcpu.gpr, cpu.gpr, "interpreter and background JIT differ");
+    assert_eq!(bbus.mem, bus.mem);
     (cpu, interp.stats)
 }
 

@@ -22,6 +22,8 @@ pub struct Entry {
     pub unit: OnceCell<Unit>,
     /// Compiling it failed: it stays interpreted.
     pub failed: Cell<bool>,
+    /// Its unit is on the compile thread: it runs interpreted until the unit is installed.
+    pub queued: Cell<bool>,
     /// What it is found by.
     pub key: BlockKey,
     /// The blocks the exec loop went on to after interpreting this one (fall-through, other),
@@ -85,6 +87,7 @@ impl Entry {
             hits: Cell::new(0),
             unit: OnceCell::new(),
             failed: Cell::new(false),
+            queued: Cell::new(false),
             key,
             succ: [Link::default(), Link::default()],
         }
@@ -211,6 +214,11 @@ impl BlockCache {
         }
         self.blocks.insert(key, block);
         fresh
+    }
+
+    /// Whether `entry` is what the cache holds for its key (not dropped or replaced since).
+    pub fn holds(&self, entry: &Rc<Entry>) -> bool {
+        self.blocks.get(&entry.key).is_some_and(|e| Rc::ptr_eq(e, entry))
     }
 
     /// Drops the block at `key`.

@@ -57,6 +57,11 @@ pub struct Interpreter {
     /// Blocks whose compiled code found the CPU other than it was compiled for (segment
     /// caches, CS.limit): they are compiled again without static segments.
     unstable: std::collections::HashSet<BlockKey, std::hash::BuildHasherDefault<crate::cache::KeyHasher>>,
+    /// Blocks whose units are on the JIT's compile thread, by ticket.
+    /// Blocks whose units are on the JIT's compile thread, by ticket: the region's entries,
+    /// first the one it is for. The others are marked queued too, so that while they wait
+    /// they are not compiled again on their own.
+    compiling: std::collections::HashMap<u64, Vec<std::rc::Weak<Entry>>>,
 }
 
 /// Interpreted entries of a block before it is compiled, by default. Measured on the Debian
@@ -74,6 +79,14 @@ impl Interpreter {
     /// `threshold` times (0 compiles every block before its first run).
     pub fn with_jit(threshold: u32) -> Result<Self, JitError> {
         Ok(Interpreter { jit: Some(Jit::new()?), threshold, ..Self::default() })
+    }
+
+    /// Like [`Interpreter::with_jit`], with Cranelift's code generation on a thread of its own:
+    /// a hot block goes on running interpreted until its unit is ready. What runs is the same
+    /// either way (both tiers are exact and a unit only runs when the budget has room for
+    /// it); only the host time differs.
+    pub fn with_background_jit(threshold: u32) -> Result<Self, JitError> {
+        Ok(Interpreter { jit: Some(Jit::background()?), threshold, ..Self::default() })
     }
 
     /// Block lookups and the share the direct-mapped jump cache answered.
@@ -146,13 +159,17 @@ impl Interpreter {
 
     /// The compiled unit for `entry`, compiling it now if it has turned hot. None when the
     /// JIT is off, the block is still cold, or it cannot be compiled.
-    fn unit_for(&mut self, entry: &Entry, cpu: &mut CpuState) -> Option<crate::jit::UnitFn> {
+    fn unit_for(&mut self, entry: &Rc<Entry>, cpu: &mut CpuState) -> Option<crate::jit::UnitFn> {
         let jit = self.jit.as_mut()?;
         if let Some(u) = entry.unit.get() {
             return Some(u.entry);
         }
         if entry.failed.get() {
             return None;
+        }
+        if entry.queued.get() {
+            self.install_compiled();
+            return entry.unit.get().map(|u| u.entry);
         }
         let hits = entry.hits.get().saturating_add(1);
         entry.hits.set(hits);
@@ -165,15 +182,42 @@ impl Interpreter {
             // once more and is found afresh next time.
             self.cache.clear();
             cpu.code.clear();
+            self.compiling.clear();
             if let Err(e) = jit.new_generation() {
                 log::error!("JIT disabled: {e}");
                 self.jit = None;
             }
             return None;
         }
-        let region = region(entry, cpu, &mut self.cache);
+        let entries = region(entry, cpu, &mut self.cache);
+        let region: Vec<_> = entries.iter().map(|e| e.block.clone()).collect();
         let jit = self.jit.as_mut()?;
-        match jit.compile(&region, cpu, !self.unstable.contains(&entry.key)) {
+        let static_segs = !self.unstable.contains(&entry.key);
+        if jit.is_background() {
+            match jit.submit(&region, cpu, static_segs) {
+                Ok(Some(ticket)) => {
+                    let waiting = entries
+                        .iter()
+                        .filter(|e| e.unit.get().is_none() && !e.queued.get() || Rc::ptr_eq(e, entry))
+                        .map(|e| {
+                            e.queued.set(true);
+                            Rc::downgrade(e)
+                        })
+                        .collect();
+                    self.compiling.insert(ticket, waiting);
+                }
+                // The queue is full: asked again on a later entry.
+                Ok(None) => {}
+                Err(e) => {
+                    let at = entry.block.insns.first().map_or(0, |i| i.ip());
+                    log::warn!("block at {at:#x} stays interpreted: {e}");
+                    jit.stats.failures += 1;
+                    entry.failed.set(true);
+                }
+            }
+            return None;
+        }
+        match jit.compile(&region, cpu, static_segs) {
             Ok(u) => {
                 let f = u.entry;
                 // The cell was empty: checked above.
@@ -187,6 +231,48 @@ impl Interpreter {
                 entry.failed.set(true);
                 None
             }
+        }
+    }
+
+    /// Installs the units the compile thread has finished, for blocks still cached as they
+    /// were when submitted (a block dropped meanwhile, its page written, loses its unit).
+    fn install_compiled(&mut self) {
+        self.install(false);
+    }
+
+    /// Waits for the compile thread to finish every unit queued so far and installs them
+    /// (for tests and measurements that want the compiled state now).
+    pub fn finish_compiles(&mut self) {
+        self.install(true);
+    }
+
+    fn install(&mut self, wait: bool) {
+        let Some(jit) = self.jit.as_mut() else { return };
+        while let Some(ready) = jit.ready(wait) {
+            let waiting = self.compiling.remove(&ready.ticket).unwrap_or_default();
+            for e in waiting.iter().filter_map(std::rc::Weak::upgrade) {
+                e.queued.set(false);
+            }
+            let entry = waiting.first().and_then(std::rc::Weak::upgrade);
+            let Some(entry) = entry.filter(|e| self.cache.holds(e)) else {
+                jit.discard(ready);
+                continue;
+            };
+            match jit.install(ready) {
+                Ok(u) => {
+                    // The cell was empty: a queued entry is not compiled any other way.
+                    let _ = entry.unit.set(u);
+                }
+                Err(e) => {
+                    let at = entry.block.insns.first().map_or(0, |i| i.ip());
+                    log::warn!("block at {at:#x} stays interpreted: {e}");
+                    jit.stats.failures += 1;
+                    entry.failed.set(true);
+                }
+            }
+        }
+        if jit.queued() == 0 {
+            self.compiling.clear();
         }
     }
 
@@ -204,6 +290,7 @@ impl Interpreter {
         // The block just interpreted, when nothing since needs the exec loop's attention: its
         // successor slots may name the next block without a lookup.
         let mut prev: Option<Rc<Entry>> = None;
+        self.install_compiled();
         while done < budget {
             if cpu.shutdown {
                 break;
@@ -417,31 +504,31 @@ const REGION_BLOCKS: usize = 16;
 /// the first block's page, which the cache entry is invalidated with) that have run before
 /// (cached: paths never taken are not compiled), up to [`REGION_BLOCKS`]. Branches between
 /// them stay inside compiled code: loops, if/else.
-fn region(first: &Entry, cpu: &CpuState, cache: &mut BlockCache) -> Vec<Rc<decode::Block>> {
-    let mut blocks = vec![first.block.clone()];
-    let (Some(i0), [_]) = (first.block.insns.first(), first.block.pages.as_slice()) else { return blocks };
+fn region(first: &Rc<Entry>, cpu: &CpuState, cache: &mut BlockCache) -> Vec<Rc<Entry>> {
+    let mut entries = vec![first.clone()];
+    let (Some(i0), [_]) = (first.block.insns.first(), first.block.pages.as_slice()) else { return entries };
     let cs_base = cpu.seg[SegReg::Cs as usize].base;
     let lin_page = cs_base.wrapping_add(i0.ip()) >> 12;
     let mut k = 0;
-    while k < blocks.len() && blocks.len() < REGION_BLOCKS {
-        for ip in crate::jit::successors(&blocks[k]) {
+    while k < entries.len() && entries.len() < REGION_BLOCKS {
+        for ip in crate::jit::successors(&entries[k].block) {
             let linear = cs_base.wrapping_add(ip);
-            if blocks.len() >= REGION_BLOCKS
+            if entries.len() >= REGION_BLOCKS
                 || linear >> 12 != lin_page
-                || blocks.iter().any(|b| b.insns.first().map(|i| i.ip()) == Some(ip))
+                || entries.iter().any(|e| e.block.insns.first().map(|i| i.ip()) == Some(ip))
             {
                 continue;
             }
             let key = BlockKey { linear, ..first.key };
             if let Some(e) = cache.get(&key) {
                 if e.block.pages == first.block.pages {
-                    blocks.push(e.block.clone());
+                    entries.push(e);
                 }
             }
         }
         k += 1;
     }
-    blocks
+    entries
 }
 
 /// Runs `cpu` for at most `budget` instructions with a fresh interpreter (for callers that

@@ -11,15 +11,18 @@
 pub mod emit;
 pub mod runtime;
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{types, AbiParam, UserFuncName};
+use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, Module};
+use cranelift_module::{default_libcall_names, FuncId, Module, ModuleReloc};
 
 use frontend_x86::decode::Block;
 use frontend_x86::{sem, CpuState};
@@ -113,25 +116,108 @@ impl JitStats {
 /// Code memory one generation may use before all of it is discarded.
 const GENERATION_BYTES: usize = 64 << 20;
 
+/// Units waiting for the compile thread at most: past this, hot blocks wait their turn
+/// interpreted (they ask again on a later entry).
+const MAX_QUEUED: usize = 256;
+
+/// A unit being compiled: what its code will need once Cranelift is done with it.
+struct Built {
+    id: FuncId,
+    generation: u64,
+    link_targets: Vec<u64>,
+    insns: usize,
+    blocks: Vec<Rc<Block>>,
+    /// The guest address it starts at (for diagnostics).
+    at: u64,
+    /// Time spent on it on the CPU's thread so far (building CLIF), in nanoseconds.
+    build_ns: u64,
+}
+
+/// A function for the compile thread.
+struct Job {
+    ticket: u64,
+    ctx: Box<Context>,
+}
+
+/// What the compile thread hands back: the context with its compiled code, or the error.
+struct Done {
+    ticket: u64,
+    ctx: Box<Context>,
+    result: Result<(), cranelift_codegen::CodegenError>,
+    codegen_ns: u64,
+}
+
+/// The compile thread: Cranelift's code generation (nine tenths of a unit's compile time)
+/// off the CPU's thread, which meanwhile goes on interpreting the block.
+struct Worker {
+    jobs: Option<crossbeam_channel::Sender<Job>>,
+    done: crossbeam_channel::Receiver<Done>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    fn start(isa: OwnedTargetIsa) -> Result<Self, JitError> {
+        let (jobs, job_rx) = crossbeam_channel::unbounded::<Job>();
+        let (done_tx, done) = crossbeam_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name("cranebox-jit".into())
+            .spawn(move || {
+                for Job { ticket, mut ctx } in job_rx {
+                    let t = Instant::now();
+                    let result = ctx.compile(&*isa, &mut ControlPlane::default()).map(|_| ()).map_err(|e| e.inner);
+                    let codegen_ns = t.elapsed().as_nanos() as u64;
+                    if done_tx.send(Done { ticket, ctx, result, codegen_ns }).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| JitError::Host(format!("cannot start the compile thread: {e}")))?;
+        Ok(Worker { jobs: Some(jobs), done, thread: Some(thread) })
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing the job channel ends the thread after the job at hand.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The compiler and its code memory.
 pub struct Jit {
     module: Option<JITModule>,
-    ctx: Context,
+    isa: OwnedTargetIsa,
+    ctx: Box<Context>,
     fctx: FunctionBuilderContext,
     generation: u64,
     /// Code bytes in the current generation.
     bytes: usize,
+    /// The compile thread, when units are compiled in the background.
+    worker: Option<Worker>,
+    /// Units handed to the compile thread, by ticket.
+    queued: HashMap<u64, Built>,
+    next_ticket: u64,
+    /// Contexts back from the compile thread, for reuse.
+    spare: Vec<Box<Context>>,
     /// What it has done.
     pub stats: JitStats,
 }
 
 impl std::fmt::Debug for Jit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Jit").field("generation", &self.generation).field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("Jit")
+            .field("generation", &self.generation)
+            .field("background", &self.worker.is_some())
+            .field("queued", &self.queued.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
-fn new_module() -> Result<JITModule, JitError> {
+fn new_isa() -> Result<OwnedTargetIsa, JitError> {
     let mut flags = settings::builder();
     flags.set("use_colocated_libcalls", "false")?;
     flags.set("is_pic", "false")?;
@@ -147,8 +233,7 @@ fn new_module() -> Result<JITModule, JitError> {
         if cfg!(debug_assertions) && std::env::var_os("CRANEBOX_JIT_NO_VERIFY").is_none() { "true" } else { "false" },
     )?;
     let isa = cranelift_native::builder().map_err(|e| JitError::Host(e.to_string()))?;
-    let isa = isa.finish(settings::Flags::new(flags))?;
-    Ok(JITModule::new(JITBuilder::with_isa(isa, default_libcall_names())))
+    Ok(isa.finish(settings::Flags::new(flags))?)
 }
 
 /// Where control may go after `block` without leaving the exec loop's view: the target of
@@ -177,6 +262,8 @@ pub fn successors(block: &Block) -> Vec<u64> {
 
 impl Drop for Jit {
     fn drop(&mut self) {
+        // The compile thread holds no code memory, only contexts: stop it first.
+        self.worker = None;
         if let Some(m) = self.module.take() {
             // SAFETY: units are only reachable through the exec loop's cache, which is
             // declared before the JIT in `Interpreter` and so dropped first: no code of this
@@ -186,19 +273,49 @@ impl Drop for Jit {
     }
 }
 
+/// A unit the compile thread has finished, to install or drop ([`Jit::install`],
+/// [`Jit::discard`]).
+pub struct Ready {
+    /// The ticket [`Jit::submit`] gave for it.
+    pub ticket: u64,
+    done: Done,
+}
+
+impl std::fmt::Debug for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ready").field("ticket", &self.ticket).finish_non_exhaustive()
+    }
+}
+
 impl Jit {
-    /// A compiler for the host.
+    /// A compiler for the host, compiling on the caller's thread.
     pub fn new() -> Result<Self, JitError> {
-        let module = new_module()?;
-        let ctx = module.make_context();
+        let isa = new_isa()?;
         Ok(Jit {
-            module: Some(module),
-            ctx,
+            module: Some(JITModule::new(JITBuilder::with_isa(isa.clone(), default_libcall_names()))),
+            isa,
+            ctx: Box::new(Context::new()),
             fctx: FunctionBuilderContext::new(),
             generation: 0,
             bytes: 0,
+            worker: None,
+            queued: HashMap::new(),
+            next_ticket: 0,
+            spare: Vec::new(),
             stats: JitStats::default(),
         })
+    }
+
+    /// A compiler whose code generation runs on a thread of its own ([`Jit::submit`]).
+    pub fn background() -> Result<Self, JitError> {
+        let mut jit = Jit::new()?;
+        jit.worker = Some(Worker::start(jit.isa.clone())?);
+        Ok(jit)
+    }
+
+    /// Whether units are compiled on the compile thread.
+    pub fn is_background(&self) -> bool {
+        self.worker.is_some()
     }
 
     /// The current code generation: units of older generations must not be called.
@@ -212,27 +329,144 @@ impl Jit {
         self.bytes >= GENERATION_BYTES
     }
 
-    /// Frees all code and starts a new generation. Every [`Unit`] handed out before is dead.
+    /// Frees all code and starts a new generation. Every [`Unit`] handed out before is dead,
+    /// and units still on the compile thread are dropped when they come back.
     pub fn new_generation(&mut self) -> Result<(), JitError> {
         if let Some(old) = self.module.take() {
             // SAFETY: the caller has dropped every unit of this generation (the exec loop
             // clears its cache first), so no code in this module is referenced or running.
             unsafe { old.free_memory() };
         }
-        self.module = Some(new_module()?);
+        self.module = Some(JITModule::new(JITBuilder::with_isa(self.isa.clone(), default_libcall_names())));
         self.generation += 1;
         self.bytes = 0;
+        self.queued.clear();
         self.stats.generations_dropped += 1;
         Ok(())
     }
 
     /// Compiles the region `blocks` (entered at the first; see [`successors`]), decoded for
-    /// `cpu`'s current mode.
+    /// `cpu`'s current mode, on this thread.
     ///
     /// With `static_segs`, flat data segments (and in 64-bit mode FS and GS) are taken as
     /// constants, checked once at the unit's entry; the exec loop turns it off for blocks
     /// whose entry check failed.
     pub fn compile(&mut self, blocks: &[Rc<Block>], cpu: &CpuState, static_segs: bool) -> Result<Unit, JitError> {
+        let mut ctx = std::mem::replace(&mut self.ctx, Box::new(Context::new()));
+        let r = self.compile_in(&mut ctx, blocks, cpu, static_segs);
+        ctx.clear();
+        self.ctx = ctx;
+        r
+    }
+
+    fn compile_in(
+        &mut self,
+        ctx: &mut Context,
+        blocks: &[Rc<Block>],
+        cpu: &CpuState,
+        static_segs: bool,
+    ) -> Result<Unit, JitError> {
+        let built = self.build(ctx, blocks, cpu, static_segs)?;
+        let t = Instant::now();
+        ctx.compile(&*self.isa, &mut ControlPlane::default()).map_err(|e| e.inner)?;
+        let codegen_ns = t.elapsed().as_nanos() as u64;
+        self.define(built, ctx, codegen_ns)
+    }
+
+    /// Like [`Jit::compile`], but the code generation runs on the compile thread: returns a
+    /// ticket the unit comes back with through [`Jit::ready`], or None when the queue is full
+    /// (ask again later). An error without a compile thread ([`Jit::background`]).
+    pub fn submit(&mut self, blocks: &[Rc<Block>], cpu: &CpuState, static_segs: bool) -> Result<Option<u64>, JitError> {
+        let Some(worker) = &self.worker else { return Err(JitError::Host("no compile thread".into())) };
+        if self.queued.len() >= MAX_QUEUED {
+            return Ok(None);
+        }
+        let Some(jobs) = worker.jobs.clone() else { return Err(JitError::Host("no compile thread".into())) };
+        let mut ctx = self.spare.pop().unwrap_or_else(|| Box::new(Context::new()));
+        let built = match self.build(&mut ctx, blocks, cpu, static_segs) {
+            Ok(b) => b,
+            Err(e) => {
+                ctx.clear();
+                self.spare.push(ctx);
+                return Err(e);
+            }
+        };
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        if jobs.send(Job { ticket, ctx }).is_err() {
+            self.worker = None;
+            return Err(JitError::Host("the compile thread has stopped".into()));
+        }
+        self.queued.insert(ticket, built);
+        Ok(Some(ticket))
+    }
+
+    /// A unit the compile thread has finished, if any (of the current generation). With
+    /// `wait`, waits for the next one while any is queued.
+    pub fn ready(&mut self, wait: bool) -> Option<Ready> {
+        loop {
+            let worker = self.worker.as_ref()?;
+            let got = if wait && !self.queued.is_empty() {
+                worker.done.recv().map_err(|_| crossbeam_channel::TryRecvError::Disconnected)
+            } else {
+                worker.done.try_recv()
+            };
+            let done = match got {
+                Ok(d) => d,
+                Err(crossbeam_channel::TryRecvError::Empty) => return None,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    log::error!("the JIT's compile thread has stopped; {} units stay interpreted", self.queued.len());
+                    self.worker = None;
+                    return None;
+                }
+            };
+            if self.queued.contains_key(&done.ticket) {
+                return Some(Ready { ticket: done.ticket, done });
+            }
+            // Of a generation since dropped.
+            self.recycle(done.ctx);
+        }
+    }
+
+    /// Installs a finished unit in code memory.
+    pub fn install(&mut self, ready: Ready) -> Result<Unit, JitError> {
+        let Done { ticket, mut ctx, result, codegen_ns } = ready.done;
+        let built = self.queued.remove(&ticket);
+        let r = match (built, result) {
+            (Some(built), Ok(())) => self.define(built, &mut ctx, codegen_ns),
+            (_, Err(e)) => Err(e.into()),
+            (None, Ok(())) => Err(JitError::Host("unit of a dropped generation".into())),
+        };
+        self.recycle(ctx);
+        r
+    }
+
+    /// Drops a finished unit whose block is gone.
+    pub fn discard(&mut self, ready: Ready) {
+        self.queued.remove(&ready.ticket);
+        self.recycle(ready.done.ctx);
+    }
+
+    /// Tickets still on the compile thread.
+    pub fn queued(&self) -> usize {
+        self.queued.len()
+    }
+
+    fn recycle(&mut self, mut ctx: Box<Context>) {
+        ctx.clear();
+        if self.spare.len() < 8 {
+            self.spare.push(ctx);
+        }
+    }
+
+    /// Builds the CLIF of the region `blocks` into `ctx` (see [`Jit::compile`]).
+    fn build(
+        &mut self,
+        ctx: &mut Context,
+        blocks: &[Rc<Block>],
+        cpu: &CpuState,
+        static_segs: bool,
+    ) -> Result<Built, JitError> {
         let start = Instant::now();
         let Some(block) = blocks.first() else { return Err(JitError::Host("empty region".into())) };
         let link_targets;
@@ -241,17 +475,18 @@ impl Jit {
             None => return Err(JitError::Host("no code module".into())),
         };
         let ptr = module.target_config().pointer_type();
-        self.ctx.func.signature.params.clear();
-        self.ctx.func.signature.returns.clear();
-        self.ctx.func.signature.params.push(AbiParam::new(ptr));
-        self.ctx.func.signature.params.push(AbiParam::new(ptr));
-        self.ctx.func.signature.returns.push(AbiParam::new(types::I32));
-        let call_conv = module.isa().default_call_conv();
+        ctx.func.signature.params.clear();
+        ctx.func.signature.returns.clear();
+        ctx.func.signature.call_conv = self.isa.default_call_conv();
+        ctx.func.signature.params.push(AbiParam::new(ptr));
+        ctx.func.signature.params.push(AbiParam::new(ptr));
+        ctx.func.signature.returns.push(AbiParam::new(types::I32));
+        let call_conv = self.isa.default_call_conv();
         let frontend_config = module.target_config();
-        let id = module.declare_anonymous_function(&self.ctx.func.signature)?;
-        self.ctx.func.name = UserFuncName::user(0, id.as_u32());
+        let id = module.declare_anonymous_function(&ctx.func.signature)?;
+        ctx.func.name = UserFuncName::user(0, id.as_u32());
         {
-            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut self.fctx);
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -307,58 +542,93 @@ impl Jit {
             b.seal_all_blocks();
             b.finalize(frontend_config);
         }
-        let built = Instant::now();
-        self.stats.build_ns += (built - start).as_nanos() as u64;
-        if std::env::var_os("CRANEBOX_JIT_DUMP").is_some() {
-            eprintln!("{}", self.ctx.func.display());
-        }
-        let disasm = std::env::var_os("CRANEBOX_JIT_DISASM").is_some();
-        self.ctx.set_disasm(disasm);
-        module.define_function(id, &mut self.ctx)?;
-        if disasm {
-            if let Some(v) = self.ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
-                eprintln!("unit at {:#x}:\n{v}", block.insns.first().map_or(0, |i| i.ip()));
+        if let Ok(show) = std::env::var("CRANEBOX_JIT_SHOW") {
+            if u64::from_str_radix(&show, 16).ok() == block.insns.first().map(|i| i.ip()) {
+                for b in blocks {
+                    eprintln!("--");
+                    for i in &b.insns {
+                        eprintln!(
+                            "{:x} {:?} {:?} {:?} {:?} {:?} {:x}",
+                            i.ip(),
+                            i.mnemonic(),
+                            i.op0_kind(),
+                            i.op1_kind(),
+                            i.memory_base(),
+                            i.memory_index(),
+                            i.memory_displacement64()
+                        );
+                    }
+                }
             }
         }
-        let size = self.ctx.compiled_code().map_or(0, |c| c.code_buffer().len());
-        module.clear_context(&mut self.ctx);
-        let generated = Instant::now();
-        self.stats.codegen_ns += (generated - built).as_nanos() as u64;
+        if std::env::var_os("CRANEBOX_JIT_DUMP").is_some() {
+            eprintln!("{}", ctx.func.display());
+        }
+        ctx.set_disasm(std::env::var_os("CRANEBOX_JIT_DISASM").is_some());
+        let build_ns = start.elapsed().as_nanos() as u64;
+        self.stats.build_ns += build_ns;
+        Ok(Built {
+            id,
+            generation: self.generation,
+            link_targets,
+            insns: blocks.iter().map(|b| b.insns.len()).sum(),
+            blocks: blocks.to_vec(),
+            at: block.insns.first().map_or(0, |i| i.ip()),
+            build_ns,
+        })
+    }
+
+    /// Puts the code Cranelift generated into `ctx` into code memory as `built`'s unit.
+    fn define(&mut self, built: Built, ctx: &mut Context, codegen_ns: u64) -> Result<Unit, JitError> {
+        let start = Instant::now();
+        if built.generation != self.generation {
+            return Err(JitError::Host("unit of a dropped generation".into()));
+        }
+        let module = match self.module.as_mut() {
+            Some(m) => m,
+            None => return Err(JitError::Host("no code module".into())),
+        };
+        let Some(code) = ctx.compiled_code() else { return Err(JitError::Host("no code generated".into())) };
+        if let Some(v) = code.vcode.as_ref() {
+            eprintln!("unit at {:#x}:\n{v}", built.at);
+        }
+        let relocs: Vec<_> =
+            code.buffer.relocs().iter().map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, built.id)).collect();
+        let size = code.code_buffer().len();
+        module.define_function_bytes(built.id, u64::from(code.buffer.alignment), code.code_buffer(), &relocs)?;
         module.finalize_definitions()?;
-        self.stats.finalize_ns += generated.elapsed().as_nanos() as u64;
-        let code = module.get_finalized_function(id);
+        let code = module.get_finalized_function(built.id);
         self.bytes += size;
         if std::env::var_os("CRANEBOX_PERF_MAP").is_some() {
             // perf's JIT symbol map: `perf report` then names units by guest address.
             use std::io::Write;
             let path = format!("/tmp/perf-{}.map", std::process::id());
             if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-                let at = block.insns.first().map_or(0, |i| i.ip());
-                let _ = writeln!(f, "{:x} {:x} guest_{at:x}", code as usize, size);
+                let _ = writeln!(f, "{:x} {:x} guest_{:x}", code as usize, size, built.at);
             }
         }
         // SAFETY: `code` is the finalized function just defined with the signature
         // `(ptr, ptr) -> i32` in the host's default calling convention, which is `extern "C"`
         // on every host Cranelift supports.
         let entry = unsafe { std::mem::transmute::<*const u8, UnitFn>(code) };
+        let finalize_ns = start.elapsed().as_nanos() as u64;
+        self.stats.codegen_ns += codegen_ns;
+        self.stats.finalize_ns += finalize_ns;
         self.stats.units += 1;
-        let insns: usize = blocks.iter().map(|b| b.insns.len()).sum();
-        self.stats.insns_compiled += insns as u64;
-        self.stats.compile_ns.push(start.elapsed().as_nanos() as u64);
-        if std::env::var_os("CRANEBOX_JIT_SLOW").is_some() && start.elapsed().as_millis() > 5 {
-            eprintln!("slow unit: {} insns, {} code bytes, {:?}", block.insns.len(), size, start.elapsed());
-            for i in &block.insns {
-                eprintln!("  {:x} {}", i.ip(), i.mnemonic() as u32);
-            }
+        self.stats.insns_compiled += built.insns as u64;
+        let total = built.build_ns + codegen_ns + finalize_ns;
+        self.stats.compile_ns.push(total);
+        if std::env::var_os("CRANEBOX_JIT_SLOW").is_some() && total > 5_000_000 {
+            eprintln!("slow unit at {:#x}: {} insns, {} code bytes, {} us", built.at, built.insns, size, total / 1000);
         }
-        let links = link_targets.iter().map(|_| crate::cache::Link::default()).collect();
+        let links = built.link_targets.iter().map(|_| crate::cache::Link::default()).collect();
         Ok(Unit {
             entry,
             generation: self.generation,
-            insns,
+            insns: built.insns,
             links,
-            link_targets: link_targets.into_boxed_slice(),
-            _blocks: blocks.to_vec(),
+            link_targets: built.link_targets.into_boxed_slice(),
+            _blocks: built.blocks,
         })
     }
 }
