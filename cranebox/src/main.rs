@@ -86,6 +86,11 @@ struct Cli {
     #[arg(long, value_enum, value_name = "WHERE", default_value_t = JitCompile::Background)]
     jit_compile: JitCompile,
 
+    /// The RTC's time at power-on (QEMU: -rtc base=): `utc` (the host's clock, default) or a
+    /// fixed `YYYY-MM-DDTHH:MM:SS` (UTC), which with virtual time makes runs repeatable.
+    #[arg(long, value_name = "utc|DATETIME", default_value = "utc")]
+    rtc_base: String,
+
     /// Stop after this many guest instructions (0: no limit).
     #[arg(long, value_name = "N", default_value_t = 0)]
     max_instructions: u64,
@@ -98,6 +103,45 @@ struct Cli {
     /// Print execution statistics at exit.
     #[arg(long)]
     stats: bool,
+}
+
+/// Where the RTC starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RtcBase {
+    /// The host's clock.
+    Utc,
+    /// Seconds since 1970-01-01T00:00:00 UTC.
+    Fixed(i64),
+}
+
+/// Parses `--rtc-base`: `utc`, or `YYYY-MM-DDTHH:MM:SS` (as QEMU's `-rtc base=`).
+fn parse_rtc_base(s: &str) -> Result<RtcBase, String> {
+    if s == "utc" {
+        return Ok(RtcBase::Utc);
+    }
+    let bad = || format!("`{s}` is neither `utc` nor a date and time as YYYY-MM-DDTHH:MM:SS");
+    let (date, time) = s.split_once('T').ok_or_else(bad)?;
+    let num = |t: &str| t.parse::<i64>().map_err(|_| bad());
+    let d: Vec<_> = date.split('-').map(num).collect::<Result<_, _>>()?;
+    let t: Vec<_> = time.split(':').map(num).collect::<Result<_, _>>()?;
+    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else { return Err(bad()) };
+    if !(1970..=9999).contains(y)
+        || !(1..=12).contains(m)
+        || !(1..=31).contains(day)
+        || *hh > 23
+        || *mm > 59
+        || *ss > 59
+    {
+        return Err(bad());
+    }
+    // Days since 1970-01-01 in the proleptic Gregorian calendar (March-based years).
+    let (y, m) = if *m <= 2 { (y - 1, m + 9) } else { (*y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(RtcBase::Fixed(days * 86_400 + hh * 3600 + mm * 60 + ss))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -299,8 +343,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bios::rom::build(softmmu::PcLayout::for_ram(ram_bytes), entry)?
         }
     };
-    let rtc_start =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let rtc_base = parse_rtc_base(&cli.rtc_base).map_err(|e| anyhow::anyhow!("--rtc-base: {e}"))?;
+    let rtc_start = match rtc_base {
+        RtcBase::Fixed(secs) => secs,
+        RtcBase::Utc => {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+        }
+    };
     let config = MachineConfig {
         ram_bytes,
         bios,
@@ -448,6 +497,29 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("cranebox: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_rtc_base, RtcBase};
+
+    #[test]
+    fn rtc_base_dates_are_seconds_since_the_epoch() {
+        // Expected values from Python's calendar.timegm.
+        for (s, secs) in [
+            ("1970-01-01T00:00:00", 0),
+            ("2000-02-29T23:59:59", 951_868_799),
+            ("2006-06-17T16:01:21", 1_150_560_081),
+            ("2026-11-23T12:00:00", 1_795_435_200),
+        ] {
+            assert_eq!(parse_rtc_base(s), Ok(RtcBase::Fixed(secs)), "{s}");
+        }
+        assert_eq!(parse_rtc_base("utc"), Ok(RtcBase::Utc));
+        for bad in ["", "2006-06-17", "2006-13-01T00:00:00", "2006-06-17T24:00:00", "yesterday", "1969-12-31T23:59:59"]
+        {
+            assert!(parse_rtc_base(bad).is_err(), "{bad}");
         }
     }
 }

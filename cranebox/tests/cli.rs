@@ -36,6 +36,7 @@ fn bad_input_gets_one_clear_line_and_a_failure_status() {
         (vec!["--bios", short.to_str().expect("utf-8 path")], "1000 bytes"),
         (vec!["--bios", rom, "--accel", "kvm"], "--accel kvm"),
         (vec!["--bios", rom, "--debugcon", "tcp:1234"], "--debugcon tcp:1234"),
+        (vec!["--bios", rom, "--rtc-base", "2006-13-01T00:00:00"], "YYYY-MM-DDTHH:MM:SS"),
     ];
     fails_with_one_line(cases);
 }
