@@ -1,6 +1,8 @@
 //! The execution tiers' speed in guest MIPS on an integer loop (loads, stores, ALU, a
 //! rotate, a conditional branch and LOOP), in real mode: the interpreter, and the JIT (default
 //! threshold), with the ratio. Run: `cargo bench -p cranebox-benches --bench interp_mips`.
+//! With `CRANEBOX_BENCH_INTERP_ONCE=1`, one interpreter run only (for counting host
+//! instructions: `valgrind --tool=cachegrind --cache-sim=no`, on a machine too busy to time).
 
 use std::time::Instant;
 
@@ -79,6 +81,14 @@ fn median_mips(program: &[u8], jit: bool) -> (u64, Vec<f64>) {
 }
 
 fn main() {
+    if std::env::var_os("CRANEBOX_BENCH_INTERP_ONCE").is_some() {
+        // One interpreter run, nothing else: for instruction counts under valgrind.
+        match run_once(PROGRAM, false) {
+            Ok((n, secs)) => println!("interp_mips: interp once: {n} guest instructions in {secs:.3} s"),
+            Err(e) => eprintln!("interp_mips: {e}"),
+        }
+        return;
+    }
     let (count, interp) = median_mips(PROGRAM, false);
     let (_, jit) = median_mips(PROGRAM, true);
     for (name, m) in [("interp", &interp), ("jit", &jit)] {

@@ -319,21 +319,26 @@ impl Interpreter {
                 return (done, Exit::Halted);
             }
             let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
-            let known = prev.as_ref().and_then(|p| p.successor(linear, cpu));
-            let entry = match known.map_or_else(|| self.block_at(cpu, bus), Ok) {
-                Ok(b) => {
-                    if let Some(p) = prev.take() {
-                        p.set_successor(&b);
+            // The entry the block interpreted last remembered for this address, else a lookup
+            // (which it then remembers).
+            let last = prev.take();
+            let entry = match last.as_ref().and_then(|p| p.successor(linear, cpu)) {
+                Some(b) => b,
+                None => match self.block_at(cpu, bus) {
+                    Ok(b) => {
+                        if let Some(p) = last {
+                            p.set_successor(&b);
+                        }
+                        b
                     }
-                    b
-                }
-                Err(e) => {
-                    interrupt::raise(cpu, bus, e);
-                    self.stats.exceptions += 1;
-                    done += 1;
-                    poll = true;
-                    continue;
-                }
+                    Err(e) => {
+                        interrupt::raise(cpu, bus, e);
+                        self.stats.exceptions += 1;
+                        done += 1;
+                        poll = true;
+                        continue;
+                    }
+                },
             };
             let block = &entry.block;
             poll |= block.ends_in_helper;
