@@ -124,6 +124,11 @@ pub const LEAF81_EDX: u32 = edx81::SYSCALL | edx81::NX | edx81::PAGE1GB | edx81:
 /// What leaf 0x8000_0001 reports in ECX: LAHF/SAHF in 64-bit mode.
 pub const LEAF81_ECX: u32 = 1;
 
+/// The TSC's rate: one tick per nanosecond of virtual time.
+pub const TSC_HZ: u32 = 1_000_000_000;
+/// The core crystal clock leaf 0x15 reports: the local APIC timer's input clock.
+const CRYSTAL_HZ: u32 = 1_000_000_000;
+
 const VENDOR: &[u8; 12] = b"GenuineIntel";
 const BRAND: &[u8; 48] = b"cranebox x86-64 CPU (interpreter)\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 
@@ -134,7 +139,7 @@ fn le(b: &[u8]) -> u32 {
 /// CPUID leaf `leaf`, subleaf `sub`: (EAX, EBX, ECX, EDX). Leaves that are not reported read
 /// as zeros.
 pub fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
-    const MAX_BASIC: u32 = 0xd;
+    const MAX_BASIC: u32 = 0x16;
     const MAX_EXT: u32 = 0x8000_0008;
     match leaf {
         0 => (MAX_BASIC, le(&VENDOR[0..4]), le(&VENDOR[8..12]), le(&VENDOR[4..8])),
@@ -148,6 +153,12 @@ pub fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
             (crate::sem::xsave::XCR0_SUPPORTED as u32, size, size, 0)
         }
         0xd if sub == 1 => (LEAF_D1_EAX, 0, 0, 0),
+        // The TSC counts virtual nanoseconds: 1 GHz, as the core crystal clock (which is also
+        // the local APIC timer's input, SDM vol. 3 11.5.4: devices/apic.rs counts at 1 GHz)
+        // times 1 (leaf 0x15), and a 1000 MHz base and maximum frequency on a 100 MHz bus
+        // (leaf 0x16). Linux then takes both as known instead of calibrating them.
+        0x15 => (1, TSC_HZ / CRYSTAL_HZ, CRYSTAL_HZ, 0),
+        0x16 => (TSC_HZ / 1_000_000, TSC_HZ / 1_000_000, 100, 0),
         0x8000_0000 => (MAX_EXT, 0, 0, 0),
         0x8000_0001 => (0, 0, LEAF81_ECX, LEAF81_EDX),
         0x8000_0002..=0x8000_0004 => {
@@ -197,6 +208,16 @@ mod tests {
         // XSAVE manages x87 and SSE only; no XSAVEC/XGETBV1/XSAVES.
         assert_eq!(cpuid(0xd, 0), (3, 576, 576, 0));
         assert_eq!(cpuid(0xd, 1).0, 1);
+        // The TSC's frequency: crystal * EBX / EAX, and the base frequency in MHz.
+        let (a, b, c, _) = cpuid(0x15, 0);
+        assert_eq!(u64::from(c) * u64::from(b) / u64::from(a), 1_000_000_000);
+        assert_eq!(cpuid(0x16, 0).0, 1000);
+        assert!(cpuid(0, 0).0 >= 0x16);
+        // Leaves between are not implemented and read as zeros (no topology, cache or
+        // power-management enumeration, no SGX or trace).
+        for leaf in [2, 3, 4, 5, 6, 8, 9, 0xa, 0xb, 0xe, 0xf, 0x10, 0x11, 0x12, 0x13, 0x14] {
+            assert_eq!(cpuid(leaf, 0), (0, 0, 0, 0), "leaf {leaf:#x}");
+        }
         // Leaf 7: no FSGSBASE, BMI, AVX2, RDSEED, ...
         let (_, b7, c7, d7) = cpuid(7, 0);
         assert_eq!(b7 & !(ebx7::SMEP | ebx7::INVPCID | ebx7::SMAP), 0);
