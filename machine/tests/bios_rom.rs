@@ -105,6 +105,8 @@ fn post_prints_the_banner_and_fills_the_ivt_and_bda() {
 const OUT: u64 = 0x7000;
 /// Where it asks for the E820 entries.
 const E820_BUF: u64 = 0x8000;
+/// The GDT INT 15h 87h is given.
+const MOVE_GDT: u64 = 0x8800;
 
 /// A real-mode program for 0000:7C00 that calls the BIOS services and stores what they
 /// return at [`OUT`]; it sets byte OUT+0x40 when it waits for two keys, and leaves through
@@ -226,6 +228,36 @@ fn services_program() -> Result<Vec<u8>, IcedError> {
     a.int(0x15)?;
     a.mov(eax, dword_ptr(0x46c))?;
     a.mov(dword_ptr(o(0x3c)), eax)?;
+    // INT 15h 87h: 256 words of a pattern at 9000h moved to 0123_0000h (above 16 MiB: the
+    // descriptor's base bits 31-24 count) through a GDT at MOVE_GDT.
+    a.xor(ax, ax)?;
+    a.mov(es, ax)?;
+    a.mov(di, MOVE_GDT as i32)?;
+    a.mov(cx, 24)?;
+    a.rep().stosw()?;
+    a.mov(di, 0x9000)?;
+    a.mov(cx, 0x100)?;
+    a.mov(ax, 0x1234)?;
+    let mut fill = a.create_label();
+    a.set_label(&mut fill)?;
+    a.stosw()?;
+    a.add(ax, 0x0101)?;
+    a.loop_(fill)?;
+    a.mov(word_ptr(MOVE_GDT as u32 + 0x10), 0xffff)?;
+    a.mov(dword_ptr(MOVE_GDT as u32 + 0x12), 0x9300_9000u32 as i32)?;
+    a.mov(word_ptr(MOVE_GDT as u32 + 0x18), 0xffff)?;
+    a.mov(dword_ptr(MOVE_GDT as u32 + 0x1a), 0x9323_0000u32 as i32)?;
+    a.mov(byte_ptr(MOVE_GDT as u32 + 0x1f), 0x01)?;
+    a.mov(si, MOVE_GDT as i32)?;
+    a.mov(cx, 0x100)?;
+    a.mov(ah, 0x87)?;
+    a.int(0x15)?;
+    a.mov(byte_ptr(o(0x48)), ah)?;
+    a.setc(byte_ptr(o(0x49)))?;
+    a.mov(word_ptr(o(0x4a)), ss)?;
+    a.mov(ax, 0x2402)?;
+    a.int(0x15)?;
+    a.mov(byte_ptr(o(0x4c)), al)?;
     // INT 16h: two keys typed through the i8042, a keystroke pushed with 05h.
     a.mov(byte_ptr(o(0x40)), 1)?;
     a.mov(ah, 0x00)?;
@@ -332,6 +364,13 @@ fn a_real_mode_program_gets_e820_video_clock_memory_and_keys_from_the_bios() -> 
     assert_eq!(read(&mut m, OUT + 0x2a, 2), [0x86, 1], "APM: not supported, CF=1");
     assert_eq!(read(&mut m, OUT + 0x2c, 1), [1], "A20 on");
     assert_eq!(read(&mut m, OUT + 0x2e, 1), [1], "no EDD disks: CF=1");
+    assert_eq!(read(&mut m, OUT + 0x48, 2), [0, 0], "87h: AH=0, CF=0");
+    let pattern: Vec<u8> = (0..0x100u16).flat_map(|k| 0x1234u16.wrapping_add(k * 0x0101).to_le_bytes()).collect();
+    assert_eq!(read(&mut m, 0x9000, 0x200), pattern, "87h: the source as written");
+    assert_eq!(read(&mut m, 0x0123_0000, 0x200), pattern, "87h: the moved words");
+    assert_eq!(read(&mut m, 0x0123_0200, 2), [0, 0], "87h: nothing past CX words");
+    assert_eq!(u16_at(&mut m, OUT + 0x4a), 0, "87h: SS back as before");
+    assert_eq!(read(&mut m, OUT + 0x4c, 1), [1], "87h: A20 still on");
     let waited = u32_at(&mut m, OUT + 0x3c) - u32_at(&mut m, OUT + 0x38);
     assert!((3..=5).contains(&waited), "86h for 0.2 s took {waited} ticks");
     // INT 16h: 'a', then Shift+'a' through 10h, Shift+Up through 00h, then empty, then the pushed 'b' seen by 11h.

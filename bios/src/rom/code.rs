@@ -739,7 +739,7 @@ fn services(a: &mut Asm, plan: &RomPlan) -> R {
     a.je_("s_e820")?;
     a.cmp(ax, 0xe801)?;
     a.je_("s_e801")?;
-    for (func, label) in [(0x88, "s_ext"), (0xc0, "s_config"), (0x24, "s_a20"), (0x86, "s_wait")] {
+    for (func, label) in [(0x88, "s_ext"), (0x87, "s_move"), (0xc0, "s_config"), (0x24, "s_a20"), (0x86, "s_wait")] {
         a.cmp(ah, func)?;
         a.je_(label)?;
     }
@@ -793,6 +793,66 @@ fn services(a: &mut Asm, plan: &RomPlan) -> R {
     a.mov(word_ptr(bp + f::AX), i32::from(plan.ext_kib))?;
     clear_flag(a, CF)?;
     a.jmp_("iret_frame")?;
+
+    // 87h: move CX words between the 24/32-bit addresses in the source (ES:SI+10h) and
+    // destination (ES:SI+18h) descriptors of the caller's GDT, in 16-bit protected mode with
+    // the A20 gate open (as the IBM PC/AT BIOS; the caller's table gets its GDT alias at 08h,
+    // the code segment at 20h and the stack segment at 28h, which the BIOS owns). AH=0, CF=0.
+    a.at("s_move")?;
+    a.cli()?;
+    a.cmp(cx, 0x8000)?;
+    a.ja_("s_unsupported")?;
+    // EAX = the table's linear address; 08h = a pseudo-descriptor of it for LGDT.
+    a.xor(eax, eax)?;
+    a.mov(ax, es)?;
+    a.shl(eax, 4)?;
+    a.movzx(ebx, si)?;
+    a.add(eax, ebx)?;
+    a.mov(word_ptr(si + 0x08).es(), 0x2f)?;
+    a.mov(dword_ptr(si + 0x0a).es(), eax)?;
+    // 20h: 16-bit code, base F0000h, limit FFFFh. 28h: 16-bit data at SS, limit FFFFh.
+    a.mov(dword_ptr(si + 0x20).es(), 0x0000_ffff)?;
+    a.mov(dword_ptr(si + 0x24).es(), 0x0000_9b0f)?;
+    a.xor(eax, eax)?;
+    a.mov(ax, ss)?;
+    a.mov(dx, ax)?;
+    a.shl(eax, 4)?;
+    a.mov(word_ptr(si + 0x28).es(), 0xffff)?;
+    a.mov(dword_ptr(si + 0x2a).es(), eax)?;
+    a.mov(byte_ptr(si + 0x2d).es(), 0x93)?;
+    a.mov(word_ptr(si + 0x2e).es(), 0)?;
+    // The A20 gate open for the move, as it was afterwards (BL).
+    a.in_(al, 0x92)?;
+    a.mov(bl, al)?;
+    a.or(al, 0x02)?;
+    a.out(0x92, al)?;
+    a.lgdt(ptr(si + 0x08).es())?;
+    a.mov(eax, cr0)?;
+    a.or(al, 1)?;
+    a.mov(cr0, eax)?;
+    let pm = a.addr("s_move_pm").to_le_bytes();
+    a.db(&[0xea, pm[0], pm[1], 0x20, 0x00])?; // jmp far 20h:s_move_pm
+    a.at("s_move_pm")?;
+    a.mov(ax, 0x28)?;
+    a.mov(ss, ax)?;
+    a.mov(ax, 0x10)?;
+    a.mov(ds, ax)?;
+    a.mov(ax, 0x18)?;
+    a.mov(es, ax)?;
+    a.xor(si, si)?;
+    a.xor(di, di)?;
+    a.rep().movsw()?;
+    a.mov(eax, cr0)?;
+    a.and(al, 0xfe)?;
+    a.mov(cr0, eax)?;
+    let rm = a.addr("s_move_rm").to_le_bytes();
+    a.db(&[0xea, rm[0], rm[1], 0x00, 0xf0])?; // jmp far F000h:s_move_rm
+    a.at("s_move_rm")?;
+    a.mov(ss, dx)?;
+    a.mov(al, bl)?;
+    a.out(0x92, al)?;
+    // DS and ES come back from the frame, as real-mode segments again.
+    a.jmp_("s_ok")?;
 
     // C0h: ES:BX = the system configuration table.
     a.at("s_config")?;

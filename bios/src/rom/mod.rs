@@ -23,7 +23,7 @@
 //! Services: INT 08h (tick count at 0x46C, midnight flag, INT 1Ch), INT 09h (IRQ1: scan code
 //! set 1 to ASCII into the BDA ring, shift/ctrl/alt/caps state), INT 10h (text mode 3: 00h,
 //! 01h-03h, 05h-0Ah, 0Eh, 0Fh, 12h BL=10h, 13h, 1Ah; VBE is not answered), INT 11h, INT 12h,
-//! INT 13h (no disks: every call fails with CF=1, AH=01h), INT 15h (E820h, E801h, 88h, C0h,
+//! INT 13h (no disks: every call fails with CF=1, AH=01h), INT 15h (E820h, E801h, 87h, 88h, C0h,
 //! 2400h-2403h, 86h in whole ticks; anything else CF=1, AH=86h, which is "no APM" for 5300h),
 //! INT 16h (00h-02h, 05h, 10h-12h), INT 1Ah (00h/01h ticks, 02h/04h RTC time and date),
 //! INT 18h/19h. With nothing to boot it prints "No bootable device." and halts with
