@@ -293,6 +293,10 @@ pub enum Entry {
     /// The firmware runs first: cranebox's BIOS ROM, built with this entry
     /// ([`crate::rom::build`]), jumps here from INT 19h after POST.
     RealMode(RealModeEntry),
+    /// The firmware runs first and enters the kernel itself: cranebox's BIOS ROM was built
+    /// with the kernel's [`Entry::Protected32`] and takes it after POST (as QEMU's multiboot
+    /// option ROM does).
+    Firmware,
 }
 
 /// What a loader hands the machine: bytes to place in RAM and how the kernel starts.

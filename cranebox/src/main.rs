@@ -327,7 +327,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         None => None,
     };
     let firmware_len = file_bios.as_ref().map_or(bios::rom::ROM_SIZE, Vec::len) as u64;
-    let kernel = match &cli.kernel {
+    let mut kernel = match &cli.kernel {
         Some(path) => {
             Some(load_kernel(path, cli.initrd.as_deref(), &cli.append, ram_bytes, firmware_len, file_bios.is_none())?)
         }
@@ -336,10 +336,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let bios = match file_bios {
         Some(image) => image,
         None => {
-            let entry = kernel.as_ref().and_then(|k| match k.entry {
-                bios::linux::Entry::RealMode(e) => Some(e),
-                bios::linux::Entry::Protected32(_) => None,
-            });
+            // The ROM enters the kernel after POST: a real-mode entry (Linux's setup code) or a
+            // 32-bit one (multiboot), which the machine then leaves to the firmware.
+            let entry = kernel.as_ref().map(|k| k.entry);
+            if let Some(k) = kernel.as_mut() {
+                if matches!(k.entry, bios::linux::Entry::Protected32(_)) {
+                    k.entry = bios::linux::Entry::Firmware;
+                }
+            }
             bios::rom::build(softmmu::PcLayout::for_ram(ram_bytes), entry)?
         }
     };

@@ -186,6 +186,37 @@ fn a_multiboot_kernel_gets_the_magic_and_its_modules() {
 }
 
 #[test]
+fn a_multiboot_kernel_starts_after_the_bios_post_unless_there_is_no_bios() {
+    #[rustfmt::skip]
+    let code = [
+        0x66, 0xba, 0xe9, 0x00,                                     // mov dx, 0xe9
+        0x3d, 0x02, 0xb0, 0xad, 0x2b,                               // cmp eax, 0x2badb002
+        0x75, 0x13,                                                 // jne fail
+        0x66, 0x81, 0x3d, 0x42, 0x00, 0x00, 0x00, 0x00, 0xf0,       // cmp word [0x42], 0xf000 (INT 10h's segment)
+        0x75, 0x08,                                                 // jne fail
+        0xb0, b'P',                                                 // mov al, 'P'
+        0xee,                                                       // out dx, al
+        0xb0, 0x00,                                                 // mov al, 0
+        0xe6, 0xf4,                                                 // out 0xf4, al
+        0xf4,                                                       // hlt
+        // fail:
+        0xb0, 0x03,                                                 // mov al, 3
+        0xe6, 0xf4,                                                 // out 0xf4, al
+    ];
+    let k = scratch("mb-post.bin", &kludge_multiboot(&code));
+    let k = k.to_str().expect("utf-8 path");
+    // With cranebox's BIOS: POST has filled the IVT when the kernel starts (as QEMU's -kernel
+    // runs a multiboot kernel from an option ROM after SeaBIOS).
+    let out = cranebox(&["--kernel", k, "--debugcon", "stdio", "--screen-text", "/dev/stdout"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with('P') && text.contains("cranebox BIOS"), "{text}");
+    // Without firmware the CPU starts at the kernel's entry: no IVT.
+    let out = cranebox(&["--kernel", k, "--bios", "none", "--debugcon", "stdio"]);
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn the_benchmark_kernel_runs_and_prints_its_checksum() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../guests/bench");
     let dir = std::env::temp_dir().join(format!("cranebox-cli-{}", std::process::id()));

@@ -19,7 +19,7 @@ const RAM: u64 = 64 << 20;
 fn machine(boot: Option<(u64, Vec<u8>)>) -> (Machine, Capture, Capture) {
     let layout = PcLayout::for_ram(RAM);
     let entry = RealModeEntry { cs: 0, ip: 0x7c00, ds: 0, ss: 0, sp: 0x7c00 };
-    let rom = bios::rom::build(layout, boot.as_ref().map(|_| entry)).expect("rom");
+    let rom = bios::rom::build(layout, boot.as_ref().map(|_| Entry::RealMode(entry))).expect("rom");
     let serial = Capture::default();
     let debug = Capture::default();
     let config = MachineConfig {

@@ -8,6 +8,10 @@ use iced_x86::code_asm::*;
 
 use super::asm::{Asm, R};
 use super::{RomPlan, BDA_SEG, EBDA_SEG};
+use crate::linux::Entry;
+
+/// Linear address of segment F000.
+const ROM_BASE: u32 = 0xf_0000;
 
 /// Offsets of the saved registers from BP in a service handler's frame.
 mod f {
@@ -1192,7 +1196,7 @@ fn keyboard(a: &mut Asm) -> R {
 fn boot(a: &mut Asm, plan: &RomPlan) -> R {
     a.at("int19")?;
     match plan.boot {
-        Some(e) => {
+        Some(Entry::RealMode(e)) => {
             a.cli()?;
             a.mov(ax, i32::from(e.ds))?;
             a.mov(ds, ax)?;
@@ -1210,7 +1214,41 @@ fn boot(a: &mut Asm, plan: &RomPlan) -> R {
             let [cs0, cs1] = e.cs.to_le_bytes();
             a.db(&[0xea, ip0, ip1, cs0, cs1])?;
         }
-        None => a.int(0x18)?,
+        Some(Entry::Protected32(e)) => {
+            // Flat 32-bit protected mode through the ROM's GDT (the boot protocol's
+            // selectors), A20 on, interrupts off; EAX, EBX, ESI as the loader says
+            // (multiboot: the magic and the information structure).
+            a.cli()?;
+            a.in_(al, 0x92)?;
+            a.or(al, 0x02)?;
+            a.out(0x92, al)?;
+            let gdtr = i32::from(a.addr("boot_gdtr"));
+            a.lgdt(ptr(gdtr).cs())?;
+            a.mov(eax, cr0)?;
+            a.or(al, 1)?;
+            a.mov(cr0, eax)?;
+            // jmp far BOOT_CS:boot_pm32 (a 32-bit offset: the 66h form).
+            let target = (ROM_BASE + u32::from(a.addr("boot_pm32"))).to_le_bytes();
+            let sel = crate::linux::BOOT_CS.to_le_bytes();
+            a.db(&[0x66, 0xea, target[0], target[1], target[2], target[3], sel[0], sel[1]])?;
+            // 32-bit code from here, as bytes (the assembler is 16-bit).
+            a.at("boot_pm32")?;
+            let mut code = vec![0xb8];
+            code.extend_from_slice(&u32::from(crate::linux::BOOT_DS).to_le_bytes()); // mov eax, BOOT_DS
+            code.extend_from_slice(&[0x8e, 0xd8, 0x8e, 0xc0, 0x8e, 0xe0, 0x8e, 0xe8, 0x8e, 0xd0]); // mov ds/es/fs/gs/ss, ax
+            code.push(0xbc); // mov esp, 7C00h
+            code.extend_from_slice(&0x7c00u32.to_le_bytes());
+            code.push(0x68); // push eip
+            code.extend_from_slice(&e.eip.to_le_bytes());
+            for (op, v) in [(0xb8, e.eax), (0xbb, e.ebx), (0xbe, e.esi)] {
+                code.push(op); // mov eax/ebx/esi, imm32
+                code.extend_from_slice(&v.to_le_bytes());
+            }
+            code.extend_from_slice(&[0x31, 0xc9, 0x31, 0xd2, 0x31, 0xff, 0x31, 0xed]); // xor ecx, edx, edi, ebp
+            code.push(0xc3); // ret: to the entry
+            a.db(&code)?;
+        }
+        Some(Entry::Firmware) | None => a.int(0x18)?,
     }
     a.at("int18")?;
     a.push(cs)?;
@@ -1232,6 +1270,14 @@ fn data(a: &mut Asm, plan: &RomPlan) -> R {
     a.db(b"No bootable device.\r\n\0")?;
     // INT 15h C0h: 8 bytes follow the length: model FCh, submodel 0, revision 0, feature
     // byte 1 (second 8259, RTC, EBDA), the rest 0.
+    // The 32-bit entry's GDT: null, null, flat code at BOOT_CS, flat data at BOOT_DS.
+    a.at("boot_gdt")?;
+    a.db(&crate::linux::boot_gdt())?;
+    a.at("boot_gdtr")?;
+    let base = ROM_BASE + u32::from(a.addr("boot_gdt"));
+    let limit = (crate::linux::boot_gdt().len() - 1) as u16;
+    a.db(&limit.to_le_bytes())?;
+    a.db(&base.to_le_bytes())?;
     a.at("config_table")?;
     a.db(&[8, 0, 0xfc, 0x00, 0x00, 0x64, 0x00, 0x00, 0x00, 0x00])?;
     a.at("keymap")?;

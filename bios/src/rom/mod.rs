@@ -12,7 +12,8 @@
 //! Everything the ROM reports about the machine is known when the image is built, so it is
 //! assembled into it: the E820 map ([`e820_map`], the same [`crate::e820::memory_map`] the
 //! direct loaders use), the INT 15h E801h/88h sizes, the banner, and where INT 19h enters a
-//! kernel that the loader placed in RAM ([`RealModeEntry`]). No configuration device is needed.
+//! kernel that the loader placed in RAM (a real-mode entry, or a 32-bit protected-mode one
+//! such as multiboot's, entered through the ROM's own flat GDT). No configuration device is needed.
 //!
 //! POST: A20 on, the 8259A pair at vectors 08h/70h (timer, keyboard and cascade unmasked),
 //! PIT channel 0 at 18.2 Hz, the IVT (every vector at a default handler, IRQs at handlers that
@@ -38,7 +39,7 @@ use softmmu::PcLayout;
 use thiserror::Error;
 
 use crate::e820::{self, E820Entry};
-use crate::linux::RealModeEntry;
+use crate::linux::Entry;
 
 /// Errors from building the ROM.
 #[derive(Debug, Error)]
@@ -78,7 +79,7 @@ struct RomPlan {
     e801_low_kib: u16,
     e801_high_64k: u16,
     banner: String,
-    boot: Option<RealModeEntry>,
+    boot: Option<Entry>,
 }
 
 /// The memory map INT 15h E820h reports on a machine with `layout`'s RAM and this ROM.
@@ -88,7 +89,7 @@ pub fn e820_map(layout: PcLayout) -> Vec<E820Entry> {
 
 /// The ROM for a machine with `layout`'s RAM; INT 19h enters `boot` (a kernel the loader
 /// has placed in RAM) or, without one, reports that nothing can boot.
-pub fn build(layout: PcLayout, boot: Option<RealModeEntry>) -> Result<Vec<u8>, RomError> {
+pub fn build(layout: PcLayout, boot: Option<Entry>) -> Result<Vec<u8>, RomError> {
     const MIB: u64 = 1 << 20;
     let ext = layout.below_4g.saturating_sub(MIB) / 1024;
     let plan = RomPlan {
