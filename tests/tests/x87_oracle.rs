@@ -9,7 +9,7 @@ use std::arch::asm;
 
 use cranebox_tests::{long_mode_cpu, Rng, SparseBus};
 use frontend_x86::state::cr0;
-use frontend_x86::CpuState;
+use frontend_x86::{CpuState, Gpr, Width};
 use iced_x86::code_asm::*;
 
 /// What one run leaves: ST(0) after the operation (stored with FSTP m80), the status word
@@ -456,5 +456,188 @@ fn transcendentals_are_within_one_ulp_of_the_host() -> Result<(), IcedError> {
         }
     }
     eprintln!("transcendentals: {off_by_one} of {total} results one ulp from the host, C1 differs in {c1_differs}");
+    Ok(())
+}
+
+type HostFop = fn(*mut u8) -> u16;
+
+/// Runs `$text` on the host after loading two values, then FNSTENV: the FOP field. Memory
+/// operands name RAX (= `m`), RCX (= 0), RDX (= `m` - 0x100), R12 and R13 (= `m`), so that
+/// the host's encoding is the one the emulator is given.
+macro_rules! host_fop {
+    ($text:literal) => {{
+        fn run(m: *mut u8) -> u16 {
+            let mut env = [0u8; 28];
+            let one = 0x3fff_8000_0000_0000_0000u128.to_le_bytes();
+            // SAFETY: `m` points to 32 writable bytes the caller owns; the template reads and
+            // writes at most 16 of them at RAX/R12/R13 (RDX + 0x100 and RAX + RCX*4 are RAX),
+            // loads from the local `one` and writes the local `env`. All exceptions are
+            // masked; FNINIT leaves the x87 stack empty as the Rust ABI expects.
+            unsafe {
+                asm!(
+                    "fninit",
+                    "fld tbyte ptr [{one}]",
+                    "fld tbyte ptr [{one}]",
+                    $text,
+                    "fnstenv [{env}]",
+                    "fninit",
+                    one = in(reg) one.as_ptr(),
+                    env = in(reg) env.as_mut_ptr(),
+                    in("rax") m,
+                    in("rcx") 0usize,
+                    in("rdx") m.wrapping_sub(0x100),
+                    in("r12") m,
+                    in("r13") m,
+                    out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                    out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+                );
+            }
+            u16::from_le_bytes([env[18], env[19]]) & 0x7ff
+        }
+        run as HostFop
+    }};
+}
+
+/// FOP (the last non-control instruction's opcode: SDM vol. 1, 8.1.8) in the FNSTENV image,
+/// against the host (which, unlike its FXSAVE, stores it with no exception pending), for
+/// register forms and every 64-bit memory addressing form; the control instructions after a
+/// non-control one leave it alone.
+#[test]
+fn fop_matches_the_host() -> Result<(), IcedError> {
+    let cases: [(&str, HostFop, Emu); 30] = [
+        ("fadd st(0), st(1)", host_fop!("fadd st(0), st(1)"), |a| a.fadd_2(st0, st1)),
+        ("fadd st(1), st(0)", host_fop!("fadd st(1), st(0)"), |a| a.fadd_2(st1, st0)),
+        ("fsubrp", host_fop!("fsubrp st(1), st(0)"), |a| a.fsubrp(st1, st0)),
+        ("fdivp", host_fop!("fdivp st(1), st(0)"), |a| a.fdivp(st1, st0)),
+        ("fcomp st(1)", host_fop!("fcomp st(1)"), |a| a.fcomp_2(st0, st1)),
+        ("fucompp", host_fop!("fucompp"), |a| a.fucompp()),
+        ("fcomi", host_fop!("fcomi st(0), st(1)"), |a| a.fcomi(st0, st1)),
+        ("fucomip", host_fop!("fucomip st(0), st(1)"), |a| a.fucomip(st0, st1)),
+        ("fxch st(3)", host_fop!("fxch st(3)"), |a| a.fxch(st0, st3)),
+        ("fld st(1)", host_fop!("fld st(1)"), |a| a.fld(st1)),
+        ("fstp st(2)", host_fop!("fstp st(2)"), |a| a.fstp(st2)),
+        ("fcmovnbe", host_fop!("fcmovnbe st(0), st(1)"), |a| a.fcmovnbe(st0, st1)),
+        ("ffree st(5)", host_fop!("ffree st(5)"), |a| a.ffree(st5)),
+        ("fsqrt", host_fop!("fsqrt"), |a| a.fsqrt()),
+        ("fchs", host_fop!("fchs"), |a| a.fchs()),
+        ("fpatan", host_fop!("fpatan"), |a| a.fpatan()),
+        ("fldpi", host_fop!("fldpi"), |a| a.fldpi()),
+        ("fincstp", host_fop!("fincstp"), |a| a.fincstp()),
+        ("fnop", host_fop!("fnop"), |a| a.fnop()),
+        ("fadd qword ptr [rax]", host_fop!("fadd qword ptr [rax]"), |a| a.fadd(qword_ptr(rax))),
+        ("fmul dword ptr [rax+8]", host_fop!("fmul dword ptr [rax+8]"), |a| a.fmul(dword_ptr(rax + 8))),
+        ("fld qword ptr [rax+rcx*4]", host_fop!("fld qword ptr [rax+rcx*4]"), |a| a.fld(qword_ptr(rax + rcx * 4))),
+        ("fidiv dword ptr [r12]", host_fop!("fidiv dword ptr [r12]"), |a| a.fidiv(dword_ptr(r12))),
+        ("fisub word ptr [r13]", host_fop!("fisub word ptr [r13]"), |a| a.fisub(word_ptr(r13))),
+        ("fcom qword ptr [rdx+0x100]", host_fop!("fcom qword ptr [rdx+0x100]"), |a| a.fcom(qword_ptr(rdx + 0x100))),
+        ("fstp tbyte ptr [rax]", host_fop!("fstp tbyte ptr [rax]"), |a| a.fstp(tword_ptr(rax))),
+        ("fistp qword ptr [rax+rcx]", host_fop!("fistp qword ptr [rax+rcx]"), |a| a.fistp(qword_ptr(rax + rcx))),
+        ("fbstp [rax]", host_fop!("fbstp tbyte ptr [rax]"), |a| a.fbstp(tword_ptr(rax))),
+        ("fild word ptr [rax-0]", host_fop!("fild word ptr [rax]"), |a| a.fild(word_ptr(rax))),
+        (
+            "control instructions after fmul",
+            host_fop!("fmul st(0), st(1)\nfnclex\nfldcw [rax]\nfnstcw [rax]\nfnstsw ax\nfwait"),
+            |a| {
+                a.fmul_2(st0, st1)?;
+                a.fnclex()?;
+                a.fldcw(word_ptr(rax))?;
+                a.fnstcw(word_ptr(rax))?;
+                a.fnstsw(ax)?;
+                a.wait()
+            },
+        ),
+    ];
+    for (name, host, emu) in cases {
+        let mut mem = [0u8; 32];
+        mem[..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        let want = host(mem.as_mut_ptr());
+        let mut asm = CodeAssembler::new(64)?;
+        asm.fninit()?;
+        asm.fld(tword_ptr(A))?;
+        asm.fld(tword_ptr(A))?;
+        emu(&mut asm)?;
+        asm.fnstenv(ptr(0x4000u64))?;
+        asm.hlt()?;
+        let code = asm.assemble(0x8000)?;
+        let mut bus = SparseBus::new(32);
+        bus.put(0x20000, &0x21003u64.to_le_bytes());
+        bus.put(0x21000, &0x22003u64.to_le_bytes());
+        bus.put(0x22000, &0x83u64.to_le_bytes());
+        bus.put(0x8000, &code);
+        bus.put(A, &0x3fff_8000_0000_0000_0000u128.to_le_bytes()[..10]);
+        bus.put(M, &0x037fu16.to_le_bytes());
+        let mut cpu: CpuState = long_mode_cpu(0x20000);
+        cpu.rip = 0x8000;
+        cpu.set_reg(Gpr::Rax, Width::W64, M);
+        cpu.set_reg(Gpr::Rdx, Width::W64, M - 0x100);
+        cpu.set_reg(Gpr::R12, Width::W64, M);
+        cpu.set_reg(Gpr::R13, Width::W64, M);
+        let (_, exit) = translator::run(&mut cpu, &mut bus, 40);
+        assert_eq!(exit, translator::Exit::Halted, "{name}");
+        let got = bus.get(0x4000 + 18, 2) as u16 & 0x7ff;
+        assert_eq!(got, want, "{name}: FOP {got:#05x}, the host's {want:#05x}");
+    }
+    Ok(())
+}
+
+/// FXSAVE and XSAVE store FOP too; the host (AMD) does so only while an exception is pending,
+/// so an unmasked stack underflow (FADD on an empty stack with IE unmasked) leaves one, and
+/// the FOP fields of both images must be the host's.
+#[test]
+fn fxsave_and_xsave_store_fop_with_an_exception_pending() -> Result<(), IcedError> {
+    #[repr(align(64))]
+    struct Area([u8; 576]);
+    let (mut fx, mut xs) = (Area([0; 576]), Area([0; 576]));
+    let cw = 0x037eu16;
+    // SAFETY: writes the 64-byte aligned local areas (512 and 576 bytes, XSAVE with RFBM = 3
+    // = x87|SSE, which the host's XCR0 enables), reads the local control word; neither FXSAVE
+    // nor XSAVE waits for the pending exception and FNINIT clears it, leaving the x87 stack
+    // empty as the Rust ABI expects. EAX and EDX are declared clobbered.
+    unsafe {
+        asm!(
+            "fninit",
+            "fldcw word ptr [{cw}]",
+            "fadd st(0), st(3)",
+            "fxsave64 [{fx}]",
+            "xsave64 [{xs}]",
+            "fninit",
+            cw = in(reg) &cw,
+            fx = in(reg) fx.0.as_mut_ptr(),
+            xs = in(reg) xs.0.as_mut_ptr(),
+            inout("eax") 3u32 => _,
+            inout("edx") 0u32 => _,
+            out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+            out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+        );
+    }
+    let mut asm = CodeAssembler::new(64)?;
+    asm.xor(ecx, ecx)?;
+    asm.mov(eax, 3u32)?;
+    asm.xor(edx, edx)?;
+    asm.xsetbv()?;
+    asm.fninit()?;
+    asm.fldcw(word_ptr(CW))?;
+    asm.fadd_2(st0, st3)?;
+    asm.fxsave64(ptr(0x4000u64))?;
+    asm.xsave64(ptr(0x5000u64))?;
+    asm.hlt()?;
+    let code = asm.assemble(0x8000)?;
+    let mut bus = SparseBus::new(32);
+    bus.put(0x20000, &0x21003u64.to_le_bytes());
+    bus.put(0x21000, &0x22003u64.to_le_bytes());
+    bus.put(0x22000, &0x83u64.to_le_bytes());
+    bus.put(0x8000, &code);
+    bus.put(CW, &cw.to_le_bytes());
+    let mut cpu: CpuState = long_mode_cpu(0x20000);
+    cpu.cr0 |= cr0::NE;
+    cpu.cr4 |= frontend_x86::state::cr4::OSFXSR | frontend_x86::state::cr4::OSXSAVE;
+    cpu.rip = 0x8000;
+    let (_, exit) = translator::run(&mut cpu, &mut bus, 40);
+    assert_eq!(exit, translator::Exit::Halted);
+    let host_fop = u16::from_le_bytes([fx.0[6], fx.0[7]]);
+    assert_eq!(host_fop, 0x0c3, "the host stored FADD ST(0), ST(3)'s opcode");
+    assert_eq!(bus.get(0x4000 + 6, 2) as u16, host_fop, "FXSAVE's FOP");
+    assert_eq!(bus.get(0x5000 + 6, 2) as u16, u16::from_le_bytes([xs.0[6], xs.0[7]]), "XSAVE's FOP");
+    assert_eq!(bus.get(0x4000 + 2, 2), u64::from(u16::from_le_bytes([fx.0[2], fx.0[3]])), "FSW");
     Ok(())
 }

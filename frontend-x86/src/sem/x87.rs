@@ -16,11 +16,13 @@
 //! Exceptions: masked responses as the SDM gives them; unmasked IE/ZE/DE leave the destination
 //! alone, unmasked OE/UE deliver the re-biased result for the basic operations and FPREM;
 //! either way ES and B are set and the next waiting instruction raises #MF (CR0.NE) or FERR#.
-//! FST/FIST to memory store nothing on an unmasked exception. Not yet: FOP (the last opcode
-//! is recorded as 0), and the re-biased unmasked OE/UE results of FSCALE and the
-//! transcendentals (the masked result is stored there).
+//! FST/FIST to memory store nothing on an unmasked exception. Not yet: the re-biased unmasked
+//! OE/UE results of FSCALE and the transcendentals (the masked result is stored there).
+//!
+//! Every non-control instruction records FIP/FCS, FDP/FDS and FOP (the opcode's low three
+//! bits and the ModR/M byte), as before the Pentium 4's optional FOP-only-on-exception mode.
 
-use iced_x86::{Mnemonic, OpKind, Register};
+use iced_x86::{CodeSize, Mnemonic, OpCodeOperandKind, OpKind, Register};
 use rustc_apfloat::ieee::{Double, IeeeFloat, Semantics, Single, X87DoubleExtended};
 use rustc_apfloat::{Float, FloatConvert, Round, Status, StatusAnd};
 
@@ -618,10 +620,76 @@ fn st_index(r: Register) -> Option<usize> {
     (r.is_st()).then(|| (r as usize).wrapping_sub(Register::ST0 as usize) & 7)
 }
 
-/// Records the last instruction (FIP/FCS/FOP) and data (FDP/FDS) pointers.
+/// The x87 last-instruction opcode (SDM vol. 1, 8.1.8): the low three bits of the D8-DF
+/// opcode byte, then the ModR/M byte. The decoder keeps no bytes, so the ModR/M byte is put
+/// together again from the opcode table (register forms, and the reg field of memory forms)
+/// and the memory operand's address parts.
+fn fop(i: &Insn) -> u16 {
+    let oc = i.op_code();
+    let op = oc.op_code() as u16;
+    if oc.op_code_len() == 2 {
+        // D8-DF and a register-form ModR/M byte, ST(i) in its low three bits.
+        let sti = (0..i.op_count())
+            .find(|&k| oc.op_kind(k) == OpCodeOperandKind::sti_opcode)
+            .and_then(|k| st_index(i.op_register(k)))
+            .unwrap_or(0) as u16;
+        (op & 0x7ff) + sti
+    } else {
+        let reg = oc.group_index().clamp(0, 7) as u16;
+        ((op & 7) << 8) | (reg << 3) | modrm_mem(i)
+    }
+}
+
+/// The mod and rm fields of a memory operand's ModR/M byte. Exact for every encoding but one
+/// with a SIB byte where none is needed (a base and no index, not rSP/R12), which no assembler
+/// emits: that is recorded as the form without SIB.
+fn modrm_mem(i: &Insn) -> u16 {
+    use Register::*;
+    let (base, index) = (i.memory_base(), i.memory_index());
+    let disp = i.memory_displ_size();
+    let md = |has_base: bool| -> u16 {
+        match disp {
+            _ if !has_base => 0,
+            0 => 0,
+            1 => 1 << 6,
+            _ => 2 << 6,
+        }
+    };
+    if i.mem.is_some_and(|m| m.addr == Width::W16) {
+        let rm = match (base, index) {
+            (BX, SI) => 0,
+            (BX, DI) => 1,
+            (BP, SI) => 2,
+            (BP, DI) => 3,
+            (SI, None) => 4,
+            (DI, None) => 5,
+            (BP, None) => 6,
+            (BX, None) => 7,
+            _ => return 6,
+        };
+        return md(true) | rm;
+    }
+    if matches!(base, RIP | EIP) {
+        return 5;
+    }
+    let sib = index != None || base.number() & 7 == 4 || (base == None && i.code_size() == CodeSize::Code64);
+    let rm = if sib {
+        4
+    } else if base == None {
+        5
+    } else {
+        base.number() as u16 & 7
+    };
+    md(base != None) | rm
+}
+
+/// Records the last instruction (FIP/FCS/FOP) and data (FDP/FDS) pointers: every x87
+/// instruction but the control ones (FNINIT, FNCLEX, FLDCW, FNSTCW, FNSTSW, FNSTENV, FLDENV,
+/// FNSAVE, FRSTOR), which do not call this.
 fn note(c: &mut Concrete<'_>, i: &Insn, data: Option<(SegReg, u64)>) {
     let f = &mut c.cpu.fpu;
     f.fip = i.ip();
+    f.fop = fop(i);
     f.fcs = c.cpu.seg[SegReg::Cs as usize].selector;
     if let Some((s, ea)) = data {
         f.fdp = ea;
@@ -2152,6 +2220,46 @@ mod tests {
         assert_eq!(bus.ferr, 0);
         assert_eq!(run(&mut cpu, &mut bus, WAIT), None);
         assert_eq!(bus.ferr, 1);
+    }
+
+    /// FOP for encodings the host (64-bit code, an assembler's choices) cannot show: 16-bit
+    /// and 32-bit addressing, redundant register-form aliases. Expected values are the
+    /// instruction bytes themselves (SDM vol. 1, 8.1.8: low three bits of the first opcode
+    /// byte, then the ModR/M byte).
+    #[test]
+    fn fop_is_the_opcode_and_modrm_byte_in_every_addressing_form() {
+        let cases: &[(u32, &[u8])] = &[
+            (16, &[0xdd, 0x07]),                               // fld qword [bx]
+            (16, &[0xd8, 0x46, 0x02]),                         // fadd dword [bp+2]
+            (16, &[0xdc, 0x06, 0x34, 0x12]),                   // fadd qword [0x1234]
+            (16, &[0xde, 0x80, 0x00, 0x01]),                   // fiadd word [bx+si+0x100]
+            (16, &[0xdb, 0x2a]),                               // fld tword [bp+si]
+            (16, &[0xd9, 0xc9]),                               // fxch st(1)
+            (16, &[0xde, 0xe9]),                               // fsubp
+            (16, &[0xdc, 0xe3]),                               // dc e3: st(3) = st(0) - st(3)
+            (16, &[0xdc, 0xd3]),                               // fcom st(3), the DC alias
+            (16, &[0xdf, 0xc9]),                               // fxch st(1), the DF alias
+            (32, &[0xd9, 0x04, 0x24]),                         // fld dword [esp]
+            (32, &[0xd9, 0x05, 0x78, 0x56, 0x34, 0x12]),       // fld dword [0x12345678]
+            (32, &[0xdd, 0x44, 0x88, 0x08]),                   // fld qword [eax+ecx*4+8]
+            (32, &[0xd8, 0x45, 0x00]),                         // fadd dword [ebp+0]
+            (32, &[0xda, 0xb0, 0x00, 0x01, 0x00, 0x00]),       // fidiv dword [eax+0x100]
+            (32, &[0x67, 0xdd, 0x1f]),                         // fstp qword [bx] (16-bit addressing)
+            (64, &[0xd9, 0x04, 0x25, 0x00, 0x10, 0x00, 0x00]), // fld dword [0x1000]
+            (64, &[0xd9, 0x05, 0x00, 0x00, 0x00, 0x00]),       // fld dword [rip]
+            (64, &[0x41, 0xdd, 0x04, 0x24]),                   // fld qword [r12]
+            (64, &[0x41, 0xd8, 0x45, 0x00]),                   // fadd dword [r13+0]
+            (64, &[0x67, 0xd9, 0x00]),                         // fld dword [eax]
+            (64, &[0x67, 0xd9, 0x05, 0, 0, 0, 0]),             // fld dword [eip]
+        ];
+        for &(bits, bytes) in cases {
+            let mut d = iced_x86::Decoder::new(bits, bytes, iced_x86::DecoderOptions::NONE);
+            let insn = Insn::new(d.decode(), bits);
+            assert_eq!(insn.len(), bytes.len(), "{bytes:02x?}");
+            let at = bytes.iter().position(|b| (0xd8..=0xdf).contains(b)).unwrap_or(0);
+            let want = (u16::from(bytes[at] & 7) << 8) | u16::from(bytes[at + 1]);
+            assert_eq!(fop(&insn), want, "{bits}-bit {bytes:02x?}");
+        }
     }
 
     #[test]
