@@ -297,85 +297,192 @@ fn fnstenv_and_fnsave_images_match_the_host() -> Result<(), IcedError> {
     Ok(())
 }
 
+type HostSave = fn(u16, [u8; 16], [u8; 16], &mut [u8; 108]);
+
+/// `$text` on the host after loading `b` then `a` under control word `cw`, then FNSAVE.
+macro_rules! host_save {
+    ($text:literal, $e:expr) => {{
+        fn run(cw: u16, a: [u8; 16], b: [u8; 16], save: &mut [u8; 108]) {
+            // SAFETY: reads the local control word and two 16-byte arrays, writes the
+            // 108-byte local array (and, for the stores, 8 bytes below RSP: without
+            // `nostack` the compiler keeps no data there across the asm); FNSAVE does not wait
+            // on the pending exception and reinitialises the FPU (empty stack, all masked) as
+            // the Rust ABI expects.
+            unsafe {
+                asm!(
+                    "fninit",
+                    "fldcw word ptr [{cw}]",
+                    "fld tbyte ptr [{b}]",
+                    "fld tbyte ptr [{a}]",
+                    $text,
+                    "fnsave [{save}]",
+                    cw = in(reg) &cw,
+                    a = in(reg) a.as_ptr(),
+                    b = in(reg) b.as_ptr(),
+                    save = in(reg) save.as_mut_ptr(),
+                    out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                    out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+                );
+            }
+        }
+        ($text, run as HostSave, $e as Emu)
+    }};
+}
+
+/// The same on the interpreter: the FNSAVE image.
+fn emulate_save(emu: Emu, cw: u16, a: u128, b: u128) -> Result<Vec<u8>, IcedError> {
+    let mut asm = CodeAssembler::new(64)?;
+    asm.fninit()?;
+    asm.fldcw(word_ptr(CW))?;
+    asm.fld(tword_ptr(B))?;
+    asm.fld(tword_ptr(A))?;
+    emu(&mut asm)?;
+    asm.fnsave(ptr(0x5000u64))?;
+    asm.hlt()?;
+    let code = asm.assemble(0x8000)?;
+    let mut bus = SparseBus::new(32);
+    bus.put(0x20000, &0x21003u64.to_le_bytes());
+    bus.put(0x21000, &0x22003u64.to_le_bytes());
+    bus.put(0x22000, &0x83u64.to_le_bytes());
+    bus.put(0x8000, &code);
+    bus.put(CW, &cw.to_le_bytes());
+    bus.put(A, &a.to_le_bytes()[..10]);
+    bus.put(B, &b.to_le_bytes()[..10]);
+    let mut cpu: CpuState = long_mode_cpu(0x20000);
+    cpu.cr0 |= cr0::NE;
+    cpu.rip = 0x8000;
+    let (_, exit) = translator::run(&mut cpu, &mut bus, 40);
+    assert_eq!(exit, translator::Exit::Halted);
+    Ok((0..108).map(|k| bus.get(0x5000 + k, 1) as u8).collect())
+}
+
 /// With any of IE, DE, ZE, OE, UE, PE unmasked, the operation's response (result stored or not, ES, B,
 /// the flags) as FNSAVE sees it, against the host (FNSAVE does not wait, so the pending
 /// exception is never delivered; its FNINIT clears it). Unmasked OE/UE deliver re-biased
 /// results.
 #[test]
 fn unmasked_exception_responses_match_the_host() -> Result<(), IcedError> {
-    macro_rules! op {
-        ($text:literal, $e:expr) => {{
-            fn run(cw: u16, a: [u8; 16], b: [u8; 16], save: &mut [u8; 108]) {
-                // SAFETY: reads the local control word and two 16-byte arrays, writes the
-                // 108-byte local array (and, for the stores, 8 bytes below RSP: without
-                // `nostack` the compiler keeps no data there across the asm); FNSAVE does not wait on the pending exception and
-                // reinitialises the FPU (empty stack, all masked) as the Rust ABI expects.
-                unsafe {
-                    asm!(
-                        "fninit",
-                        "fldcw word ptr [{cw}]",
-                        "fld tbyte ptr [{b}]",
-                        "fld tbyte ptr [{a}]",
-                        $text,
-                        "fnsave [{save}]",
-                        cw = in(reg) &cw,
-                        a = in(reg) a.as_ptr(),
-                        b = in(reg) b.as_ptr(),
-                        save = in(reg) save.as_mut_ptr(),
-                        out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
-                        out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
-                    );
-                }
-            }
-            ($text, run as fn(u16, [u8; 16], [u8; 16], &mut [u8; 108]), $e as Emu)
-        }};
-    }
     let cases = [
-        op!("fadd st(0), st(1)", |a: &mut CodeAssembler| a.fadd_2(st0, st1)),
-        op!("fdiv st(0), st(1)", |a: &mut CodeAssembler| a.fdiv_2(st0, st1)),
-        op!("fmulp st(1), st(0)", |a: &mut CodeAssembler| a.fmulp(st1, st0)),
-        op!("fsqrt", |a: &mut CodeAssembler| a.fsqrt()),
-        op!("fcomp st(1)", |a: &mut CodeAssembler| a.fcomp_2(st0, st1)),
-        op!("fxtract", |a: &mut CodeAssembler| a.fxtract()),
-        op!("fprem", |a: &mut CodeAssembler| a.fprem()),
-        op!("fstp dword ptr [rsp-16]", |a: &mut CodeAssembler| a.fstp(dword_ptr(M))),
-        op!("fst qword ptr [rsp-16]", |a: &mut CodeAssembler| a.fst(qword_ptr(M))),
-        op!("fistp dword ptr [rsp-16]", |a: &mut CodeAssembler| a.fistp(dword_ptr(M))),
+        host_save!("fadd st(0), st(1)", |a: &mut CodeAssembler| a.fadd_2(st0, st1)),
+        host_save!("fdiv st(0), st(1)", |a: &mut CodeAssembler| a.fdiv_2(st0, st1)),
+        host_save!("fmulp st(1), st(0)", |a: &mut CodeAssembler| a.fmulp(st1, st0)),
+        host_save!("fsqrt", |a: &mut CodeAssembler| a.fsqrt()),
+        host_save!("fcomp st(1)", |a: &mut CodeAssembler| a.fcomp_2(st0, st1)),
+        host_save!("fxtract", |a: &mut CodeAssembler| a.fxtract()),
+        host_save!("fprem", |a: &mut CodeAssembler| a.fprem()),
+        host_save!("fscale", |a: &mut CodeAssembler| a.fscale()),
+        host_save!("fstp dword ptr [rsp-16]", |a: &mut CodeAssembler| a.fstp(dword_ptr(M))),
+        host_save!("fst qword ptr [rsp-16]", |a: &mut CodeAssembler| a.fst(qword_ptr(M))),
+        host_save!("fistp dword ptr [rsp-16]", |a: &mut CodeAssembler| a.fistp(dword_ptr(M))),
     ];
     let mut rng = Rng(0x87_0004);
     for (name, host, emu) in cases {
         for _ in 0..400 {
-            let (a, b) = (random80(&mut rng), random80(&mut rng));
+            let (a, mut b) = (random80(&mut rng), random80(&mut rng));
+            if name == "fscale" && rng.next_u64().is_multiple_of(2) {
+                // Scale factors that carry results out of range.
+                b = from_i64((rng.next_u64() % 40000) as i64 - 20000);
+            }
             let masks = 0x3f & !(rng.next_u64() as u16 & 0x3f);
             let cw = 0x0300 | (rng.next_u64() as u16 & 0x0c00) | masks;
             let mut want = [0u8; 108];
             host(cw, a.to_le_bytes(), b.to_le_bytes(), &mut want);
-            let mut asm = CodeAssembler::new(64)?;
-            asm.fninit()?;
-            asm.fldcw(word_ptr(CW))?;
-            asm.fld(tword_ptr(B))?;
-            asm.fld(tword_ptr(A))?;
-            emu(&mut asm)?;
-            asm.fnsave(ptr(0x5000u64))?;
-            asm.hlt()?;
-            let code = asm.assemble(0x8000)?;
-            let mut bus = SparseBus::new(32);
-            bus.put(0x20000, &0x21003u64.to_le_bytes());
-            bus.put(0x21000, &0x22003u64.to_le_bytes());
-            bus.put(0x22000, &0x83u64.to_le_bytes());
-            bus.put(0x8000, &code);
-            bus.put(CW, &cw.to_le_bytes());
-            bus.put(A, &a.to_le_bytes()[..10]);
-            bus.put(B, &b.to_le_bytes()[..10]);
-            let mut cpu: CpuState = long_mode_cpu(0x20000);
-            cpu.cr0 |= cr0::NE;
-            cpu.rip = 0x8000;
-            let (_, exit) = translator::run(&mut cpu, &mut bus, 40);
-            assert_eq!(exit, translator::Exit::Halted);
-            let got: Vec<u8> = (0..108).map(|k| bus.get(0x5000 + k, 1) as u8).collect();
+            let got = emulate_save(emu, cw, a, b)?;
             assert_eq!(masked_save(&got), masked_save(&want), "{name} cw={cw:#06x} a={a:#022x} b={b:#022x}");
         }
     }
+    Ok(())
+}
+
+/// How many representable values apart two finite 80-bit values of one sign are (the explicit
+/// integer bit makes neighbours across a power of two differ by more than one as integers).
+fn ulps(a: u128, b: u128) -> u128 {
+    let key = |v: u128| ((v >> 64) & 0x7fff) << 63 | (v & ((1 << 63) - 1));
+    if (a ^ b) >> 79 != 0 {
+        return key(a) + key(b);
+    }
+    key(a).abs_diff(key(b))
+}
+
+/// An integer as an 80-bit value.
+fn from_i64(n: i64) -> u128 {
+    if n == 0 {
+        return 0;
+    }
+    let m = n.unsigned_abs();
+    let lz = m.leading_zeros();
+    let sign = u128::from(n < 0) << 79;
+    sign | (u128::from(0x3fff + 63 - lz) << 64) | u128::from(m << lz)
+}
+
+/// The transcendentals with OE and UE unmasked on operands whose results leave the range
+/// (huge or tiny y for FYL2X/FYL2XP1, tiny arguments for F2XM1/FSIN/FPTAN/FSINCOS, a tiny
+/// ratio for FPATAN): the re-biased results within one ulp of the host's (as for the masked
+/// transcendentals), the status word (but C1) and tags exactly.
+#[test]
+fn transcendentals_deliver_re_biased_results_like_the_host() -> Result<(), IcedError> {
+    let cases = [
+        host_save!("fyl2x", |a: &mut CodeAssembler| a.fyl2x()),
+        host_save!("fyl2xp1", |a: &mut CodeAssembler| a.fyl2xp1()),
+        host_save!("f2xm1", |a: &mut CodeAssembler| a.f2xm1()),
+        host_save!("fsin", |a: &mut CodeAssembler| a.fsin()),
+        host_save!("fptan", |a: &mut CodeAssembler| a.fptan()),
+        host_save!("fsincos", |a: &mut CodeAssembler| a.fsincos()),
+        host_save!("fpatan", |a: &mut CodeAssembler| a.fpatan()),
+    ];
+    let mut rng = Rng(0x87_0006);
+    let mut rebiased = 0;
+    for (name, host, emu) in cases {
+        for _ in 0..300 {
+            let mut with_exp = |lo: u64, n: u64| {
+                let sign = u128::from(rng.next_u64() & 1) << 79;
+                sign | u128::from(lo + rng.next_u64() % n) << 64 | u128::from(rng.next_u64() | 1 << 63)
+            };
+            let extreme = |v: u128, huge: bool| if huge { v | 0x7ff0 << 64 } else { v & !(0x7fffu128 << 64) | 1 << 64 };
+            let (a, b) = match name {
+                "fyl2x" => {
+                    (with_exp(0x3ff5, 100) & !(1 << 79), extreme(with_exp(0, 14), rng.next_u64().is_multiple_of(2)))
+                }
+                "fyl2xp1" => (with_exp(0x3ff0, 12), extreme(with_exp(0, 14), rng.next_u64().is_multiple_of(2))),
+                "fpatan" => (with_exp(0x3fff, 100), with_exp(1, 64)),
+                // Tiny and denormal arguments (the DE mask is set below).
+                _ => {
+                    let (tiny, b) = (with_exp(1, 2), with_exp(0x3fff, 4));
+                    let shift = rng.next_u64() % 2 * (1 + rng.next_u64() % 60);
+                    let sig = (tiny as u64) >> shift;
+                    let a = if shift == 0 { tiny } else { (tiny >> 79) << 79 | u128::from(sig) };
+                    (a, b)
+                }
+            };
+            let masks = 0x27 & !(rng.next_u64() as u16 & 0x25);
+            let cw = 0x0300 | (rng.next_u64() as u16 & 0x0c00) | masks;
+            let mut want = [0u8; 108];
+            host(cw, a.to_le_bytes(), b.to_le_bytes(), &mut want);
+            let got = emulate_save(emu, cw, a, b)?;
+            let ctx = format!("{name} cw={cw:#06x} a={a:#022x} b={b:#022x}");
+            let sw = |v: &[u8]| u16::from_le_bytes([v[4], v[5]]);
+            assert_eq!(sw(&got) & !0x0200, sw(&want) & !0x0200, "{ctx}: status word");
+            assert_eq!(got[8..10], want[8..10], "{ctx}: tags");
+            if sw(&want) & 0x18 != 0 {
+                rebiased += 1;
+            }
+            let tw = u16::from_le_bytes([want[8], want[9]]);
+            let top = usize::from((sw(&want) >> 11) & 7);
+            for k in 0..8 {
+                if (tw >> (2 * ((top + k) & 7))) & 3 == 3 {
+                    continue;
+                }
+                let reg = |v: &[u8]| {
+                    let mut r = [0u8; 16];
+                    r[..10].copy_from_slice(&v[28 + 10 * k..38 + 10 * k]);
+                    u128::from_le_bytes(r)
+                };
+                let (g, w) = (reg(&got), reg(&want));
+                assert!(ulps(g, w) <= 1, "{ctx}: ST({k}) {g:#022x}, the host's {w:#022x}");
+            }
+        }
+    }
+    assert!(rebiased > 700, "only {rebiased} runs overflowed or underflowed");
     Ok(())
 }
 

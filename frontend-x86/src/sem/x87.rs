@@ -14,10 +14,10 @@
 //! reduce by the x87's own 66-bit π/2 so large arguments agree with the hardware.
 //!
 //! Exceptions: masked responses as the SDM gives them; unmasked IE/ZE/DE leave the destination
-//! alone, unmasked OE/UE deliver the re-biased result for the basic operations and FPREM;
-//! either way ES and B are set and the next waiting instruction raises #MF (CR0.NE) or FERR#.
-//! FST/FIST to memory store nothing on an unmasked exception. Not yet: the re-biased unmasked
-//! OE/UE results of FSCALE and the transcendentals (the masked result is stored there).
+//! alone, unmasked OE/UE deliver the re-biased result; either way ES and B are set and the next waiting instruction raises #MF (CR0.NE) or FERR#.
+//! FST/FIST to memory store nothing on an unmasked exception. Every rounded result goes
+//! through `deliver`, which gives the re-biased result for an unmasked overflow or underflow
+//! (the basic operations, FSQRT, FSCALE, FPREM's tiny remainders, the transcendentals).
 //!
 //! Every non-control instruction records FIP/FCS, FDP/FDS and FOP (the opcode's low three
 //! bits and the ModR/M byte), as before the Pentium 4's optional FOP-only-on-exception mode.
@@ -70,14 +70,29 @@ pub const INDEFINITE: u128 = 0xffff_c000_0000_0000_0000;
 
 type X87 = X87DoubleExtended;
 
-/// 67-bit significands with the x87 exponent range: the intermediate format.
+/// 67-bit significands with an 18-bit exponent: the basic operations' intermediate format.
+/// Its range is far beyond the x87's, so nothing they compute overflows or underflows in it
+/// and an unmasked overflow or underflow can re-bias the exact result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WideS;
 impl Semantics for WideS {
-    const BITS: usize = 1 + 15 + 66;
-    const EXP_BITS: usize = 15;
+    const BITS: usize = 1 + 18 + 66;
+    const EXP_BITS: usize = 18;
 }
 type Wide = IeeeFloat<WideS>;
+
+/// IEEE quad's 113-bit significand with the same wide exponent range: the transcendentals'
+/// arithmetic, and the form every result takes before its one rounding (`deliver`). Never
+/// packed into bits: only the range limits differ from quad's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QS;
+impl Semantics for QS {
+    const BITS: usize = 128;
+    const EXP_BITS: usize = 15;
+    const MIN_EXP: rustc_apfloat::ExpInt = -(1 << 17) + 2;
+    const MAX_EXP: rustc_apfloat::ExpInt = (1 << 17) - 1;
+}
+type Q = IeeeFloat<QS>;
 
 /// Precision control 24 bits, extended exponent range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -271,53 +286,98 @@ fn to_wide(v: u128) -> Wide {
     r.value
 }
 
-/// Rounds an exact-or-sticky wide result to the precision control and rounding control.
-/// Returns the 80-bit result and the exception flags (OE, UE, PE) and whether it rounded up.
-fn round_wide(fcw: u16, round: Round, w: StatusAnd<Wide>) -> (u128, u16, bool) {
-    let mut v = w.value;
-    if w.status.contains(Status::INEXACT) && !v.is_nan() {
-        v = Wide::from_bits(v.to_bits() | 1);
-    }
-    let mut lost = false;
+/// Rounds `v` once to the precision control `fcw` selects and `round`: the 80-bit result,
+/// its flags (OE, UE, PE; UE for a tiny result, inexact or not: the caller keeps it only when
+/// it is unmasked or the result is inexact) and whether it rounded up in magnitude.
+/// `inexact`: `v` is not the exact result (round to odd or a series), so the result is
+/// inexact even when `v` converts exactly.
+fn round_q(fcw: u16, round: Round, v: Q, inexact: bool) -> (u128, u16, bool) {
     let mut l0 = false;
-    let largest: Wide = match (fcw >> 8) & 3 {
+    let largest: Q = match (fcw >> 8) & 3 {
         0 => IeeeFloat::<P24S>::largest().convert(&mut l0).value,
         2 => IeeeFloat::<P53S>::largest().convert(&mut l0).value,
         _ => X87::largest().convert(&mut l0).value,
     };
-    // A magnitude past the largest finite number overflows whatever the rounding (apfloat
-    // only says so when it rounds to infinity).
-    let overflow = !v.is_nan() && !v.is_infinite() && v.abs() > largest;
+    let mut lost = false;
     let (r, st): (X87, Status) = match (fcw >> 8) & 3 {
         0 => {
             let StatusAnd { status, value }: StatusAnd<IeeeFloat<P24S>> = v.convert_r(round, &mut lost);
-            let mut l2 = false;
-            (value.convert(&mut l2).value, status)
+            (value.convert(&mut l0).value, status)
         }
         2 => {
             let StatusAnd { status, value }: StatusAnd<IeeeFloat<P53S>> = v.convert_r(round, &mut lost);
-            let mut l2 = false;
-            (value.convert(&mut l2).value, status)
+            (value.convert(&mut l0).value, status)
         }
         _ => {
             let StatusAnd { status, value } = v.convert_r(round, &mut lost);
             (value, status)
         }
     };
+    let inexact = inexact || st.contains(Status::INEXACT);
     let mut flags = 0;
-    if st.contains(Status::OVERFLOW) || overflow {
+    // A magnitude past the largest finite number overflows whatever the rounding (apfloat
+    // only says so when it rounds to infinity).
+    if !v.is_nan() && !v.is_infinite() && (v.abs() > largest || st.contains(Status::OVERFLOW)) {
         flags |= fsw::OE | fsw::PE;
     }
-    if st.contains(Status::UNDERFLOW) && st.contains(Status::INEXACT) {
+    // Tiny: the rounded result is below the smallest normal number.
+    let tiny = !v.is_zero() && !v.is_nan() && (r.to_bits() >> 64) & 0x7fff == 0;
+    if tiny {
         flags |= fsw::UE;
     }
-    if st.contains(Status::INEXACT) {
+    if inexact {
         flags |= fsw::PE;
     }
-    let mut l3 = false;
-    let back: Wide = r.convert(&mut l3).value;
-    let up = st.contains(Status::INEXACT) && back.abs() > v.abs();
+    let back: Q = r.convert(&mut l0).value;
+    let up = inexact && back.abs() > v.abs();
     (r.to_bits(), flags, up)
+}
+
+/// Delivers an operation's result `v` (exact, or `inexact` and rounding as the true result
+/// does) rounded once, with OE/UE/PE and C1. The precision control applies when `pc` (the
+/// basic operations and FSQRT), else 64 bits. A masked overflow or underflow gives the
+/// rounded (∞, largest, denormal or zero) result; an unmasked one the result with its
+/// exponent re-biased by ∓24576 to bring it into range (SDM vol. 1, 8.5.4 and 8.5.5), and
+/// ES. Every x87 operation that rounds comes here.
+fn deliver(f: &mut Fpu<'_>, v: Q, inexact: bool, pc: bool) -> u128 {
+    let fcw = if pc { f.0.fcw } else { f.0.fcw | 0x300 };
+    let round = f.round();
+    let (mut bits, mut flags, mut up) = round_q(fcw, round, v, inexact);
+    let unmasked = flags & (fsw::OE | fsw::UE) & !f.0.fcw;
+    // Masked, underflow is reported only with a loss of accuracy; unmasked, on tininess.
+    if unmasked == 0 && flags & fsw::PE == 0 {
+        flags &= !fsw::UE;
+    }
+    if unmasked != 0 {
+        let k = if unmasked & fsw::OE != 0 { -24576 } else { 24576 };
+        let (b, fl, u) = round_q(fcw, round, v.scalbn(k), inexact);
+        (bits, flags, up) = (b, unmasked | (fl & fsw::PE), u);
+        // Still out of range after re-biasing (only FSCALE gets that far): ∞ or 0 with the
+        // sign (as the host does).
+        let sign = u128::from(v.is_negative()) << 79;
+        if fl & fsw::OE != 0 && k < 0 {
+            (bits, up) = (sign | 0x7fff_8000_0000_0000_0000, true);
+        } else if fl & fsw::UE != 0 && k > 0 {
+            (bits, up) = (sign, false);
+        }
+    }
+    f.set_c1(up);
+    if flags != 0 {
+        f.raise(flags);
+    }
+    bits
+}
+
+/// A wide result computed toward zero, its last bit made sticky (round to odd): exact in Q,
+/// and rounding as the exact result does to any precision of 65 bits or fewer.
+fn sticky(w: StatusAnd<Wide>) -> (Q, bool) {
+    let inexact = w.status.contains(Status::INEXACT);
+    let mut v = w.value;
+    if inexact && !v.is_nan() && !v.is_zero() {
+        v = Wide::from_bits(v.to_bits() | 1);
+    }
+    let mut lost = false;
+    (v.convert(&mut lost).value, inexact)
 }
 
 /// A pseudo-denormal passed through arithmetic comes out as the equal normal (exponent 1).
@@ -424,41 +484,8 @@ fn arith(f: &mut Fpu<'_>, op: Arith, a: u128, b: u128, mem_denormal: bool) -> Op
     if wide.value.is_zero() && !wide.status.contains(Status::INEXACT) {
         return Some(X87::to_bits(r.value.convert(&mut false).value));
     }
-    // Unmasked overflow/underflow: the result is delivered with its exponent re-biased by
-    // ∓24576 (SDM vol. 1, 4.9.1.4/5): redo the operation on operands scaled so it fits.
-    let (_, flags, _) = round_wide(f.0.fcw, round, wide);
-    let unmasked = flags & (fsw::OE | fsw::UE) & !f.0.fcw;
-    if unmasked != 0 {
-        let k = if unmasked & fsw::OE != 0 { -12288 } else { 12288 };
-        let (sa, sb) = match op {
-            Arith::Add | Arith::Sub => (wa.scalbn(2 * k), wb.scalbn(2 * k)),
-            Arith::Mul => (wa.scalbn(k), wb.scalbn(k)),
-            Arith::Div => (wa.scalbn(k), wb.scalbn(-k)),
-        };
-        let scaled = match op {
-            Arith::Add => sa.add_r(sb, Round::TowardZero),
-            Arith::Sub => sa.sub_r(sb, Round::TowardZero),
-            Arith::Mul => sa.mul_r(sb, Round::TowardZero),
-            Arith::Div => sa.div_r(sb, Round::TowardZero),
-        };
-        let (bits, fl, up) = round_wide(f.0.fcw, round, scaled);
-        f.set_c1(up);
-        f.raise(unmasked | (fl & fsw::PE));
-        return Some(bits);
-    }
-    finish(f, wide)
-}
-
-/// Rounds a wide result and records OE/UE/PE and C1.
-fn finish(f: &mut Fpu<'_>, wide: StatusAnd<Wide>) -> Option<u128> {
-    let (bits, flags, up) = round_wide(f.0.fcw, f.round(), wide);
-    f.set_c1(up);
-    if flags != 0 {
-        // PE unmasked stores the result too. The unmasked overflow/underflow response (a
-        // re-biased exponent) is not done yet: the masked result is stored.
-        f.raise(flags);
-    }
-    Some(bits)
+    let (v, inexact) = sticky(wide);
+    Some(deliver(f, v, inexact, true))
 }
 
 /// Converts a memory operand of `size` bytes to 80 bits: (value, IE, DE). m32/m64 signaling
@@ -1129,8 +1156,8 @@ pub fn unary(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                 }
                 Some(canon(r.value.to_bits()))
             } else {
-                let w = sqrt_wide(v);
-                finish(&mut f, w)
+                let (w, inexact) = sticky(sqrt_wide(v));
+                Some(deliver(&mut f, w, inexact, true))
             }
         }
     };
@@ -1365,32 +1392,10 @@ fn fscale(f: &mut Fpu<'_>, a: u128, b: u128, ca: Class, cb: Class) -> Option<u12
     let mut exact = false;
     let n = n.to_i128_r(64, Round::TowardZero, &mut exact).value.clamp(-70000, 70000) as i32;
     let (sign, m, e) = unpack(a);
-    // Normalise, then scale in the wide format: exact unless the result leaves the range.
-    let lz = m.leading_zeros() as i32;
-    let (m, e) = (u128::from(m) << lz, e - lz);
-    let target = e + n;
-    let w = Wide::from_u128(m).value;
-    let w = if sign { -w } else { w };
-    let mut st = Status::OK;
-    let mut v = w.scalbn(e.clamp(-16000, 16000));
-    let mut cur = e.clamp(-16000, 16000);
-    while cur != target {
-        let step = (target - cur).clamp(-16000, 16000);
-        let p = Wide::from_u128(1).value.scalbn(step);
-        let r = v.mul_r(p, Round::TowardZero);
-        st |= r.status;
-        v = r.value;
-        cur += step;
-        if v.is_zero() || v.is_infinite() || r.status.contains(Status::INEXACT) {
-            break;
-        }
-    }
-    // The precision control applies to the basic operations and FSQRT only.
-    let fcw = f.0.fcw;
-    f.0.fcw |= 0x300;
-    let r = finish(f, StatusAnd { status: st, value: v });
-    f.0.fcw = fcw;
-    r
+    // Exact in Q's range; the precision control applies to the basic operations and FSQRT
+    // only.
+    let v = Q::from_u128(u128::from(m)).value.scalbn(e + n);
+    Some(deliver(f, if sign { -v } else { v }, false, false))
 }
 
 fn fprem(f: &mut Fpu<'_>, a: u128, b: u128, ca: Class, cb: Class, ieee: bool) -> Option<u128> {
@@ -1451,17 +1456,17 @@ fn fprem(f: &mut Fpu<'_>, a: u128, b: u128, ca: Class, cb: Class, ieee: bool) ->
     Some(pack_rem(sa != neg, r, e))
 }
 
-/// A denormal (exact) remainder: no flag when UE is masked (it is exact); unmasked, UE and
-/// the normalised value with its exponent re-biased by +24576.
+/// A denormal remainder is exact: no flag with UE masked; unmasked, UE and the value with
+/// its exponent re-biased, as `deliver` gives them (C1 keeps its quotient bit).
 fn tiny_remainder(f: &mut Fpu<'_>, r: u128) -> Option<u128> {
-    if classify(r) != Class::Denormal || f.0.fcw & fsw::UE != 0 {
+    if classify(r) != Class::Denormal {
         return Some(r);
     }
-    f.raise(fsw::UE);
-    let m = r as u64;
-    let lz = m.leading_zeros();
-    let exp = (1 + 24576 - lz) as u128;
-    Some((r & (1 << 79)) | (exp << 64) | u128::from(m << lz))
+    let c1 = f.0.fsw & fsw::C1;
+    let mut lost = false;
+    let bits = deliver(f, to_x87(r).convert(&mut lost).value, false, false);
+    f.0.fsw = (f.0.fsw & !fsw::C1) | c1;
+    Some(bits)
 }
 
 /// An exact remainder `±r · 2^e` (r < 2^64; zero keeps the dividend's sign). Remainders are
@@ -1592,8 +1597,6 @@ pub fn fbstp(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     Ok(())
 }
 
-type Q = rustc_apfloat::ieee::Quad;
-
 fn q_of(v: u128) -> Q {
     let mut lost = false;
     to_x87(v).convert(&mut lost).value
@@ -1649,33 +1652,10 @@ fn log2_q(v: u128) -> Q {
     (q_int(e) + frac).value
 }
 
-/// Rounds a 113-bit result to 80 bits by the rounding control (the precision control does
-/// not apply to the transcendentals) and records PE/UE/OE and C1.
-fn finish_q(f: &mut Fpu<'_>, q: Q, inexact: bool) -> u128 {
-    let mut lost = false;
-    let r: StatusAnd<X87> = q.convert_r(f.round(), &mut lost);
-    let largest: Q = X87::largest().convert(&mut lost).value;
-    let mut flags = 0;
-    if q.is_infinite() || q.abs() > largest {
-        flags |= fsw::OE | fsw::PE;
-    }
-    if r.status.contains(Status::INEXACT) || inexact {
-        flags |= fsw::PE;
-        // Tiny: below the smallest normal (before rounding).
-        let tiny: Q = X87::smallest_normalized().convert(&mut lost).value;
-        if r.status.contains(Status::UNDERFLOW) || q.abs() < tiny {
-            flags |= fsw::UE;
-        }
-    }
-    if r.status.contains(Status::OVERFLOW) {
-        flags |= fsw::OE;
-    }
-    let back: Q = r.value.convert(&mut lost).value;
-    f.set_c1(r.status.contains(Status::INEXACT) && back.abs() > q.abs());
-    if flags != 0 {
-        f.raise(flags);
-    }
-    r.value.to_bits()
+/// A transcendental's 113-bit result (inexact: a series), rounded by the rounding control
+/// alone.
+fn deliver_q(f: &mut Fpu<'_>, q: Q, inexact: bool) -> u128 {
+    deliver(f, q, inexact, false)
 }
 
 /// F2XM1: ST(0) = 2^ST(0) - 1 (for -1 ≤ ST(0) ≤ 1).
@@ -1705,7 +1685,7 @@ pub fn f2xm1(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             if cl == Class::Denormal && !f.raise(fsw::DE) {
                 None
             } else {
-                Some(finish_q(&mut f, expm1_q((q_of(v) * ln2_q()).value), true))
+                Some(deliver_q(&mut f, expm1_q((q_of(v) * ln2_q()).value), true))
             }
         }
     };
@@ -1750,7 +1730,7 @@ pub fn fyl2x(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             let xq = q_of(x);
             let l = ((q_int(2) * atanh_q((xq / (q_int(2) + xq).value).value)).value / ln2_q()).value;
             let p = q_of(y).mul_r(l, f.round()).value;
-            Some(finish_q(&mut f, p, true))
+            Some(deliver_q(&mut f, p, true))
         }
     } else {
         let x_neg = sign_of(x) && cx != Class::Zero;
@@ -1773,7 +1753,7 @@ pub fn fyl2x(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                     let l = log2_q(x);
                     let p = q_of(y).mul_r(l, f.round());
                     let exact = x & ((1 << 63) - 1) == 0 && !p.status.contains(Status::INEXACT);
-                    Some(finish_q(&mut f, p.value, !exact))
+                    Some(deliver_q(&mut f, p.value, !exact))
                 }
             }
         }
@@ -1883,14 +1863,14 @@ pub fn trig(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                     _ => (-c0, s0),
                 };
                 Some(match m {
-                    Fsin => (finish_q(&mut f, sin, true), None),
-                    Fcos => (finish_q(&mut f, cos, true), None),
+                    Fsin => (deliver_q(&mut f, sin, true), None),
+                    Fcos => (deliver_q(&mut f, cos, true), None),
                     Fsincos => {
-                        let sv = finish_q(&mut f, sin, true);
-                        (sv, Some(finish_q(&mut f, cos, true)))
+                        let sv = deliver_q(&mut f, sin, true);
+                        (sv, Some(deliver_q(&mut f, cos, true)))
                     }
                     _ => {
-                        let t = finish_q(&mut f, (sin / cos).value, true);
+                        let t = deliver_q(&mut f, (sin / cos).value, true);
                         (t, Some(0x3fff_8000_0000_0000_0000))
                     }
                 })
@@ -1990,7 +1970,7 @@ pub fn fpatan(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                     0
                 }
             }
-            Some(q) => finish_q(&mut f, signed(q), true),
+            Some(q) => deliver_q(&mut f, signed(q), true),
         })
     };
     if let Some(r) = r {
