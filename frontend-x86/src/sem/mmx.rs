@@ -6,7 +6,7 @@
 //! MMn aliases the low 64 bits of physical x87 register n. Every instruction but EMMS enters
 //! MMX state (TOP = 0, all tags valid); EMMS empties every tag. Faults (SDM vol. 3, 12.5):
 //! #UD with CR0.EM, #NM with CR0.TS, #MF for a pending unmasked x87 exception (FSW.ES) with
-//! CR0.NE, or FERR# (`CpuBus::ferr`) without it. Every memory access is done before any state
+//! CR0.NE, or FERR# (`CpuBus::set_ferr`) and a freeze without it (`pending_x87`). Every memory access is done before any state
 //! changes, so a fault leaves everything as it was.
 
 use super::sse::{sat_s, sx};
@@ -58,8 +58,7 @@ pub fn resolve(i: &Insn) -> Option<Op> {
 }
 
 /// The checks every MMX instruction makes first: #UD with CR0.EM, #NM with CR0.TS, then a
-/// pending unmasked x87 exception: #MF with CR0.NE, else FERR# and the instruction goes on
-/// (the chipset's IRQ13 reports it).
+/// pending unmasked x87 exception: #MF with CR0.NE, else FERR# and a freeze (`pending_x87`).
 pub fn check(c: &mut Concrete<'_>) -> Result<()> {
     if c.cpu.cr0 & cr0::EM != 0 {
         return Err(Exception::UD);
@@ -70,15 +69,45 @@ pub fn check(c: &mut Concrete<'_>) -> Result<()> {
     pending_x87(c)
 }
 
-/// A pending unmasked x87 exception at a waiting instruction: #MF with CR0.NE, FERR# without.
+/// A pending unmasked x87 exception at a waiting instruction: #MF with CR0.NE. Without it,
+/// the PC/AT way (SDM vol. 1, D.1 and D.2.1): FERR# is asserted (IRQ13 on a PC) and, unless
+/// IGNNE# is asserted, the CPU freezes before the instruction until an interrupt; after it the
+/// instruction starts again (its handler has cleared the exception or asserted IGNNE#).
 pub fn pending_x87(c: &mut Concrete<'_>) -> Result<()> {
-    if c.cpu.fpu.fsw & FSW_ES != 0 {
-        if c.cpu.cr0 & cr0::NE != 0 {
-            return Err(Exception::new(vector::MF));
-        }
-        c.bus.ferr();
+    if c.cpu.fpu.fsw & FSW_ES == 0 {
+        ferr_follows_es(c);
+        return Ok(());
     }
-    Ok(())
+    if c.cpu.cr0 & cr0::NE != 0 {
+        return Err(Exception::new(vector::MF));
+    }
+    if !c.cpu.ferr {
+        c.cpu.ferr = true;
+        c.bus.set_ferr(true);
+    }
+    if c.bus.ignne() {
+        Ok(())
+    } else {
+        Err(Exception::FREEZE)
+    }
+}
+
+/// A no-wait x87 instruction with an unmasked exception pending and CR0.NE clear asserts
+/// FERR# briefly (SDM vol. 1, D.2.1.3): enough to latch IRQ13, and it goes on.
+pub fn no_wait_x87(c: &mut Concrete<'_>) {
+    if c.cpu.fpu.fsw & FSW_ES != 0 && c.cpu.cr0 & cr0::NE == 0 && !c.cpu.ferr {
+        c.bus.set_ferr(true);
+        c.bus.set_ferr(false);
+    }
+}
+
+/// FERR# goes away with the exception: after anything that may clear FSW.ES (FNCLEX, FNINIT,
+/// FLDCW, FLDENV/FRSTOR, FNSAVE, FXRSTOR, XRSTOR).
+pub fn ferr_follows_es(c: &mut Concrete<'_>) {
+    if c.cpu.ferr && c.cpu.fpu.fsw & FSW_ES == 0 {
+        c.cpu.ferr = false;
+        c.bus.set_ferr(false);
+    }
 }
 
 /// The SSE-family instructions with an MMX register operand (CVTPI2PS/CVTPI2PD from an MMX

@@ -519,6 +519,7 @@ pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         load_x87(c.cpu, &img, wide);
         c.cpu.mxcsr = mx;
         load_xmm(c.cpu, &img, nxmm);
+        crate::sem::mmx::ferr_follows_es(c);
         Ok(())
     }
 }

@@ -638,6 +638,8 @@ fn check(c: &mut Concrete<'_>, waiting: bool) -> Result<()> {
     }
     if waiting {
         crate::sem::mmx::pending_x87(c)?;
+    } else {
+        crate::sem::mmx::no_wait_x87(c);
     }
     Ok(())
 }
@@ -824,6 +826,7 @@ pub fn control(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         }
         _ => note(c, i, None),
     }
+    crate::sem::mmx::ferr_follows_es(c);
     Ok(())
 }
 
@@ -2082,6 +2085,7 @@ pub fn env(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             }
         }
         c.cpu.fpu = f;
+        crate::sem::mmx::ferr_follows_es(c);
         return Ok(());
     }
     let mut img = env_image(&c.cpu.fpu, wide, real);
@@ -2104,6 +2108,7 @@ pub fn env(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     } else {
         c.cpu.fpu.fcw |= 0x3f;
     }
+    crate::sem::mmx::ferr_follows_es(c);
     Ok(())
 }
 
@@ -2113,10 +2118,18 @@ mod tests {
     use crate::bus::CpuBus;
     use crate::state::CpuState;
 
-    /// 64 KiB of RAM and a FERR# counter.
+    /// 64 KiB of RAM, FERR# (its level and how often it rose) and IGNNE#.
     struct Bus {
         ram: Vec<u8>,
         ferr: u32,
+        ferr_level: bool,
+        ignne: bool,
+    }
+
+    impl Bus {
+        fn new() -> Self {
+            Bus { ram: vec![0; 0x10000], ferr: 0, ferr_level: false, ignne: false }
+        }
     }
 
     impl softmmu::PhysBus for Bus {
@@ -2142,8 +2155,14 @@ mod tests {
         fn now_ns(&mut self) -> u64 {
             0
         }
-        fn ferr(&mut self) {
-            self.ferr += 1;
+        fn set_ferr(&mut self, asserted: bool) {
+            if asserted && !self.ferr_level {
+                self.ferr += 1;
+            }
+            self.ferr_level = asserted;
+        }
+        fn ignne(&mut self) -> bool {
+            self.ignne
         }
     }
 
@@ -2158,12 +2177,13 @@ mod tests {
     const FADD: &[u8] = &[0xd8, 0xc1];
     const FNINIT: &[u8] = &[0xdb, 0xe3];
     const FNSTSW_AX: &[u8] = &[0xdf, 0xe0];
+    const FNCLEX: &[u8] = &[0xdb, 0xe2];
     const WAIT: &[u8] = &[0x9b];
     const PADDB: &[u8] = &[0x0f, 0xfc, 0xc1];
 
     #[test]
     fn nm_ud_and_mf_conditions() {
-        let mut bus = Bus { ram: vec![0; 0x10000], ferr: 0 };
+        let mut bus = Bus::new();
         // CR0.EM or CR0.TS: #NM for x87 instructions, #UD / #NM for MMX.
         for (bit, x87, mmx) in [(cr0::EM, Some(7), Some(6)), (cr0::TS, Some(7), Some(7))] {
             let mut cpu = CpuState::new();
@@ -2193,13 +2213,49 @@ mod tests {
         assert_eq!(cpu.reg(crate::state::Gpr::Rax, Width::W16), u64::from(cpu.fpu.fsw));
         assert_eq!(run(&mut cpu, &mut bus, FNINIT), None);
         assert_eq!(run(&mut cpu, &mut bus, FADD), None, "FNINIT cleared it");
-        // Without CR0.NE: FERR# (IRQ13 on a PC) and the instruction goes on.
+    }
+
+    /// Without CR0.NE, the PC/AT way as the SDM describes it (vol. 1, D.2.1; the host runs
+    /// with CR0.NE and cannot show it): a waiting instruction that meets a pending exception
+    /// asserts FERR# and freezes (no change, RIP at it, the CPU waits for an interrupt) until
+    /// IGNNE# lets it go on; clearing the exception negates FERR#; a no-wait instruction
+    /// pulses FERR# and goes on.
+    #[test]
+    fn ferr_freezes_waiting_instructions_until_ignne_or_the_exception_is_cleared() {
+        let mut bus = Bus::new();
         let mut cpu = CpuState::new();
-        cpu.fpu.fcw = 0x037e;
-        assert_eq!(run(&mut cpu, &mut bus, FADD), None);
-        assert_eq!(bus.ferr, 0);
+        cpu.fpu.fcw = 0x037e; // IE unmasked
+        assert_eq!(run(&mut cpu, &mut bus, FADD), None, "stack underflow, unmasked");
+        assert_eq!(bus.ferr, 0, "FERR# waits for the next waiting instruction");
+        let (fpu, rip) = (cpu.fpu, cpu.rip);
+        for insn in [WAIT, FADD, PADDB] {
+            assert_eq!(run(&mut cpu, &mut bus, insn), Some(Exception::FREEZE.vector));
+            assert_eq!((cpu.fpu, cpu.rip), (fpu, rip), "{insn:02x?} did not start");
+        }
+        assert_eq!((bus.ferr, bus.ferr_level), (1, true), "FERR# rose once and stays asserted");
+        let mut halted = cpu.clone();
+        crate::interrupt::raise(&mut halted, &mut bus, Exception::FREEZE);
+        assert!(halted.halted, "frozen: waiting for an interrupt");
+        assert_eq!(halted.rip, rip);
+        // The IRQ13 handler's write to port 0xF0 asserts IGNNE#: waiting instructions go on.
+        bus.ignne = true;
         assert_eq!(run(&mut cpu, &mut bus, WAIT), None);
-        assert_eq!(bus.ferr, 1);
+        assert_eq!(run(&mut cpu, &mut bus, FNSTSW_AX), None);
+        // FNCLEX clears the exception: FERR# goes away.
+        assert_eq!(run(&mut cpu, &mut bus, FNCLEX), None);
+        assert!(!bus.ferr_level);
+        bus.ignne = false;
+        assert_eq!(run(&mut cpu, &mut bus, WAIT), None, "nothing pending");
+        // A new exception: FERR# rises again. A no-wait instruction only pulses it.
+        assert_eq!(run(&mut cpu, &mut bus, FADD), None);
+        assert_eq!(run(&mut cpu, &mut bus, FNSTSW_AX), None);
+        assert_eq!((bus.ferr, bus.ferr_level), (2, false), "FNSTSW pulsed FERR#");
+        assert_eq!(run(&mut cpu, &mut bus, WAIT), Some(Exception::FREEZE.vector));
+        assert_eq!((bus.ferr, bus.ferr_level), (3, true));
+        // FNINIT negates it too.
+        assert_eq!(run(&mut cpu, &mut bus, FNINIT), None);
+        assert!(!bus.ferr_level);
+        assert_eq!(run(&mut cpu, &mut bus, WAIT), None);
     }
 
     /// FOP for encodings the host (64-bit code, an assembler's choices) cannot show: 16-bit
