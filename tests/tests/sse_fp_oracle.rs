@@ -7,9 +7,11 @@
 //! #UD with the destination unchanged. x86-64 hosts only.
 #![cfg(target_arch = "x86_64")]
 
+mod common;
+
 use std::arch::asm;
 
-use cranebox_tests::{long_mode_cpu, Rng, SparseBus};
+use cranebox_tests::{Rng, SparseBus};
 use frontend_x86::state::cr4;
 use frontend_x86::{CpuState, Gpr, Width};
 use iced_x86::code_asm::*;
@@ -93,14 +95,8 @@ macro_rules! custom {
 }
 
 fn machine(code: &[u8]) -> (CpuState, SparseBus) {
-    let mut bus = SparseBus::new(32);
-    bus.put(0x20000, &0x21003u64.to_le_bytes());
-    bus.put(0x21000, &0x22003u64.to_le_bytes());
-    bus.put(0x22000, &0x83u64.to_le_bytes());
-    bus.put(0x8000, code);
-    let mut cpu = long_mode_cpu(0x20000);
+    let (mut cpu, bus) = common::machine(code);
     cpu.cr4 |= cr4::OSFXSR | cr4::OSXMMEXCPT;
-    cpu.rip = 0x8000;
     (cpu, bus)
 }
 

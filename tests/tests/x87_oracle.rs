@@ -5,11 +5,13 @@
 //! must agree bit for bit. x86-64 hosts only.
 #![cfg(target_arch = "x86_64")]
 
+mod common;
+
 use std::arch::asm;
 
-use cranebox_tests::{long_mode_cpu, Rng, SparseBus};
+use cranebox_tests::Rng;
 use frontend_x86::state::cr0;
-use frontend_x86::{CpuState, Gpr, Width};
+use frontend_x86::{Gpr, Width};
 use iced_x86::code_asm::*;
 
 /// What one run leaves: ST(0) after the operation (stored with FSTP m80), the status word
@@ -87,18 +89,12 @@ fn emulate(op: Emu, cw: u16, a: u128, b: u128, m: u64) -> Result<Out, IcedError>
     asm.fstp(tword_ptr(R))?;
     asm.hlt()?;
     let code = asm.assemble(0x8000)?;
-    let mut bus = SparseBus::new(32);
-    bus.put(0x20000, &0x21003u64.to_le_bytes());
-    bus.put(0x21000, &0x22003u64.to_le_bytes());
-    bus.put(0x22000, &0x83u64.to_le_bytes());
-    bus.put(0x8000, &code);
+    let (mut cpu, mut bus) = common::machine(&code);
     bus.put(CW, &cw.to_le_bytes());
     bus.put(A, &a.to_le_bytes()[..10]);
     bus.put(B, &b.to_le_bytes()[..10]);
     bus.put(M, &m.to_le_bytes());
-    let mut cpu: CpuState = long_mode_cpu(0x20000);
     cpu.cr0 |= cr0::NE;
-    cpu.rip = 0x8000;
     let (_, exit) = translator::run(&mut cpu, &mut bus, 40);
     assert_eq!(exit, translator::Exit::Halted);
     let top = u128::from(bus.get(R, 8)) | (u128::from(bus.get(R + 8, 2)) << 64);
@@ -273,16 +269,10 @@ fn fnstenv_and_fnsave_images_match_the_host() -> Result<(), IcedError> {
         asm.fnsave(ptr(0x5000u64))?;
         asm.hlt()?;
         let code = asm.assemble(0x8000)?;
-        let mut bus = SparseBus::new(32);
-        bus.put(0x20000, &0x21003u64.to_le_bytes());
-        bus.put(0x21000, &0x22003u64.to_le_bytes());
-        bus.put(0x22000, &0x83u64.to_le_bytes());
-        bus.put(0x8000, &code);
+        let (mut cpu, mut bus) = common::machine(&code);
         bus.put(CW, &cw.to_le_bytes());
         bus.put(A, &ab[..10]);
         bus.put(B, &bb[..10]);
-        let mut cpu: CpuState = long_mode_cpu(0x20000);
-        cpu.rip = 0x8000;
         let (_, exit) = translator::run(&mut cpu, &mut bus, 40);
         assert_eq!(exit, translator::Exit::Halted);
         let got_env: Vec<u8> = (0..28).map(|k| bus.get(0x4000 + k, 1) as u8).collect();
@@ -340,17 +330,11 @@ fn emulate_save(emu: Emu, cw: u16, a: u128, b: u128) -> Result<Vec<u8>, IcedErro
     asm.fnsave(ptr(0x5000u64))?;
     asm.hlt()?;
     let code = asm.assemble(0x8000)?;
-    let mut bus = SparseBus::new(32);
-    bus.put(0x20000, &0x21003u64.to_le_bytes());
-    bus.put(0x21000, &0x22003u64.to_le_bytes());
-    bus.put(0x22000, &0x83u64.to_le_bytes());
-    bus.put(0x8000, &code);
+    let (mut cpu, mut bus) = common::machine(&code);
     bus.put(CW, &cw.to_le_bytes());
     bus.put(A, &a.to_le_bytes()[..10]);
     bus.put(B, &b.to_le_bytes()[..10]);
-    let mut cpu: CpuState = long_mode_cpu(0x20000);
     cpu.cr0 |= cr0::NE;
-    cpu.rip = 0x8000;
     let (_, exit) = translator::run(&mut cpu, &mut bus, 40);
     assert_eq!(exit, translator::Exit::Halted);
     Ok((0..108).map(|k| bus.get(0x5000 + k, 1) as u8).collect())
@@ -666,15 +650,9 @@ fn fop_matches_the_host() -> Result<(), IcedError> {
         asm.fnstenv(ptr(0x4000u64))?;
         asm.hlt()?;
         let code = asm.assemble(0x8000)?;
-        let mut bus = SparseBus::new(32);
-        bus.put(0x20000, &0x21003u64.to_le_bytes());
-        bus.put(0x21000, &0x22003u64.to_le_bytes());
-        bus.put(0x22000, &0x83u64.to_le_bytes());
-        bus.put(0x8000, &code);
+        let (mut cpu, mut bus) = common::machine(&code);
         bus.put(A, &0x3fff_8000_0000_0000_0000u128.to_le_bytes()[..10]);
         bus.put(M, &0x037fu16.to_le_bytes());
-        let mut cpu: CpuState = long_mode_cpu(0x20000);
-        cpu.rip = 0x8000;
         cpu.set_reg(Gpr::Rax, Width::W64, M);
         cpu.set_reg(Gpr::Rdx, Width::W64, M - 0x100);
         cpu.set_reg(Gpr::R12, Width::W64, M);
@@ -729,16 +707,10 @@ fn fxsave_and_xsave_store_fop_with_an_exception_pending() -> Result<(), IcedErro
     asm.xsave64(ptr(0x5000u64))?;
     asm.hlt()?;
     let code = asm.assemble(0x8000)?;
-    let mut bus = SparseBus::new(32);
-    bus.put(0x20000, &0x21003u64.to_le_bytes());
-    bus.put(0x21000, &0x22003u64.to_le_bytes());
-    bus.put(0x22000, &0x83u64.to_le_bytes());
-    bus.put(0x8000, &code);
+    let (mut cpu, mut bus) = common::machine(&code);
     bus.put(CW, &cw.to_le_bytes());
-    let mut cpu: CpuState = long_mode_cpu(0x20000);
     cpu.cr0 |= cr0::NE;
     cpu.cr4 |= frontend_x86::state::cr4::OSFXSR | frontend_x86::state::cr4::OSXSAVE;
-    cpu.rip = 0x8000;
     let (_, exit) = translator::run(&mut cpu, &mut bus, 40);
     assert_eq!(exit, translator::Exit::Halted);
     let host_fop = u16::from_le_bytes([fx.0[6], fx.0[7]]);

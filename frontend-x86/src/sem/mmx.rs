@@ -183,46 +183,19 @@ fn lanes(a: u64, b: u64, bits: u32, f: impl Fn(u64, u64) -> u64) -> u64 {
     sse::lanes(u128::from(a), u128::from(b), bits, f) as u64
 }
 
-/// PUNPCKL/H: the low (or high) halves' lanes of `a` and `b`, interleaved a, b, a, b...
+/// PUNPCKL/H on 64-bit registers: SSE's interleave.
 fn interleave(a: u64, b: u64, bits: u32, high: bool) -> u64 {
-    let mask = (1u64 << bits) - 1;
-    let base = if high { 32 } else { 0 };
-    (0..32 / bits).fold(0u64, |acc, k| {
-        let x = (a >> (base + k * bits)) & mask;
-        let y = (b >> (base + k * bits)) & mask;
-        acc | (x << (2 * k * bits)) | (y << ((2 * k + 1) * bits))
-    })
+    sse::interleave(u128::from(a), u128::from(b), bits, high, 64) as u64
 }
 
-/// PACKSS/PACKUS: `a`'s then `b`'s `from`-bit lanes, each narrowed by `f` to half the width.
+/// PACKSS/PACKUS on 64-bit registers: SSE's pack.
 fn pack(a: u64, b: u64, from: u32, f: impl Fn(u64) -> u64) -> u64 {
-    let to = from / 2;
-    let n = 64 / from;
-    let mask = (1u64 << from) - 1;
-    let out_mask = (1u64 << to) - 1;
-    (0..2 * n).fold(0u64, |acc, k| {
-        let src = if k < n { a } else { b };
-        let v = (src >> ((k % n) * from)) & mask;
-        acc | ((f(v) & out_mask) << (k * to))
-    })
+    sse::pack(u128::from(a), u128::from(b), from, 64, f) as u64
 }
 
-/// PSLL/PSRL/PSRA by `count`: counts past the lane width give zero (or all sign bits for PSRA).
+/// PSLL/PSRL/PSRA: SSE's shift on the low lanes (the high ones are zero and dropped).
 fn shift_by(m: Mnemonic, a: u64, count: u64) -> u64 {
-    use Mnemonic::*;
-    let bits = match m {
-        Psllw | Psrlw | Psraw => 16,
-        Pslld | Psrld | Psrad => 32,
-        _ => 64,
-    };
-    let wide = count >= u64::from(bits);
-    lanes(a, 0, bits, |x, _| match m {
-        Psllw | Pslld | Psllq if wide => 0,
-        Psllw | Pslld | Psllq => x << count,
-        Psrlw | Psrld | Psrlq if wide => 0,
-        Psrlw | Psrld | Psrlq => x >> count,
-        _ => (sx(x, bits) >> count.min(u64::from(bits) - 1)) as u64,
-    })
+    sse::shift_by(m, u128::from(a), count) as u64
 }
 
 /// The two-operand packed instructions: mm = mm op mm/m64.

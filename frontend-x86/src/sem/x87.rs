@@ -1123,26 +1123,39 @@ pub fn binary(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     Ok(())
 }
 
+/// ST(0) and its class for an operation that replaces it, or the response when there is
+/// nothing to compute (`Err`: the value to store, None when nothing is): an empty register is
+/// a stack underflow (masked: the indefinite), an unsupported operand IE (the indefinite), a
+/// NaN comes back quieted (IE for a signaling one). C1 is cleared.
+fn st0_operand(f: &mut Fpu<'_>) -> std::result::Result<(u128, Class), Option<u128>> {
+    if f.empty(0) {
+        return Err(f.underflow().then_some(INDEFINITE));
+    }
+    f.set_c1(false);
+    let v = f.get(0);
+    match classify(v) {
+        Class::Unsupported => Err(f.raise(fsw::IE).then_some(INDEFINITE)),
+        Class::QNan => Err(Some(quiet(v))),
+        Class::SNan => Err(f.raise(fsw::IE).then_some(quiet(v))),
+        cl => Ok((v, cl)),
+    }
+}
+
 /// FSQRT and FRNDINT on ST(0).
 pub fn unary(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     check(c, true)?;
     let mut f = Fpu(&mut c.cpu.fpu);
-    if f.empty(0) {
-        if f.underflow() {
-            f.set(0, INDEFINITE);
+    let (v, cl) = match st0_operand(&mut f) {
+        Ok(x) => x,
+        Err(r) => {
+            if let Some(r) = r {
+                f.set(0, r);
+            }
+            note(c, i, None);
+            return Ok(());
         }
-        note(c, i, None);
-        return Ok(());
-    }
-    f.set_c1(false);
-    let v = f.get(0);
-    let cl = classify(v);
+    };
     let r = match cl {
-        Class::Unsupported => f.raise(fsw::IE).then_some(INDEFINITE),
-        Class::QNan | Class::SNan => {
-            let ie = if cl == Class::SNan { fsw::IE } else { 0 };
-            f.raise(ie).then_some(quiet(v))
-        }
         Class::Zero => Some(v),
         Class::Inf if i.mnemonic() == Mnemonic::Frndint || !sign_of(v) => Some(v),
         _ if i.mnemonic() == Mnemonic::Fsqrt && sign_of(v) => f.raise(fsw::IE).then_some(INDEFINITE),
@@ -1665,22 +1678,19 @@ fn deliver_q(f: &mut Fpu<'_>, q: Q, inexact: bool) -> u128 {
 pub fn f2xm1(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     check(c, true)?;
     let mut f = Fpu(&mut c.cpu.fpu);
-    if f.empty(0) {
-        if f.underflow() {
-            f.set(0, INDEFINITE);
-        }
-        note(c, i, None);
-        return Ok(());
+    let r = match st0_operand(&mut f) {
+        Err(r) => r,
+        Ok((v, cl)) => f2xm1_of(&mut f, v, cl),
+    };
+    if let Some(r) = r {
+        f.set(0, r);
     }
-    f.set_c1(false);
-    let v = f.get(0);
-    let cl = classify(v);
-    let r = match cl {
-        Class::Unsupported => f.raise(fsw::IE).then_some(INDEFINITE),
-        Class::QNan | Class::SNan => {
-            let ie = if cl == Class::SNan { fsw::IE } else { 0 };
-            f.raise(ie).then_some(quiet(v))
-        }
+    note(c, i, None);
+    Ok(())
+}
+
+fn f2xm1_of(f: &mut Fpu<'_>, v: u128, cl: Class) -> Option<u128> {
+    match cl {
         Class::Zero => Some(v),
         Class::Inf if sign_of(v) => Some(0xbfff_8000_0000_0000_0000),
         Class::Inf => Some(v),
@@ -1688,15 +1698,10 @@ pub fn f2xm1(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             if cl == Class::Denormal && !f.raise(fsw::DE) {
                 None
             } else {
-                Some(deliver_q(&mut f, expm1_q((q_of(v) * ln2_q()).value), true))
+                Some(deliver_q(f, expm1_q((q_of(v) * ln2_q()).value), true))
             }
         }
-    };
-    if let Some(r) = r {
-        f.set(0, r);
     }
-    note(c, i, None);
-    Ok(())
 }
 
 /// FYL2X: ST(1) = ST(1)·log2(ST(0)), FYL2XP1: ST(1) = ST(1)·log2(ST(0) + 1); then pop.
