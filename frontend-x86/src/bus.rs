@@ -54,8 +54,15 @@ pub trait CpuBus: PhysBus {
     }
     /// Arms the APIC timer's TSC deadline at virtual time `at_ns` (0 disarms it).
     fn set_tsc_deadline_ns(&mut self, _at_ns: u64) {}
-    /// FERR#: an unmasked x87 exception is pending and a waiting FP or MMX instruction met it
-    /// with CR0.NE clear (the PC/AT path: the chipset raises IRQ13; SDM vol. 1, D.1). The
-    /// machine wires this to IRQ13; the default has no such line.
-    fn ferr(&mut self) {}
+    /// The x87's FERR# output changed (SDM vol. 1, appendix D): asserted when a waiting x87 or
+    /// MMX instruction meets a pending unmasked exception with CR0.NE clear, negated when the
+    /// exception flags are cleared (FNCLEX, FNINIT, FNSAVE, a restored state without ES). On a
+    /// PC its rise latches IRQ13 and its fall releases IGNNE#. The default has no such line.
+    fn set_ferr(&mut self, _asserted: bool) {}
+    /// The IGNNE# input: while asserted, a waiting instruction goes on despite a pending x87
+    /// exception instead of freezing. A PC asserts it when port 0xF0 is written while FERR#
+    /// is asserted. The default never asserts it.
+    fn ignne(&mut self) -> bool {
+        false
+    }
 }

@@ -49,6 +49,11 @@ impl Exception {
     pub const BR: Exception = Exception::new(vector::BR);
     /// #NM, device not available.
     pub const NM: Exception = Exception::new(vector::NM);
+    /// Not an exception: the instruction did not start and the CPU waits for an interrupt, a
+    /// waiting x87 instruction frozen by FERR# without IGNNE# (SDM vol. 1, D.2.1).
+    /// `interrupt::raise` halts the CPU with RIP at the instruction instead of delivering it;
+    /// an interrupt then runs with that instruction as its return address.
+    pub const FREEZE: Exception = Exception::new(0xff);
     /// #GP with an error code.
     pub const fn gp(code: u32) -> Self {
         Exception::with_code(vector::GP, code)

@@ -420,6 +420,10 @@ fn event(cpu: &mut CpuState, bus: &mut dyn CpuBus, vec: u8, kind: EventKind) {
 /// Raises `exc` for the instruction at `cpu.rip`, escalating to a double fault and to a
 /// triple fault (shutdown) by the rules of SDM vol. 3, table 6-5.
 pub fn raise(cpu: &mut CpuState, bus: &mut dyn CpuBus, exc: Exception) {
+    if exc == Exception::FREEZE {
+        cpu.halted = true;
+        return;
+    }
     let rip = cpu.rip;
     let Err(second) = deliver(cpu, bus, exc.vector, exc.error_code, rip, EventKind::Exception) else {
         return;

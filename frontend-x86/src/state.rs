@@ -310,6 +310,8 @@ pub struct CpuState {
     pub xcr0: u64,
     /// The x87 state as FXSAVE stores it (the x87 instructions are issue 5).
     pub fpu: FpuState,
+    /// The x87's FERR# output is asserted (`CpuBus::set_ferr`).
+    pub ferr: bool,
 }
 
 /// The x87 registers, in the form FXSAVE/FXRSTOR move them.
@@ -418,6 +420,7 @@ impl CpuState {
             pdptes: [0; 4],
             xmm: [0; 16],
             mxcsr: 0x1f80,
+            ferr: false,
             xcr0: 1,
             fpu: FpuState::default(),
         }

@@ -87,8 +87,14 @@ pub struct PcBus {
     pub vga: Vga,
     /// An NMI from the IO-APIC waits for the CPU.
     nmi: bool,
-    /// FERR# from the x87 (CR0.NE clear): IRQ13 until a write to port 0xF0 clears it.
+    /// The x87's FERR# output (CR0.NE clear).
     ferr: bool,
+    /// The coprocessor-error latch (SDM vol. 1, figure D-1, flip-flop 1): set by FERR#'s rise,
+    /// cleared by a write to port 0xF0; it drives IRQ13.
+    fp_irq: bool,
+    /// IGNNE# to the CPU (flip-flop 2): set by a write to port 0xF0 while FERR# is asserted,
+    /// cleared when FERR# goes away.
+    ignne: bool,
     /// PIRQA-D, one bit each, set while asserted.
     pirq_levels: u8,
     /// The local APIC's window moved: cached translations must go.
@@ -121,6 +127,8 @@ impl PcBus {
             vga: Vga::new(),
             nmi: false,
             ferr: false,
+            fp_irq: false,
+            ignne: false,
             pirq_levels: 0,
             apic_moved: false,
         }
@@ -272,6 +280,8 @@ impl PcBus {
         self.vga.reset();
         self.nmi = false;
         self.ferr = false;
+        self.fp_irq = false;
+        self.ignne = false;
         self.pirq_levels = 0;
         self.apic_moved = true;
         if let Some(u) = &mut self.com1 {
@@ -304,7 +314,7 @@ impl PcBus {
         self.set_isa_irq(8, irq8);
         self.set_isa_irq(SCI_IRQ, self.acpi.sci_level());
         self.set_isa_irq(12, self.kbc.irq12_level());
-        self.set_isa_irq(13, self.ferr);
+        self.set_isa_irq(13, self.fp_irq);
         self.route_apic();
         if let Some(r) = self.acpi.take_request() {
             self.requests.push(r);
@@ -415,9 +425,10 @@ impl CpuBus for PcBus {
             return;
         }
         if port == 0xf0 {
-            // The PC/AT coprocessor-error latch: a write clears FERR#'s IRQ13 (and asserts
-            // IGNNE#, which this CPU does not model: it carries on after FERR#).
-            self.ferr = false;
+            // The PC/AT coprocessor-error port: a write clears IRQ13's latch and, while FERR#
+            // is asserted, asserts IGNNE# so the handler's x87 instructions run.
+            self.fp_irq = false;
+            self.ignne = self.ferr;
             self.sync_irqs();
             return;
         }
@@ -460,9 +471,19 @@ impl CpuBus for PcBus {
         std::mem::take(&mut self.nmi)
     }
 
-    fn ferr(&mut self) {
-        self.ferr = true;
+    fn set_ferr(&mut self, asserted: bool) {
+        if asserted && !self.ferr {
+            self.fp_irq = true;
+        }
+        if !asserted {
+            self.ignne = false;
+        }
+        self.ferr = asserted;
         self.sync_irqs();
+    }
+
+    fn ignne(&mut self) -> bool {
+        self.ignne
     }
 
     fn set_apic_base(&mut self, value: u64) {

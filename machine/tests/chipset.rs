@@ -3,7 +3,6 @@
 //! time advances by the timer's period per tick.
 
 use iced_x86::code_asm::*;
-use iced_x86::BlockEncoderOptions;
 mod common;
 
 use common::Capture;
@@ -69,15 +68,7 @@ fn timer_rom() -> Result<Vec<u8>, IcedError> {
     a.out(0x20u32, al)?; // EOI
     a.pop(ax)?;
     a.iret()?;
-    let r = a.assemble_options(0xe000, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)?;
-    let handler_ip = r.label_ip(&handler)? as u16;
-    let mut code = r.inner.code_buffer;
-    let pos = code.windows(2).position(|w| w == 0x7fffu16.to_le_bytes()).expect("placeholder");
-    code[pos..pos + 2].copy_from_slice(&handler_ip.to_le_bytes());
-    let mut rom = vec![0xffu8; 0x10000];
-    rom[0xe000..0xe000 + code.len()].copy_from_slice(&code);
-    rom[0xfff0..0xfff5].copy_from_slice(&[0xea, 0x00, 0xe0, 0x00, 0xf0]);
-    Ok(rom)
+    common::rom_with_handler(&mut a, &handler)
 }
 
 #[test]

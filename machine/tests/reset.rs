@@ -34,11 +34,7 @@ fn counting_rom() -> Result<Vec<u8>, IcedError> {
     a.mov(al, bl)?;
     a.out(0xf4u32, al)?;
     a.hlt()?;
-    let code = a.assemble(0xe000)?;
-    let mut rom = vec![0xffu8; 0x10000];
-    rom[0xe000..0xe000 + code.len()].copy_from_slice(&code);
-    rom[0xfff0..0xfff5].copy_from_slice(&[0xea, 0x00, 0xe0, 0x00, 0xf0]);
-    Ok(rom)
+    Ok(common::rom_at_e000(&a.assemble(0xe000)?))
 }
 
 #[test]

@@ -39,11 +39,7 @@ fn echo_rom(delay: u32, mcr: u32) -> Result<Vec<u8>, IcedError> {
     a.mov(al, 0x10u32)?;
     a.out(0xf4u32, al)?;
     a.hlt()?;
-    let code = a.assemble(0xe000)?;
-    let mut rom = vec![0xffu8; 0x10000];
-    rom[0xe000..0xe000 + code.len()].copy_from_slice(&code);
-    rom[0xfff0..0xfff5].copy_from_slice(&[0xea, 0x00, 0xe0, 0x00, 0xf0]);
-    Ok(rom)
+    Ok(common::rom_at_e000(&a.assemble(0xe000)?))
 }
 
 #[test]

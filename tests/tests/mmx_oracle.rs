@@ -4,41 +4,19 @@
 //! transition (TOP = 0, tags), and the #UD/#NM/#MF conditions. x86-64 hosts only.
 #![cfg(target_arch = "x86_64")]
 
+mod common;
+
 use std::arch::asm;
 
-use cranebox_tests::{long_mode_cpu, Rng, SparseBus};
+use cranebox_tests::{Rng, SparseBus};
 use frontend_x86::state::{cr0, cr4};
 use frontend_x86::{CpuState, Gpr, Width};
 use iced_x86::code_asm::*;
 
-type Host = fn(u64, u64) -> u64;
-
 macro_rules! host {
-    ($text:literal) => {{
-        fn run(a: u64, b: u64) -> u64 {
-            let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
-            let mut r = [0u8; 8];
-            // SAFETY: the template reads 8 bytes at `a` and `b` and writes 8 at `r`, all valid
-            // local arrays; MM0 and MM1 are declared clobbered and EMMS leaves the x87 stack
-            // empty, as the Rust ABI expects.
-            unsafe {
-                asm!(
-                    "movq mm0, [{a}]",
-                    "movq mm1, [{b}]",
-                    $text,
-                    "movq [{r}], mm0",
-                    "emms",
-                    a = in(reg) a.as_ptr(),
-                    b = in(reg) b.as_ptr(),
-                    r = in(reg) r.as_mut_ptr(),
-                    out("mm0") _,
-                    out("mm1") _,
-                );
-            }
-            u64::from_le_bytes(r)
-        }
-        run as Host
-    }};
+    ($text:literal) => {
+        host_binary!(u64, "movq", "mm0", "mm1", "emms", $text)
+    };
 }
 
 type Emu = fn(&mut CodeAssembler) -> Result<(), IcedError>;
@@ -62,14 +40,8 @@ macro_rules! case_imm0 {
 }
 
 fn machine(code: &[u8]) -> (CpuState, SparseBus) {
-    let mut bus = SparseBus::new(32);
-    bus.put(0x20000, &0x21003u64.to_le_bytes());
-    bus.put(0x21000, &0x22003u64.to_le_bytes());
-    bus.put(0x22000, &0x83u64.to_le_bytes());
-    bus.put(0x8000, code);
-    let mut cpu = long_mode_cpu(0x20000);
+    let (mut cpu, bus) = common::machine(code);
     cpu.cr0 |= cr0::NE;
-    cpu.rip = 0x8000;
     (cpu, bus)
 }
 

@@ -7,9 +7,11 @@
 //! #UD with the destination unchanged. x86-64 hosts only.
 #![cfg(target_arch = "x86_64")]
 
+mod common;
+
 use std::arch::asm;
 
-use cranebox_tests::{long_mode_cpu, Rng, SparseBus};
+use cranebox_tests::{Rng, SparseBus};
 use frontend_x86::state::cr4;
 use frontend_x86::{CpuState, Gpr, Width};
 use iced_x86::code_asm::*;
@@ -93,14 +95,8 @@ macro_rules! custom {
 }
 
 fn machine(code: &[u8]) -> (CpuState, SparseBus) {
-    let mut bus = SparseBus::new(32);
-    bus.put(0x20000, &0x21003u64.to_le_bytes());
-    bus.put(0x21000, &0x22003u64.to_le_bytes());
-    bus.put(0x22000, &0x83u64.to_le_bytes());
-    bus.put(0x8000, code);
-    let mut cpu = long_mode_cpu(0x20000);
+    let (mut cpu, bus) = common::machine(code);
     cpu.cr4 |= cr4::OSFXSR | cr4::OSXMMEXCPT;
-    cpu.rip = 0x8000;
     (cpu, bus)
 }
 
@@ -1214,6 +1210,112 @@ fn sse3_to_sse42_memory_alignment_rules() -> Result<(), IcedError> {
         assert_eq!(e, want, "{name}");
         if want.is_some() {
             assert_eq!(cpu.xmm[0], 7, "{name}: nothing written");
+        }
+    }
+    Ok(())
+}
+
+type HostPending = fn(u64) -> bool;
+
+macro_rules! host_pending {
+    ($text:literal) => {{
+        fn run(m: u64) -> bool {
+            #[repr(align(16))]
+            struct M([u8; 16]);
+            let m = M(u128::from(m).to_le_bytes());
+            let cw = 0x037bu16; // ZE unmasked
+            let trapped: u64;
+            // SAFETY: reads the local control word and the 16-byte aligned local `m`; a zero
+            // divide with ZE unmasked leaves an x87 exception pending, and when the instruction
+            // waits for it (#MF, SIGFPE) the handler resumes at label 2 with R10 = 1. FNINIT
+            // (which does not wait) then leaves the x87 stack empty and EMMS clears the MMX
+            // state, as the Rust ABI expects; XMM0, R10, R11 and the x87/MMX registers are
+            // declared clobbered.
+            unsafe {
+                asm!(
+                    "lea r11, [rip + 2f]",
+                    "xor r10d, r10d",
+                    "/* {m} */",
+                    "fninit",
+                    "fldcw word ptr [{cw}]",
+                    "fld1",
+                    "fldz",
+                    "fdivp st(1), st(0)",
+                    $text,
+                    "2:",
+                    "fninit",
+                    "emms",
+                    cw = in(reg) &cw,
+                    m = in(reg) m.0.as_ptr(),
+                    out("r10") trapped,
+                    out("r11") _,
+                    out("xmm0") _,
+                    out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
+                    out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
+                );
+            }
+            trapped != 0
+        }
+        run as HostPending
+    }};
+}
+
+/// The SSE instructions on MMX registers wait for a pending unmasked x87 exception before
+/// their x87-to-MMX transition (#MF with CR0.NE, as Linux runs the host); the forms with a
+/// memory source and no MMX register do not. Against the host, with nothing changed by a
+/// faulting instruction.
+#[test]
+fn pending_x87_exceptions_before_the_mmx_transition_match_the_host() -> Result<(), IcedError> {
+    install_fpe_handler();
+    let cases: [(&str, HostPending, Emu); 12] = [
+        ("cvtpi2ps xmm0, mm0", host_pending!("cvtpi2ps xmm0, mm0"), |a| a.cvtpi2ps(xmm0, mm0)),
+        ("cvtpi2ps xmm0, m64", host_pending!("cvtpi2ps xmm0, qword ptr [{m}]"), |a| {
+            a.cvtpi2ps(xmm0, qword_ptr(0x3000u64))
+        }),
+        ("cvtpi2pd xmm0, mm0", host_pending!("cvtpi2pd xmm0, mm0"), |a| a.cvtpi2pd(xmm0, mm0)),
+        ("cvtpi2pd xmm0, m64", host_pending!("cvtpi2pd xmm0, qword ptr [{m}]"), |a| {
+            a.cvtpi2pd(xmm0, qword_ptr(0x3000u64))
+        }),
+        ("cvtps2pi mm0, xmm0", host_pending!("cvtps2pi mm0, xmm0"), |a| a.cvtps2pi(mm0, xmm0)),
+        ("cvtps2pi mm0, m64", host_pending!("cvtps2pi mm0, qword ptr [{m}]"), |a| {
+            a.cvtps2pi(mm0, qword_ptr(0x3000u64))
+        }),
+        ("cvttps2pi mm0, xmm0", host_pending!("cvttps2pi mm0, xmm0"), |a| a.cvttps2pi(mm0, xmm0)),
+        ("cvtpd2pi mm0, m128", host_pending!("cvtpd2pi mm0, xmmword ptr [{m}]"), |a| {
+            a.cvtpd2pi(mm0, xmmword_ptr(0x3000u64))
+        }),
+        ("cvttpd2pi mm0, xmm0", host_pending!("cvttpd2pi mm0, xmm0"), |a| a.cvttpd2pi(mm0, xmm0)),
+        ("movq2dq xmm0, mm0", host_pending!("movq2dq xmm0, mm0"), |a| a.movq2dq(xmm0, mm0)),
+        ("movdq2q mm0, xmm0", host_pending!("movdq2q mm0, xmm0"), |a| a.movdq2q(mm0, xmm0)),
+        ("cvtsi2sd xmm0, m64 (no MMX)", host_pending!("cvtsi2sd xmm0, qword ptr [{m}]"), |a| {
+            a.cvtsi2sd(xmm0, qword_ptr(0x3000u64))
+        }),
+    ];
+    for (name, host, emu) in cases {
+        let m = 0x4000_0000_3f80_0000u64;
+        let trapped = host(m);
+        let mut a = CodeAssembler::new(64)?;
+        a.fninit()?;
+        a.fldcw(word_ptr(0x3100u64))?;
+        a.fld1()?;
+        a.fldz()?;
+        a.fdivp(st1, st0)?;
+        emu(&mut a)?;
+        a.hlt()?;
+        let (mut cpu, mut bus) = machine(&a.assemble(0x8000)?);
+        cpu.cr0 |= frontend_x86::state::cr0::NE;
+        bus.put(0x3000, &m.to_le_bytes());
+        bus.put(0x3100, &0x037bu16.to_le_bytes());
+        for _ in 0..5 {
+            assert_eq!(translator::interp::step(&mut cpu, &mut bus).map(|e| e.vector), None, "{name}: prologue");
+        }
+        assert_eq!(cpu.fpu.fsw & 0x80, 0x80, "{name}: an exception is pending");
+        let before = cpu.clone();
+        let fault = translator::interp::step(&mut cpu, &mut bus).map(|e| e.vector);
+        assert_eq!(fault, trapped.then_some(16), "{name}: #MF as the host");
+        if trapped {
+            assert_eq!(cpu.fpu, before.fpu, "{name}: no transition");
+            assert_eq!(cpu.xmm[0], before.xmm[0], "{name}: XMM0 alone");
         }
     }
     Ok(())

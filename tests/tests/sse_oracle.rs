@@ -4,39 +4,19 @@
 //! round trips. x86-64 hosts only.
 #![cfg(target_arch = "x86_64")]
 
+mod common;
+
 use std::arch::asm;
 
-use cranebox_tests::{long_mode_cpu, Rng, SparseBus};
+use cranebox_tests::{Rng, SparseBus};
 use frontend_x86::state::cr4;
 use frontend_x86::{CpuState, Gpr, Width};
 use iced_x86::code_asm::*;
 
-type Host = fn(u128, u128) -> u128;
-
 macro_rules! host {
-    ($text:literal) => {{
-        fn run(a: u128, b: u128) -> u128 {
-            let (a, b) = (a.to_le_bytes(), b.to_le_bytes());
-            let mut r = [0u8; 16];
-            // SAFETY: the template reads 16 bytes at `a` and `b` and writes 16 at `r`, all
-            // valid local arrays; XMM0 and XMM1 are declared clobbered.
-            unsafe {
-                asm!(
-                    "movdqu xmm0, [{a}]",
-                    "movdqu xmm1, [{b}]",
-                    $text,
-                    "movdqu [{r}], xmm0",
-                    a = in(reg) a.as_ptr(),
-                    b = in(reg) b.as_ptr(),
-                    r = in(reg) r.as_mut_ptr(),
-                    out("xmm0") _,
-                    out("xmm1") _,
-                );
-            }
-            u128::from_le_bytes(r)
-        }
-        run as Host
-    }};
+    ($text:literal) => {
+        host_binary!(u128, "movdqu", "xmm0", "xmm1", "/* */", $text)
+    };
 }
 
 type Emu = fn(&mut CodeAssembler) -> Result<(), IcedError>;
@@ -60,14 +40,8 @@ macro_rules! case_imm0 {
 }
 
 fn machine(code: &[u8]) -> (CpuState, SparseBus) {
-    let mut bus = SparseBus::new(32);
-    bus.put(0x20000, &0x21003u64.to_le_bytes());
-    bus.put(0x21000, &0x22003u64.to_le_bytes());
-    bus.put(0x22000, &0x83u64.to_le_bytes());
-    bus.put(0x8000, code);
-    let mut cpu = long_mode_cpu(0x20000);
+    let (mut cpu, bus) = common::machine(code);
     cpu.cr4 |= cr4::OSFXSR;
-    cpu.rip = 0x8000;
     (cpu, bus)
 }
 

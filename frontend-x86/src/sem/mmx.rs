@@ -1,12 +1,12 @@
 //! MMX (issue 5): MOVD/MOVQ with MMX registers, every MMX arithmetic, logic, compare, pack,
 //! unpack and shift instruction, EMMS, the SSE-era additions on MMX registers (PSHUFW,
 //! PINSRW/PEXTRW, PMOVMSKB, PAVGB/PAVGW, PMINUB/PMAXUB/PMINSW/PMAXSW, PSADBW, PMULHUW,
-//! MASKMOVQ, MOVNTQ) and SSE2's PADDQ/PSUBQ/PMULUDQ on MMX registers, plus MOVQ2DQ/MOVDQ2Q.
+//! MASKMOVQ, MOVNTQ) and SSE2's PADDQ/PSUBQ/PMULUDQ on MMX registers (MOVQ2DQ/MOVDQ2Q are in `sse_int`).
 //!
 //! MMn aliases the low 64 bits of physical x87 register n. Every instruction but EMMS enters
 //! MMX state (TOP = 0, all tags valid); EMMS empties every tag. Faults (SDM vol. 3, 12.5):
 //! #UD with CR0.EM, #NM with CR0.TS, #MF for a pending unmasked x87 exception (FSW.ES) with
-//! CR0.NE, or FERR# (`CpuBus::ferr`) without it. Every memory access is done before any state
+//! CR0.NE, or FERR# (`CpuBus::set_ferr`) and a freeze without it (`pending_x87`). Every memory access is done before any state
 //! changes, so a fault leaves everything as it was.
 
 use super::sse::{sat_s, sx};
@@ -19,7 +19,7 @@ use crate::insn::Insn;
 use crate::mem;
 use crate::operand as op;
 use crate::sem::{sse, Op};
-use crate::state::{cr0, cr4, Width};
+use crate::state::{cr0, Width};
 
 /// FSW.ES: an unmasked x87 exception is pending.
 const FSW_ES: u16 = 0x80;
@@ -33,7 +33,6 @@ pub fn resolve(i: &Insn) -> Option<Op> {
     Some(match i.mnemonic() {
         Emms => Op::Helper(emms),
         Movd | Movq if mm => Op::Helper(movd_movq),
-        Movq2dq | Movdq2q => Op::Helper(movq2dq),
         Movntq => Op::Helper(movd_movq),
         Maskmovq => Op::Helper(maskmovq),
         Pshufw => Op::Helper(pshufw),
@@ -59,8 +58,7 @@ pub fn resolve(i: &Insn) -> Option<Op> {
 }
 
 /// The checks every MMX instruction makes first: #UD with CR0.EM, #NM with CR0.TS, then a
-/// pending unmasked x87 exception: #MF with CR0.NE, else FERR# and the instruction goes on
-/// (the chipset's IRQ13 reports it).
+/// pending unmasked x87 exception: #MF with CR0.NE, else FERR# and a freeze (`pending_x87`).
 pub fn check(c: &mut Concrete<'_>) -> Result<()> {
     if c.cpu.cr0 & cr0::EM != 0 {
         return Err(Exception::UD);
@@ -71,13 +69,54 @@ pub fn check(c: &mut Concrete<'_>) -> Result<()> {
     pending_x87(c)
 }
 
-/// A pending unmasked x87 exception at a waiting instruction: #MF with CR0.NE, FERR# without.
+/// A pending unmasked x87 exception at a waiting instruction: #MF with CR0.NE. Without it,
+/// the PC/AT way (SDM vol. 1, D.1 and D.2.1): FERR# is asserted (IRQ13 on a PC) and, unless
+/// IGNNE# is asserted, the CPU freezes before the instruction until an interrupt; after it the
+/// instruction starts again (its handler has cleared the exception or asserted IGNNE#).
 pub fn pending_x87(c: &mut Concrete<'_>) -> Result<()> {
-    if c.cpu.fpu.fsw & FSW_ES != 0 {
-        if c.cpu.cr0 & cr0::NE != 0 {
-            return Err(Exception::new(vector::MF));
-        }
-        c.bus.ferr();
+    if c.cpu.fpu.fsw & FSW_ES == 0 {
+        ferr_follows_es(c);
+        return Ok(());
+    }
+    if c.cpu.cr0 & cr0::NE != 0 {
+        return Err(Exception::new(vector::MF));
+    }
+    if !c.cpu.ferr {
+        c.cpu.ferr = true;
+        c.bus.set_ferr(true);
+    }
+    if c.bus.ignne() {
+        Ok(())
+    } else {
+        Err(Exception::FREEZE)
+    }
+}
+
+/// A no-wait x87 instruction with an unmasked exception pending and CR0.NE clear asserts
+/// FERR# briefly (SDM vol. 1, D.2.1.3): enough to latch IRQ13, and it goes on.
+pub fn no_wait_x87(c: &mut Concrete<'_>) {
+    if c.cpu.fpu.fsw & FSW_ES != 0 && c.cpu.cr0 & cr0::NE == 0 && !c.cpu.ferr {
+        c.bus.set_ferr(true);
+        c.bus.set_ferr(false);
+    }
+}
+
+/// FERR# goes away with the exception: after anything that may clear FSW.ES (FNCLEX, FNINIT,
+/// FLDCW, FLDENV/FRSTOR, FNSAVE, FXRSTOR, XRSTOR).
+pub fn ferr_follows_es(c: &mut Concrete<'_>) {
+    if c.cpu.ferr && c.cpu.fpu.fsw & FSW_ES == 0 {
+        c.cpu.ferr = false;
+        c.bus.set_ferr(false);
+    }
+}
+
+/// The SSE-family instructions with an MMX register operand (CVTPI2PS/CVTPI2PD from an MMX
+/// register, CVT(T)PS2PI, CVT(T)PD2PI, MOVQ2DQ, MOVDQ2Q) make the x87-to-MMX transition and so
+/// first wait for a pending x87 exception (SDM vol. 2, each instruction's description); their
+/// memory-source forms do not (the host agrees).
+pub fn before_transition(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
+    if (0..i.op_count()).any(|k| i.op_kind(k) == OpKind::Register && i.op_register(k).is_mm()) {
+        pending_x87(c)?;
     }
     Ok(())
 }
@@ -138,73 +177,25 @@ pub fn movd_movq(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     Ok(())
 }
 
-/// MOVQ2DQ xmm, mm (zero-extended) and MOVDQ2Q mm, xmm (the low quadword). SSE2: these also
-/// need CR4.OSFXSR.
-pub fn movq2dq(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
-    if c.cpu.cr4 & cr4::OSFXSR == 0 {
-        return Err(Exception::UD);
-    }
-    check(c)?;
-    let (r0, r1) = (i.op_register(0), i.op_register(1));
-    if r0.is_xmm() && r1.is_mm() {
-        c.cpu.fpu.enter_mmx();
-        c.cpu.xmm[r0.number() & 15] = u128::from(c.cpu.fpu.mm(r1.number()));
-        Ok(())
-    } else if r0.is_mm() && r1.is_xmm() {
-        let v = c.cpu.xmm[r1.number() & 15] as u64;
-        put(c, r0.number(), v);
-        Ok(())
-    } else {
-        Err(Exception::UD)
-    }
-}
-
 /// Applies `f` lane by lane to `a` and `b` split into `bits`-bit lanes: the SSE lane walk
 /// on the low 64 bits (the high lanes it computes from zeros are dropped).
 fn lanes(a: u64, b: u64, bits: u32, f: impl Fn(u64, u64) -> u64) -> u64 {
     sse::lanes(u128::from(a), u128::from(b), bits, f) as u64
 }
 
-/// PUNPCKL/H: the low (or high) halves' lanes of `a` and `b`, interleaved a, b, a, b...
+/// PUNPCKL/H on 64-bit registers: SSE's interleave.
 fn interleave(a: u64, b: u64, bits: u32, high: bool) -> u64 {
-    let mask = (1u64 << bits) - 1;
-    let base = if high { 32 } else { 0 };
-    (0..32 / bits).fold(0u64, |acc, k| {
-        let x = (a >> (base + k * bits)) & mask;
-        let y = (b >> (base + k * bits)) & mask;
-        acc | (x << (2 * k * bits)) | (y << ((2 * k + 1) * bits))
-    })
+    sse::interleave(u128::from(a), u128::from(b), bits, high, 64) as u64
 }
 
-/// PACKSS/PACKUS: `a`'s then `b`'s `from`-bit lanes, each narrowed by `f` to half the width.
+/// PACKSS/PACKUS on 64-bit registers: SSE's pack.
 fn pack(a: u64, b: u64, from: u32, f: impl Fn(u64) -> u64) -> u64 {
-    let to = from / 2;
-    let n = 64 / from;
-    let mask = (1u64 << from) - 1;
-    let out_mask = (1u64 << to) - 1;
-    (0..2 * n).fold(0u64, |acc, k| {
-        let src = if k < n { a } else { b };
-        let v = (src >> ((k % n) * from)) & mask;
-        acc | ((f(v) & out_mask) << (k * to))
-    })
+    sse::pack(u128::from(a), u128::from(b), from, 64, f) as u64
 }
 
-/// PSLL/PSRL/PSRA by `count`: counts past the lane width give zero (or all sign bits for PSRA).
+/// PSLL/PSRL/PSRA: SSE's shift on the low lanes (the high ones are zero and dropped).
 fn shift_by(m: Mnemonic, a: u64, count: u64) -> u64 {
-    use Mnemonic::*;
-    let bits = match m {
-        Psllw | Psrlw | Psraw => 16,
-        Pslld | Psrld | Psrad => 32,
-        _ => 64,
-    };
-    let wide = count >= u64::from(bits);
-    lanes(a, 0, bits, |x, _| match m {
-        Psllw | Pslld | Psllq if wide => 0,
-        Psllw | Pslld | Psllq => x << count,
-        Psrlw | Psrld | Psrlq if wide => 0,
-        Psrlw | Psrld | Psrlq => x >> count,
-        _ => (sx(x, bits) >> count.min(u64::from(bits) - 1)) as u64,
-    })
+    sse::shift_by(m, u128::from(a), count) as u64
 }
 
 /// The two-operand packed instructions: mm = mm op mm/m64.

@@ -255,20 +255,20 @@ pub fn packed(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             };
             sad(0) | (sad(1) << 64)
         }
-        Punpcklbw => interleave(a, b, 8, false),
-        Punpckhbw => interleave(a, b, 8, true),
-        Punpcklwd => interleave(a, b, 16, false),
-        Punpckhwd => interleave(a, b, 16, true),
-        Punpckldq => interleave(a, b, 32, false),
-        Punpckhdq => interleave(a, b, 32, true),
-        Punpcklqdq => interleave(a, b, 64, false),
-        Punpckhqdq | Unpckhpd => interleave(a, b, 64, true),
-        Unpcklps => interleave(a, b, 32, false),
-        Unpckhps => interleave(a, b, 32, true),
-        Unpcklpd => interleave(a, b, 64, false),
-        Packsswb => pack(a, b, 16, |v| sat_s(sx(v, 16), 8)),
-        Packssdw => pack(a, b, 32, |v| sat_s(sx(v, 32), 16)),
-        Packuswb => pack(a, b, 16, |v| sx(v, 16).clamp(0, 0xff) as u64),
+        Punpcklbw => interleave(a, b, 8, false, 128),
+        Punpckhbw => interleave(a, b, 8, true, 128),
+        Punpcklwd => interleave(a, b, 16, false, 128),
+        Punpckhwd => interleave(a, b, 16, true, 128),
+        Punpckldq => interleave(a, b, 32, false, 128),
+        Punpckhdq => interleave(a, b, 32, true, 128),
+        Punpcklqdq => interleave(a, b, 64, false, 128),
+        Punpckhqdq | Unpckhpd => interleave(a, b, 64, true, 128),
+        Unpcklps => interleave(a, b, 32, false, 128),
+        Unpckhps => interleave(a, b, 32, true, 128),
+        Unpcklpd => interleave(a, b, 64, false, 128),
+        Packsswb => pack(a, b, 16, 128, |v| sat_s(sx(v, 16), 8)),
+        Packssdw => pack(a, b, 32, 128, |v| sat_s(sx(v, 32), 16)),
+        Packuswb => pack(a, b, 16, 128, |v| sx(v, 16).clamp(0, 0xff) as u64),
         Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad => shift_by(i.mnemonic(), a, b as u64),
         _ => return Err(Exception::UD),
     };
@@ -295,11 +295,12 @@ fn gt(x: u64, y: u64, bits: u32) -> u64 {
     }
 }
 
-/// PUNPCKL/H: the low (or high) halves' lanes of `a` and `b`, interleaved a, b, a, b...
-fn interleave(a: u128, b: u128, bits: u32, high: bool) -> u128 {
-    let n = 64 / bits;
+/// PUNPCKL/H: the low (or high) halves' lanes of `a` and `b` (registers of `width` bits: 128,
+/// or 64 for MMX), interleaved a, b, a, b...
+pub(crate) fn interleave(a: u128, b: u128, bits: u32, high: bool, width: u32) -> u128 {
+    let n = width / 2 / bits;
     let mask = if bits == 64 { u128::from(u64::MAX) } else { (1u128 << bits) - 1 };
-    let base = if high { 64 } else { 0 };
+    let base = if high { width / 2 } else { 0 };
     (0..n).fold(0u128, |acc, k| {
         let x = (a >> (base + k * bits)) & mask;
         let y = (b >> (base + k * bits)) & mask;
@@ -307,10 +308,11 @@ fn interleave(a: u128, b: u128, bits: u32, high: bool) -> u128 {
     })
 }
 
-/// PACKSS/PACKUS: `a`'s then `b`'s `from`-bit lanes, each narrowed by `f` to half the width.
-fn pack(a: u128, b: u128, from: u32, f: impl Fn(u64) -> u64) -> u128 {
+/// PACKSS/PACKUS: `a`'s then `b`'s `from`-bit lanes (registers of `width` bits), each narrowed
+/// by `f` to half the width.
+pub(crate) fn pack(a: u128, b: u128, from: u32, width: u32, f: impl Fn(u64) -> u64) -> u128 {
     let to = from / 2;
-    let n = 128 / from;
+    let n = width / from;
     let mask = (1u64 << from) - 1;
     let out_mask = (1u128 << to) - 1;
     (0..2 * n).fold(0u128, |acc, k| {
@@ -322,7 +324,7 @@ fn pack(a: u128, b: u128, from: u32, f: impl Fn(u64) -> u64) -> u128 {
 
 /// PSLL/PSRL/PSRA by a count (from an XMM register, memory or an immediate): counts past the
 /// lane width give zero (or all sign bits for PSRA).
-fn shift_by(m: Mnemonic, a: u128, count: u64) -> u128 {
+pub(crate) fn shift_by(m: Mnemonic, a: u128, count: u64) -> u128 {
     use Mnemonic::*;
     let bits = match m {
         Psllw | Psrlw | Psraw => 16,
@@ -519,6 +521,7 @@ pub fn fxsave_fxrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         load_x87(c.cpu, &img, wide);
         c.cpu.mxcsr = mx;
         load_xmm(c.cpu, &img, nxmm);
+        crate::sem::mmx::ferr_follows_es(c);
         Ok(())
     }
 }

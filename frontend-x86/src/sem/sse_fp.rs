@@ -10,6 +10,7 @@ use crate::exception::{vector, Exception, Result};
 use crate::flags;
 use crate::insn::Insn;
 use crate::operand as op;
+use crate::sem::mmx;
 use crate::sem::softfp::{self, mx, Env, Fmt, F32, F64};
 use crate::sem::sse::{check, read_low, read_x, xmm_index};
 use crate::state::{cr4, Width};
@@ -180,6 +181,7 @@ fn read_mm_or_m64(c: &mut Concrete<'_>, i: &Insn, n: u32) -> Result<(u64, bool)>
 pub fn convert(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     use Mnemonic::*;
     check(c)?;
+    mmx::before_transition(c, i)?;
     let m = i.mnemonic();
     let mut env = Env::new(c.cpu.mxcsr);
     let rc = mx_rc(c);
@@ -278,7 +280,6 @@ pub fn convert(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                 }
                 r
             };
-            // TODO(issue 5): a pending x87 exception (#MF) is not checked before the transition.
             commit(c, &env)?;
             if from_mm {
                 c.cpu.fpu.enter_mmx();

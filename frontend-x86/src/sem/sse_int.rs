@@ -263,7 +263,7 @@ pub fn ptest(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
 /// MOVQ2DQ and MOVDQ2Q: between an MMX register and the low half of an XMM register.
 pub fn mmx_xmm(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     check(c)?;
-    // TODO(issue 5): a pending x87 exception (#MF) is not checked before the transition.
+    crate::sem::mmx::before_transition(c, i)?;
     let (r0, r1) = (i.op_register(0), i.op_register(1));
     if i.mnemonic() == Mnemonic::Movq2dq {
         let d = xmm_index(r0).ok_or(Exception::UD)?;

@@ -386,12 +386,13 @@ pub fn enter(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     Ok(())
 }
 
-/// WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set; no x87 exceptions are pending.
+/// WAIT/FWAIT: #NM when CR0.MP and CR0.TS are both set, then a pending x87 exception.
 pub fn wait(c: &mut Concrete<'_>, _i: &Insn) -> Result<()> {
     use crate::state::cr0;
     if c.cpu.cr0 & (cr0::MP | cr0::TS) == (cr0::MP | cr0::TS) {
         return Err(Exception::NM);
     }
-    // A pending unmasked x87 exception: #MF with CR0.NE, else FERR# (IRQ13 on a PC).
+    // A pending unmasked x87 exception: #MF with CR0.NE, else FERR# (IRQ13 on a PC) and a
+    // freeze until IGNNE# or an interrupt.
     crate::sem::mmx::pending_x87(c)
 }

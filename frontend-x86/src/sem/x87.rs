@@ -14,13 +14,15 @@
 //! reduce by the x87's own 66-bit π/2 so large arguments agree with the hardware.
 //!
 //! Exceptions: masked responses as the SDM gives them; unmasked IE/ZE/DE leave the destination
-//! alone, unmasked OE/UE deliver the re-biased result for the basic operations and FPREM;
-//! either way ES and B are set and the next waiting instruction raises #MF (CR0.NE) or FERR#.
-//! FST/FIST to memory store nothing on an unmasked exception. Not yet: FOP (the last opcode
-//! is recorded as 0), and the re-biased unmasked OE/UE results of FSCALE and the
-//! transcendentals (the masked result is stored there).
+//! alone, unmasked OE/UE deliver the re-biased result; either way ES and B are set and the next waiting instruction raises #MF (CR0.NE) or FERR#.
+//! FST/FIST to memory store nothing on an unmasked exception. Every rounded result goes
+//! through `deliver`, which gives the re-biased result for an unmasked overflow or underflow
+//! (the basic operations, FSQRT, FSCALE, FPREM's tiny remainders, the transcendentals).
+//!
+//! Every non-control instruction records FIP/FCS, FDP/FDS and FOP (the opcode's low three
+//! bits and the ModR/M byte), as before the Pentium 4's optional FOP-only-on-exception mode.
 
-use iced_x86::{Mnemonic, OpKind, Register};
+use iced_x86::{CodeSize, Mnemonic, OpCodeOperandKind, OpKind, Register};
 use rustc_apfloat::ieee::{Double, IeeeFloat, Semantics, Single, X87DoubleExtended};
 use rustc_apfloat::{Float, FloatConvert, Round, Status, StatusAnd};
 
@@ -68,14 +70,29 @@ pub const INDEFINITE: u128 = 0xffff_c000_0000_0000_0000;
 
 type X87 = X87DoubleExtended;
 
-/// 67-bit significands with the x87 exponent range: the intermediate format.
+/// 67-bit significands with an 18-bit exponent: the basic operations' intermediate format.
+/// Its range is far beyond the x87's, so nothing they compute overflows or underflows in it
+/// and an unmasked overflow or underflow can re-bias the exact result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WideS;
 impl Semantics for WideS {
-    const BITS: usize = 1 + 15 + 66;
-    const EXP_BITS: usize = 15;
+    const BITS: usize = 1 + 18 + 66;
+    const EXP_BITS: usize = 18;
 }
 type Wide = IeeeFloat<WideS>;
+
+/// IEEE quad's 113-bit significand with the same wide exponent range: the transcendentals'
+/// arithmetic, and the form every result takes before its one rounding (`deliver`). Never
+/// packed into bits: only the range limits differ from quad's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QS;
+impl Semantics for QS {
+    const BITS: usize = 128;
+    const EXP_BITS: usize = 15;
+    const MIN_EXP: rustc_apfloat::ExpInt = -(1 << 17) + 2;
+    const MAX_EXP: rustc_apfloat::ExpInt = (1 << 17) - 1;
+}
+type Q = IeeeFloat<QS>;
 
 /// Precision control 24 bits, extended exponent range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -269,53 +286,98 @@ fn to_wide(v: u128) -> Wide {
     r.value
 }
 
-/// Rounds an exact-or-sticky wide result to the precision control and rounding control.
-/// Returns the 80-bit result and the exception flags (OE, UE, PE) and whether it rounded up.
-fn round_wide(fcw: u16, round: Round, w: StatusAnd<Wide>) -> (u128, u16, bool) {
-    let mut v = w.value;
-    if w.status.contains(Status::INEXACT) && !v.is_nan() {
-        v = Wide::from_bits(v.to_bits() | 1);
-    }
-    let mut lost = false;
+/// Rounds `v` once to the precision control `fcw` selects and `round`: the 80-bit result,
+/// its flags (OE, UE, PE; UE for a tiny result, inexact or not: the caller keeps it only when
+/// it is unmasked or the result is inexact) and whether it rounded up in magnitude.
+/// `inexact`: `v` is not the exact result (round to odd or a series), so the result is
+/// inexact even when `v` converts exactly.
+fn round_q(fcw: u16, round: Round, v: Q, inexact: bool) -> (u128, u16, bool) {
     let mut l0 = false;
-    let largest: Wide = match (fcw >> 8) & 3 {
+    let largest: Q = match (fcw >> 8) & 3 {
         0 => IeeeFloat::<P24S>::largest().convert(&mut l0).value,
         2 => IeeeFloat::<P53S>::largest().convert(&mut l0).value,
         _ => X87::largest().convert(&mut l0).value,
     };
-    // A magnitude past the largest finite number overflows whatever the rounding (apfloat
-    // only says so when it rounds to infinity).
-    let overflow = !v.is_nan() && !v.is_infinite() && v.abs() > largest;
+    let mut lost = false;
     let (r, st): (X87, Status) = match (fcw >> 8) & 3 {
         0 => {
             let StatusAnd { status, value }: StatusAnd<IeeeFloat<P24S>> = v.convert_r(round, &mut lost);
-            let mut l2 = false;
-            (value.convert(&mut l2).value, status)
+            (value.convert(&mut l0).value, status)
         }
         2 => {
             let StatusAnd { status, value }: StatusAnd<IeeeFloat<P53S>> = v.convert_r(round, &mut lost);
-            let mut l2 = false;
-            (value.convert(&mut l2).value, status)
+            (value.convert(&mut l0).value, status)
         }
         _ => {
             let StatusAnd { status, value } = v.convert_r(round, &mut lost);
             (value, status)
         }
     };
+    let inexact = inexact || st.contains(Status::INEXACT);
     let mut flags = 0;
-    if st.contains(Status::OVERFLOW) || overflow {
+    // A magnitude past the largest finite number overflows whatever the rounding (apfloat
+    // only says so when it rounds to infinity).
+    if !v.is_nan() && !v.is_infinite() && (v.abs() > largest || st.contains(Status::OVERFLOW)) {
         flags |= fsw::OE | fsw::PE;
     }
-    if st.contains(Status::UNDERFLOW) && st.contains(Status::INEXACT) {
+    // Tiny: the rounded result is below the smallest normal number.
+    let tiny = !v.is_zero() && !v.is_nan() && (r.to_bits() >> 64) & 0x7fff == 0;
+    if tiny {
         flags |= fsw::UE;
     }
-    if st.contains(Status::INEXACT) {
+    if inexact {
         flags |= fsw::PE;
     }
-    let mut l3 = false;
-    let back: Wide = r.convert(&mut l3).value;
-    let up = st.contains(Status::INEXACT) && back.abs() > v.abs();
+    let back: Q = r.convert(&mut l0).value;
+    let up = inexact && back.abs() > v.abs();
     (r.to_bits(), flags, up)
+}
+
+/// Delivers an operation's result `v` (exact, or `inexact` and rounding as the true result
+/// does) rounded once, with OE/UE/PE and C1. The precision control applies when `pc` (the
+/// basic operations and FSQRT), else 64 bits. A masked overflow or underflow gives the
+/// rounded (∞, largest, denormal or zero) result; an unmasked one the result with its
+/// exponent re-biased by ∓24576 to bring it into range (SDM vol. 1, 8.5.4 and 8.5.5), and
+/// ES. Every x87 operation that rounds comes here.
+fn deliver(f: &mut Fpu<'_>, v: Q, inexact: bool, pc: bool) -> u128 {
+    let fcw = if pc { f.0.fcw } else { f.0.fcw | 0x300 };
+    let round = f.round();
+    let (mut bits, mut flags, mut up) = round_q(fcw, round, v, inexact);
+    let unmasked = flags & (fsw::OE | fsw::UE) & !f.0.fcw;
+    // Masked, underflow is reported only with a loss of accuracy; unmasked, on tininess.
+    if unmasked == 0 && flags & fsw::PE == 0 {
+        flags &= !fsw::UE;
+    }
+    if unmasked != 0 {
+        let k = if unmasked & fsw::OE != 0 { -24576 } else { 24576 };
+        let (b, fl, u) = round_q(fcw, round, v.scalbn(k), inexact);
+        (bits, flags, up) = (b, unmasked | (fl & fsw::PE), u);
+        // Still out of range after re-biasing (only FSCALE gets that far): ∞ or 0 with the
+        // sign (as the host does).
+        let sign = u128::from(v.is_negative()) << 79;
+        if fl & fsw::OE != 0 && k < 0 {
+            (bits, up) = (sign | 0x7fff_8000_0000_0000_0000, true);
+        } else if fl & fsw::UE != 0 && k > 0 {
+            (bits, up) = (sign, false);
+        }
+    }
+    f.set_c1(up);
+    if flags != 0 {
+        f.raise(flags);
+    }
+    bits
+}
+
+/// A wide result computed toward zero, its last bit made sticky (round to odd): exact in Q,
+/// and rounding as the exact result does to any precision of 65 bits or fewer.
+fn sticky(w: StatusAnd<Wide>) -> (Q, bool) {
+    let inexact = w.status.contains(Status::INEXACT);
+    let mut v = w.value;
+    if inexact && !v.is_nan() && !v.is_zero() {
+        v = Wide::from_bits(v.to_bits() | 1);
+    }
+    let mut lost = false;
+    (v.convert(&mut lost).value, inexact)
 }
 
 /// A pseudo-denormal passed through arithmetic comes out as the equal normal (exponent 1).
@@ -422,41 +484,8 @@ fn arith(f: &mut Fpu<'_>, op: Arith, a: u128, b: u128, mem_denormal: bool) -> Op
     if wide.value.is_zero() && !wide.status.contains(Status::INEXACT) {
         return Some(X87::to_bits(r.value.convert(&mut false).value));
     }
-    // Unmasked overflow/underflow: the result is delivered with its exponent re-biased by
-    // ∓24576 (SDM vol. 1, 4.9.1.4/5): redo the operation on operands scaled so it fits.
-    let (_, flags, _) = round_wide(f.0.fcw, round, wide);
-    let unmasked = flags & (fsw::OE | fsw::UE) & !f.0.fcw;
-    if unmasked != 0 {
-        let k = if unmasked & fsw::OE != 0 { -12288 } else { 12288 };
-        let (sa, sb) = match op {
-            Arith::Add | Arith::Sub => (wa.scalbn(2 * k), wb.scalbn(2 * k)),
-            Arith::Mul => (wa.scalbn(k), wb.scalbn(k)),
-            Arith::Div => (wa.scalbn(k), wb.scalbn(-k)),
-        };
-        let scaled = match op {
-            Arith::Add => sa.add_r(sb, Round::TowardZero),
-            Arith::Sub => sa.sub_r(sb, Round::TowardZero),
-            Arith::Mul => sa.mul_r(sb, Round::TowardZero),
-            Arith::Div => sa.div_r(sb, Round::TowardZero),
-        };
-        let (bits, fl, up) = round_wide(f.0.fcw, round, scaled);
-        f.set_c1(up);
-        f.raise(unmasked | (fl & fsw::PE));
-        return Some(bits);
-    }
-    finish(f, wide)
-}
-
-/// Rounds a wide result and records OE/UE/PE and C1.
-fn finish(f: &mut Fpu<'_>, wide: StatusAnd<Wide>) -> Option<u128> {
-    let (bits, flags, up) = round_wide(f.0.fcw, f.round(), wide);
-    f.set_c1(up);
-    if flags != 0 {
-        // PE unmasked stores the result too. The unmasked overflow/underflow response (a
-        // re-biased exponent) is not done yet: the masked result is stored.
-        f.raise(flags);
-    }
-    Some(bits)
+    let (v, inexact) = sticky(wide);
+    Some(deliver(f, v, inexact, true))
 }
 
 /// Converts a memory operand of `size` bytes to 80 bits: (value, IE, DE). m32/m64 signaling
@@ -609,6 +638,8 @@ fn check(c: &mut Concrete<'_>, waiting: bool) -> Result<()> {
     }
     if waiting {
         crate::sem::mmx::pending_x87(c)?;
+    } else {
+        crate::sem::mmx::no_wait_x87(c);
     }
     Ok(())
 }
@@ -618,10 +649,76 @@ fn st_index(r: Register) -> Option<usize> {
     (r.is_st()).then(|| (r as usize).wrapping_sub(Register::ST0 as usize) & 7)
 }
 
-/// Records the last instruction (FIP/FCS/FOP) and data (FDP/FDS) pointers.
+/// The x87 last-instruction opcode (SDM vol. 1, 8.1.8): the low three bits of the D8-DF
+/// opcode byte, then the ModR/M byte. The decoder keeps no bytes, so the ModR/M byte is put
+/// together again from the opcode table (register forms, and the reg field of memory forms)
+/// and the memory operand's address parts.
+fn fop(i: &Insn) -> u16 {
+    let oc = i.op_code();
+    let op = oc.op_code() as u16;
+    if oc.op_code_len() == 2 {
+        // D8-DF and a register-form ModR/M byte, ST(i) in its low three bits.
+        let sti = (0..i.op_count())
+            .find(|&k| oc.op_kind(k) == OpCodeOperandKind::sti_opcode)
+            .and_then(|k| st_index(i.op_register(k)))
+            .unwrap_or(0) as u16;
+        (op & 0x7ff) + sti
+    } else {
+        let reg = oc.group_index().clamp(0, 7) as u16;
+        ((op & 7) << 8) | (reg << 3) | modrm_mem(i)
+    }
+}
+
+/// The mod and rm fields of a memory operand's ModR/M byte. Exact for every encoding but one
+/// with a SIB byte where none is needed (a base and no index, not rSP/R12), which no assembler
+/// emits: that is recorded as the form without SIB.
+fn modrm_mem(i: &Insn) -> u16 {
+    use Register::*;
+    let (base, index) = (i.memory_base(), i.memory_index());
+    let disp = i.memory_displ_size();
+    let md = |has_base: bool| -> u16 {
+        match disp {
+            _ if !has_base => 0,
+            0 => 0,
+            1 => 1 << 6,
+            _ => 2 << 6,
+        }
+    };
+    if i.mem.is_some_and(|m| m.addr == Width::W16) {
+        let rm = match (base, index) {
+            (BX, SI) => 0,
+            (BX, DI) => 1,
+            (BP, SI) => 2,
+            (BP, DI) => 3,
+            (SI, None) => 4,
+            (DI, None) => 5,
+            (BP, None) => 6,
+            (BX, None) => 7,
+            _ => return 6,
+        };
+        return md(true) | rm;
+    }
+    if matches!(base, RIP | EIP) {
+        return 5;
+    }
+    let sib = index != None || base.number() & 7 == 4 || (base == None && i.code_size() == CodeSize::Code64);
+    let rm = if sib {
+        4
+    } else if base == None {
+        5
+    } else {
+        base.number() as u16 & 7
+    };
+    md(base != None) | rm
+}
+
+/// Records the last instruction (FIP/FCS/FOP) and data (FDP/FDS) pointers: every x87
+/// instruction but the control ones (FNINIT, FNCLEX, FLDCW, FNSTCW, FNSTSW, FNSTENV, FLDENV,
+/// FNSAVE, FRSTOR), which do not call this.
 fn note(c: &mut Concrete<'_>, i: &Insn, data: Option<(SegReg, u64)>) {
     let f = &mut c.cpu.fpu;
     f.fip = i.ip();
+    f.fop = fop(i);
     f.fcs = c.cpu.seg[SegReg::Cs as usize].selector;
     if let Some((s, ea)) = data {
         f.fdp = ea;
@@ -729,6 +826,7 @@ pub fn control(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
         }
         _ => note(c, i, None),
     }
+    crate::sem::mmx::ferr_follows_es(c);
     Ok(())
 }
 
@@ -1025,26 +1123,39 @@ pub fn binary(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     Ok(())
 }
 
+/// ST(0) and its class for an operation that replaces it, or the response when there is
+/// nothing to compute (`Err`: the value to store, None when nothing is): an empty register is
+/// a stack underflow (masked: the indefinite), an unsupported operand IE (the indefinite), a
+/// NaN comes back quieted (IE for a signaling one). C1 is cleared.
+fn st0_operand(f: &mut Fpu<'_>) -> std::result::Result<(u128, Class), Option<u128>> {
+    if f.empty(0) {
+        return Err(f.underflow().then_some(INDEFINITE));
+    }
+    f.set_c1(false);
+    let v = f.get(0);
+    match classify(v) {
+        Class::Unsupported => Err(f.raise(fsw::IE).then_some(INDEFINITE)),
+        Class::QNan => Err(Some(quiet(v))),
+        Class::SNan => Err(f.raise(fsw::IE).then_some(quiet(v))),
+        cl => Ok((v, cl)),
+    }
+}
+
 /// FSQRT and FRNDINT on ST(0).
 pub fn unary(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     check(c, true)?;
     let mut f = Fpu(&mut c.cpu.fpu);
-    if f.empty(0) {
-        if f.underflow() {
-            f.set(0, INDEFINITE);
+    let (v, cl) = match st0_operand(&mut f) {
+        Ok(x) => x,
+        Err(r) => {
+            if let Some(r) = r {
+                f.set(0, r);
+            }
+            note(c, i, None);
+            return Ok(());
         }
-        note(c, i, None);
-        return Ok(());
-    }
-    f.set_c1(false);
-    let v = f.get(0);
-    let cl = classify(v);
+    };
     let r = match cl {
-        Class::Unsupported => f.raise(fsw::IE).then_some(INDEFINITE),
-        Class::QNan | Class::SNan => {
-            let ie = if cl == Class::SNan { fsw::IE } else { 0 };
-            f.raise(ie).then_some(quiet(v))
-        }
         Class::Zero => Some(v),
         Class::Inf if i.mnemonic() == Mnemonic::Frndint || !sign_of(v) => Some(v),
         _ if i.mnemonic() == Mnemonic::Fsqrt && sign_of(v) => f.raise(fsw::IE).then_some(INDEFINITE),
@@ -1061,8 +1172,8 @@ pub fn unary(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                 }
                 Some(canon(r.value.to_bits()))
             } else {
-                let w = sqrt_wide(v);
-                finish(&mut f, w)
+                let (w, inexact) = sticky(sqrt_wide(v));
+                Some(deliver(&mut f, w, inexact, true))
             }
         }
     };
@@ -1297,32 +1408,10 @@ fn fscale(f: &mut Fpu<'_>, a: u128, b: u128, ca: Class, cb: Class) -> Option<u12
     let mut exact = false;
     let n = n.to_i128_r(64, Round::TowardZero, &mut exact).value.clamp(-70000, 70000) as i32;
     let (sign, m, e) = unpack(a);
-    // Normalise, then scale in the wide format: exact unless the result leaves the range.
-    let lz = m.leading_zeros() as i32;
-    let (m, e) = (u128::from(m) << lz, e - lz);
-    let target = e + n;
-    let w = Wide::from_u128(m).value;
-    let w = if sign { -w } else { w };
-    let mut st = Status::OK;
-    let mut v = w.scalbn(e.clamp(-16000, 16000));
-    let mut cur = e.clamp(-16000, 16000);
-    while cur != target {
-        let step = (target - cur).clamp(-16000, 16000);
-        let p = Wide::from_u128(1).value.scalbn(step);
-        let r = v.mul_r(p, Round::TowardZero);
-        st |= r.status;
-        v = r.value;
-        cur += step;
-        if v.is_zero() || v.is_infinite() || r.status.contains(Status::INEXACT) {
-            break;
-        }
-    }
-    // The precision control applies to the basic operations and FSQRT only.
-    let fcw = f.0.fcw;
-    f.0.fcw |= 0x300;
-    let r = finish(f, StatusAnd { status: st, value: v });
-    f.0.fcw = fcw;
-    r
+    // Exact in Q's range; the precision control applies to the basic operations and FSQRT
+    // only.
+    let v = Q::from_u128(u128::from(m)).value.scalbn(e + n);
+    Some(deliver(f, if sign { -v } else { v }, false, false))
 }
 
 fn fprem(f: &mut Fpu<'_>, a: u128, b: u128, ca: Class, cb: Class, ieee: bool) -> Option<u128> {
@@ -1383,17 +1472,17 @@ fn fprem(f: &mut Fpu<'_>, a: u128, b: u128, ca: Class, cb: Class, ieee: bool) ->
     Some(pack_rem(sa != neg, r, e))
 }
 
-/// A denormal (exact) remainder: no flag when UE is masked (it is exact); unmasked, UE and
-/// the normalised value with its exponent re-biased by +24576.
+/// A denormal remainder is exact: no flag with UE masked; unmasked, UE and the value with
+/// its exponent re-biased, as `deliver` gives them (C1 keeps its quotient bit).
 fn tiny_remainder(f: &mut Fpu<'_>, r: u128) -> Option<u128> {
-    if classify(r) != Class::Denormal || f.0.fcw & fsw::UE != 0 {
+    if classify(r) != Class::Denormal {
         return Some(r);
     }
-    f.raise(fsw::UE);
-    let m = r as u64;
-    let lz = m.leading_zeros();
-    let exp = (1 + 24576 - lz) as u128;
-    Some((r & (1 << 79)) | (exp << 64) | u128::from(m << lz))
+    let c1 = f.0.fsw & fsw::C1;
+    let mut lost = false;
+    let bits = deliver(f, to_x87(r).convert(&mut lost).value, false, false);
+    f.0.fsw = (f.0.fsw & !fsw::C1) | c1;
+    Some(bits)
 }
 
 /// An exact remainder `±r · 2^e` (r < 2^64; zero keeps the dividend's sign). Remainders are
@@ -1524,8 +1613,6 @@ pub fn fbstp(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     Ok(())
 }
 
-type Q = rustc_apfloat::ieee::Quad;
-
 fn q_of(v: u128) -> Q {
     let mut lost = false;
     to_x87(v).convert(&mut lost).value
@@ -1581,55 +1668,29 @@ fn log2_q(v: u128) -> Q {
     (q_int(e) + frac).value
 }
 
-/// Rounds a 113-bit result to 80 bits by the rounding control (the precision control does
-/// not apply to the transcendentals) and records PE/UE/OE and C1.
-fn finish_q(f: &mut Fpu<'_>, q: Q, inexact: bool) -> u128 {
-    let mut lost = false;
-    let r: StatusAnd<X87> = q.convert_r(f.round(), &mut lost);
-    let largest: Q = X87::largest().convert(&mut lost).value;
-    let mut flags = 0;
-    if q.is_infinite() || q.abs() > largest {
-        flags |= fsw::OE | fsw::PE;
-    }
-    if r.status.contains(Status::INEXACT) || inexact {
-        flags |= fsw::PE;
-        // Tiny: below the smallest normal (before rounding).
-        let tiny: Q = X87::smallest_normalized().convert(&mut lost).value;
-        if r.status.contains(Status::UNDERFLOW) || q.abs() < tiny {
-            flags |= fsw::UE;
-        }
-    }
-    if r.status.contains(Status::OVERFLOW) {
-        flags |= fsw::OE;
-    }
-    let back: Q = r.value.convert(&mut lost).value;
-    f.set_c1(r.status.contains(Status::INEXACT) && back.abs() > q.abs());
-    if flags != 0 {
-        f.raise(flags);
-    }
-    r.value.to_bits()
+/// A transcendental's 113-bit result (inexact: a series), rounded by the rounding control
+/// alone.
+fn deliver_q(f: &mut Fpu<'_>, q: Q, inexact: bool) -> u128 {
+    deliver(f, q, inexact, false)
 }
 
 /// F2XM1: ST(0) = 2^ST(0) - 1 (for -1 ≤ ST(0) ≤ 1).
 pub fn f2xm1(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     check(c, true)?;
     let mut f = Fpu(&mut c.cpu.fpu);
-    if f.empty(0) {
-        if f.underflow() {
-            f.set(0, INDEFINITE);
-        }
-        note(c, i, None);
-        return Ok(());
+    let r = match st0_operand(&mut f) {
+        Err(r) => r,
+        Ok((v, cl)) => f2xm1_of(&mut f, v, cl),
+    };
+    if let Some(r) = r {
+        f.set(0, r);
     }
-    f.set_c1(false);
-    let v = f.get(0);
-    let cl = classify(v);
-    let r = match cl {
-        Class::Unsupported => f.raise(fsw::IE).then_some(INDEFINITE),
-        Class::QNan | Class::SNan => {
-            let ie = if cl == Class::SNan { fsw::IE } else { 0 };
-            f.raise(ie).then_some(quiet(v))
-        }
+    note(c, i, None);
+    Ok(())
+}
+
+fn f2xm1_of(f: &mut Fpu<'_>, v: u128, cl: Class) -> Option<u128> {
+    match cl {
         Class::Zero => Some(v),
         Class::Inf if sign_of(v) => Some(0xbfff_8000_0000_0000_0000),
         Class::Inf => Some(v),
@@ -1637,15 +1698,10 @@ pub fn f2xm1(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             if cl == Class::Denormal && !f.raise(fsw::DE) {
                 None
             } else {
-                Some(finish_q(&mut f, expm1_q((q_of(v) * ln2_q()).value), true))
+                Some(deliver_q(f, expm1_q((q_of(v) * ln2_q()).value), true))
             }
         }
-    };
-    if let Some(r) = r {
-        f.set(0, r);
     }
-    note(c, i, None);
-    Ok(())
 }
 
 /// FYL2X: ST(1) = ST(1)·log2(ST(0)), FYL2XP1: ST(1) = ST(1)·log2(ST(0) + 1); then pop.
@@ -1682,7 +1738,7 @@ pub fn fyl2x(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             let xq = q_of(x);
             let l = ((q_int(2) * atanh_q((xq / (q_int(2) + xq).value).value)).value / ln2_q()).value;
             let p = q_of(y).mul_r(l, f.round()).value;
-            Some(finish_q(&mut f, p, true))
+            Some(deliver_q(&mut f, p, true))
         }
     } else {
         let x_neg = sign_of(x) && cx != Class::Zero;
@@ -1705,7 +1761,7 @@ pub fn fyl2x(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                     let l = log2_q(x);
                     let p = q_of(y).mul_r(l, f.round());
                     let exact = x & ((1 << 63) - 1) == 0 && !p.status.contains(Status::INEXACT);
-                    Some(finish_q(&mut f, p.value, !exact))
+                    Some(deliver_q(&mut f, p.value, !exact))
                 }
             }
         }
@@ -1815,14 +1871,14 @@ pub fn trig(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                     _ => (-c0, s0),
                 };
                 Some(match m {
-                    Fsin => (finish_q(&mut f, sin, true), None),
-                    Fcos => (finish_q(&mut f, cos, true), None),
+                    Fsin => (deliver_q(&mut f, sin, true), None),
+                    Fcos => (deliver_q(&mut f, cos, true), None),
                     Fsincos => {
-                        let sv = finish_q(&mut f, sin, true);
-                        (sv, Some(finish_q(&mut f, cos, true)))
+                        let sv = deliver_q(&mut f, sin, true);
+                        (sv, Some(deliver_q(&mut f, cos, true)))
                     }
                     _ => {
-                        let t = finish_q(&mut f, (sin / cos).value, true);
+                        let t = deliver_q(&mut f, (sin / cos).value, true);
                         (t, Some(0x3fff_8000_0000_0000_0000))
                     }
                 })
@@ -1922,7 +1978,7 @@ pub fn fpatan(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                     0
                 }
             }
-            Some(q) => finish_q(&mut f, signed(q), true),
+            Some(q) => deliver_q(&mut f, signed(q), true),
         })
     };
     if let Some(r) = r {
@@ -2034,6 +2090,7 @@ pub fn env(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             }
         }
         c.cpu.fpu = f;
+        crate::sem::mmx::ferr_follows_es(c);
         return Ok(());
     }
     let mut img = env_image(&c.cpu.fpu, wide, real);
@@ -2056,6 +2113,7 @@ pub fn env(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     } else {
         c.cpu.fpu.fcw |= 0x3f;
     }
+    crate::sem::mmx::ferr_follows_es(c);
     Ok(())
 }
 
@@ -2065,10 +2123,18 @@ mod tests {
     use crate::bus::CpuBus;
     use crate::state::CpuState;
 
-    /// 64 KiB of RAM and a FERR# counter.
+    /// 64 KiB of RAM, FERR# (its level and how often it rose) and IGNNE#.
     struct Bus {
         ram: Vec<u8>,
         ferr: u32,
+        ferr_level: bool,
+        ignne: bool,
+    }
+
+    impl Bus {
+        fn new() -> Self {
+            Bus { ram: vec![0; 0x10000], ferr: 0, ferr_level: false, ignne: false }
+        }
     }
 
     impl softmmu::PhysBus for Bus {
@@ -2094,8 +2160,14 @@ mod tests {
         fn now_ns(&mut self) -> u64 {
             0
         }
-        fn ferr(&mut self) {
-            self.ferr += 1;
+        fn set_ferr(&mut self, asserted: bool) {
+            if asserted && !self.ferr_level {
+                self.ferr += 1;
+            }
+            self.ferr_level = asserted;
+        }
+        fn ignne(&mut self) -> bool {
+            self.ignne
         }
     }
 
@@ -2110,12 +2182,13 @@ mod tests {
     const FADD: &[u8] = &[0xd8, 0xc1];
     const FNINIT: &[u8] = &[0xdb, 0xe3];
     const FNSTSW_AX: &[u8] = &[0xdf, 0xe0];
+    const FNCLEX: &[u8] = &[0xdb, 0xe2];
     const WAIT: &[u8] = &[0x9b];
     const PADDB: &[u8] = &[0x0f, 0xfc, 0xc1];
 
     #[test]
     fn nm_ud_and_mf_conditions() {
-        let mut bus = Bus { ram: vec![0; 0x10000], ferr: 0 };
+        let mut bus = Bus::new();
         // CR0.EM or CR0.TS: #NM for x87 instructions, #UD / #NM for MMX.
         for (bit, x87, mmx) in [(cr0::EM, Some(7), Some(6)), (cr0::TS, Some(7), Some(7))] {
             let mut cpu = CpuState::new();
@@ -2145,13 +2218,89 @@ mod tests {
         assert_eq!(cpu.reg(crate::state::Gpr::Rax, Width::W16), u64::from(cpu.fpu.fsw));
         assert_eq!(run(&mut cpu, &mut bus, FNINIT), None);
         assert_eq!(run(&mut cpu, &mut bus, FADD), None, "FNINIT cleared it");
-        // Without CR0.NE: FERR# (IRQ13 on a PC) and the instruction goes on.
+    }
+
+    /// Without CR0.NE, the PC/AT way as the SDM describes it (vol. 1, D.2.1; the host runs
+    /// with CR0.NE and cannot show it): a waiting instruction that meets a pending exception
+    /// asserts FERR# and freezes (no change, RIP at it, the CPU waits for an interrupt) until
+    /// IGNNE# lets it go on; clearing the exception negates FERR#; a no-wait instruction
+    /// pulses FERR# and goes on.
+    #[test]
+    fn ferr_freezes_waiting_instructions_until_ignne_or_the_exception_is_cleared() {
+        let mut bus = Bus::new();
         let mut cpu = CpuState::new();
-        cpu.fpu.fcw = 0x037e;
-        assert_eq!(run(&mut cpu, &mut bus, FADD), None);
-        assert_eq!(bus.ferr, 0);
+        cpu.fpu.fcw = 0x037e; // IE unmasked
+        assert_eq!(run(&mut cpu, &mut bus, FADD), None, "stack underflow, unmasked");
+        assert_eq!(bus.ferr, 0, "FERR# waits for the next waiting instruction");
+        let (fpu, rip) = (cpu.fpu, cpu.rip);
+        for insn in [WAIT, FADD, PADDB] {
+            assert_eq!(run(&mut cpu, &mut bus, insn), Some(Exception::FREEZE.vector));
+            assert_eq!((cpu.fpu, cpu.rip), (fpu, rip), "{insn:02x?} did not start");
+        }
+        assert_eq!((bus.ferr, bus.ferr_level), (1, true), "FERR# rose once and stays asserted");
+        let mut halted = cpu.clone();
+        crate::interrupt::raise(&mut halted, &mut bus, Exception::FREEZE);
+        assert!(halted.halted, "frozen: waiting for an interrupt");
+        assert_eq!(halted.rip, rip);
+        // The IRQ13 handler's write to port 0xF0 asserts IGNNE#: waiting instructions go on.
+        bus.ignne = true;
         assert_eq!(run(&mut cpu, &mut bus, WAIT), None);
-        assert_eq!(bus.ferr, 1);
+        assert_eq!(run(&mut cpu, &mut bus, FNSTSW_AX), None);
+        // FNCLEX clears the exception: FERR# goes away.
+        assert_eq!(run(&mut cpu, &mut bus, FNCLEX), None);
+        assert!(!bus.ferr_level);
+        bus.ignne = false;
+        assert_eq!(run(&mut cpu, &mut bus, WAIT), None, "nothing pending");
+        // A new exception: FERR# rises again. A no-wait instruction only pulses it.
+        assert_eq!(run(&mut cpu, &mut bus, FADD), None);
+        assert_eq!(run(&mut cpu, &mut bus, FNSTSW_AX), None);
+        assert_eq!((bus.ferr, bus.ferr_level), (2, false), "FNSTSW pulsed FERR#");
+        assert_eq!(run(&mut cpu, &mut bus, WAIT), Some(Exception::FREEZE.vector));
+        assert_eq!((bus.ferr, bus.ferr_level), (3, true));
+        // FNINIT negates it too.
+        assert_eq!(run(&mut cpu, &mut bus, FNINIT), None);
+        assert!(!bus.ferr_level);
+        assert_eq!(run(&mut cpu, &mut bus, WAIT), None);
+    }
+
+    /// FOP for encodings the host (64-bit code, an assembler's choices) cannot show: 16-bit
+    /// and 32-bit addressing, redundant register-form aliases. Expected values are the
+    /// instruction bytes themselves (SDM vol. 1, 8.1.8: low three bits of the first opcode
+    /// byte, then the ModR/M byte).
+    #[test]
+    fn fop_is_the_opcode_and_modrm_byte_in_every_addressing_form() {
+        let cases: &[(u32, &[u8])] = &[
+            (16, &[0xdd, 0x07]),                               // fld qword [bx]
+            (16, &[0xd8, 0x46, 0x02]),                         // fadd dword [bp+2]
+            (16, &[0xdc, 0x06, 0x34, 0x12]),                   // fadd qword [0x1234]
+            (16, &[0xde, 0x80, 0x00, 0x01]),                   // fiadd word [bx+si+0x100]
+            (16, &[0xdb, 0x2a]),                               // fld tword [bp+si]
+            (16, &[0xd9, 0xc9]),                               // fxch st(1)
+            (16, &[0xde, 0xe9]),                               // fsubp
+            (16, &[0xdc, 0xe3]),                               // dc e3: st(3) = st(0) - st(3)
+            (16, &[0xdc, 0xd3]),                               // fcom st(3), the DC alias
+            (16, &[0xdf, 0xc9]),                               // fxch st(1), the DF alias
+            (32, &[0xd9, 0x04, 0x24]),                         // fld dword [esp]
+            (32, &[0xd9, 0x05, 0x78, 0x56, 0x34, 0x12]),       // fld dword [0x12345678]
+            (32, &[0xdd, 0x44, 0x88, 0x08]),                   // fld qword [eax+ecx*4+8]
+            (32, &[0xd8, 0x45, 0x00]),                         // fadd dword [ebp+0]
+            (32, &[0xda, 0xb0, 0x00, 0x01, 0x00, 0x00]),       // fidiv dword [eax+0x100]
+            (32, &[0x67, 0xdd, 0x1f]),                         // fstp qword [bx] (16-bit addressing)
+            (64, &[0xd9, 0x04, 0x25, 0x00, 0x10, 0x00, 0x00]), // fld dword [0x1000]
+            (64, &[0xd9, 0x05, 0x00, 0x00, 0x00, 0x00]),       // fld dword [rip]
+            (64, &[0x41, 0xdd, 0x04, 0x24]),                   // fld qword [r12]
+            (64, &[0x41, 0xd8, 0x45, 0x00]),                   // fadd dword [r13+0]
+            (64, &[0x67, 0xd9, 0x00]),                         // fld dword [eax]
+            (64, &[0x67, 0xd9, 0x05, 0, 0, 0, 0]),             // fld dword [eip]
+        ];
+        for &(bits, bytes) in cases {
+            let mut d = iced_x86::Decoder::new(bits, bytes, iced_x86::DecoderOptions::NONE);
+            let insn = Insn::new(d.decode(), bits);
+            assert_eq!(insn.len(), bytes.len(), "{bytes:02x?}");
+            let at = bytes.iter().position(|b| (0xd8..=0xdf).contains(b)).unwrap_or(0);
+            let want = (u16::from(bytes[at] & 7) << 8) | u16::from(bytes[at + 1]);
+            assert_eq!(fop(&insn), want, "{bits}-bit {bytes:02x?}");
+        }
     }
 
     #[test]

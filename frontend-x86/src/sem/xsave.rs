@@ -160,5 +160,6 @@ pub fn xsave_xrstor(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             c.cpu.xmm[..nxmm].fill(0);
         }
     }
+    crate::sem::mmx::ferr_follows_es(c);
     Ok(())
 }
