@@ -57,7 +57,6 @@ pub struct Interpreter {
     /// Blocks whose compiled code found the CPU other than it was compiled for (segment
     /// caches, CS.limit): they are compiled again without static segments.
     unstable: std::collections::HashSet<BlockKey, std::hash::BuildHasherDefault<crate::cache::KeyHasher>>,
-    /// Blocks whose units are on the JIT's compile thread, by ticket.
     /// Blocks whose units are on the JIT's compile thread, by ticket: the region's entries,
     /// first the one it is for. The others are marked queued too, so that while they wait
     /// they are not compiled again on their own.
