@@ -282,3 +282,60 @@ fn a_self_ipi_from_a_store_is_taken_after_its_block() {
     assert_eq!(taken.wrapping_sub(sent), 7, "the IPI was taken late");
     assert_eq!(run_ipi(true), interp, "interpreter vs JIT");
 }
+
+/// STI's interrupt shadow over a compiled block that chains to the next unit or goes on into
+/// the next block of its region: a self-IPI sent with interrupts off on the sixth pass of a
+/// loop (the earlier passes compiled and linked the blocks after STI) is taken after the block
+/// that follows STI, as the interpreter takes it, not wherever compiled code happens to stop.
+fn sti_program() -> Result<(Vec<u8>, Vec<u8>), IcedError> {
+    let mut a = CodeAssembler::new(32)?;
+    let (mut again, mut skip, mut a1, mut a2) =
+        (a.create_label(), a.create_label(), a.create_label(), a.create_label());
+    a.mov(dword_ptr(APIC + 0xf0), 0x1ffu32)?; // SVR: software enable
+    a.xor(esi, esi)?;
+    a.xor(edx, edx)?;
+    a.set_label(&mut again)?;
+    a.cli()?;
+    a.inc(esi)?;
+    a.cmp(esi, 6u32)?;
+    a.jne(skip)?;
+    a.mov(dword_ptr(APIC + 0x300), 0x4_0000 | VECTOR as u32)?; // ICR: fixed, to self
+    a.set_label(&mut skip)?;
+    a.sti()?;
+    a.nop()?;
+    a.jmp(a1)?;
+    a.set_label(&mut a1)?;
+    a.inc(edx)?;
+    a.jmp(a2)?;
+    a.set_label(&mut a2)?;
+    a.inc(edx)?;
+    a.cmp(esi, 7u32)?;
+    a.jb(again)?;
+    a.cli()?;
+    a.hlt()?;
+    let code = a.assemble(CODE)?;
+    let mut h = CodeAssembler::new(32)?;
+    h.mov(dword_ptr(OUT), esi)?;
+    h.mov(dword_ptr(OUT + 4), edx)?;
+    h.mov(dword_ptr(APIC + 0xb0), 0u32)?; // EOI
+    h.iretd()?;
+    Ok((code, h.assemble(HANDLER)?))
+}
+
+#[test]
+fn an_interrupt_waiting_for_sti_comes_after_the_next_block_in_both_tiers() {
+    let run = |threshold: Option<u32>| {
+        let (code, handler) = sti_program().expect("assembles");
+        let mut m = machine(&code, &handler, false);
+        if let Some(t) = threshold {
+            // 0: every block compiled alone at once; 2: compiled with the blocks after it.
+            m.interp = translator::Interpreter::with_jit(t).expect("the JIT starts on this host");
+        }
+        assert_eq!(m.run(10_000_000), Outcome::HaltedForever);
+        [dword(&mut m, OUT), dword(&mut m, OUT + 4)]
+    };
+    // Taken on the sixth pass, before the first INC EDX of that pass.
+    assert_eq!(run(None), [6, 10], "interpreter");
+    assert_eq!(run(Some(0)), [6, 10], "JIT, units chained");
+    assert_eq!(run(Some(2)), [6, 10], "JIT, regions");
+}

@@ -273,6 +273,12 @@ impl Interpreter {
                     let mut rt = Runtime::new(cpu, &mut *bus, budget - done);
                     loop {
                         rt.budget = budget - done;
+                        if poll {
+                            // An interrupt shadow ends after this block (the interpreter looks
+                            // for interrupts there): the unit must not go on into another
+                            // block of its region.
+                            rt.budget = rt.budget.min(cur.block.insns.len() as u64);
+                        }
                         rt.retired_before = done;
                         rt.icount = 0;
                         rt.link = NO_LINK;
@@ -281,14 +287,16 @@ impl Interpreter {
                         // the runtime for the duration of the call, as its entry points require.
                         let status = unsafe { f(cpu as *mut CpuState, &mut rt) };
                         let (n, slot) = (rt.icount, rt.link);
-                        // A device access may have lowered the unit's budget.
-                        budget = budget.min(done + rt.budget);
+                        // A device access may have asked the run to end early.
+                        budget = budget.min(rt.run_limit);
                         done += n;
                         self.stats.compiled_instructions += n;
-                        if status == CONTINUE && slot != NO_LINK && !cpu.code.has_writes() {
+                        if status == CONTINUE && slot != NO_LINK && !poll && !cpu.code.has_writes() {
                             // Left through a fixed branch to its own page, with nothing for
-                            // the exec loop to look at (no helper ran): go on through the link
-                            // slot, or have the next lookup fill it.
+                            // the exec loop to look at (no helper ran, no interrupt shadow
+                            // ended: the interpreter looks for interrupts after the block
+                            // following STI, and so must this): go on through the link slot, or
+                            // have the next lookup fill it.
                             let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
                             match linked(&cur, slot, linear, cpu) {
                                 Some(next) if budget.saturating_sub(done) >= next.block.insns.len() as u64 => {

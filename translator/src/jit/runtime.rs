@@ -44,6 +44,9 @@ pub struct Runtime<'a> {
     /// unit before each call that may reach the bus (not kept current otherwise): with
     /// `retired_before`, the machine's clock for that instruction ([`CpuBus::set_retired`]).
     pub retired: u64,
+    /// The run's instruction limit as the bus last gave it ([`CpuBus::run_limit`]), for the
+    /// exec loop.
+    pub run_limit: u64,
 }
 
 /// [`Runtime::link`] when the exit is not a linkable one.
@@ -63,6 +66,7 @@ impl<'a> Runtime<'a> {
             link: NO_LINK,
             retired_before: 0,
             retired: 0,
+            run_limit: u64::MAX,
         }
     }
 
@@ -74,7 +78,8 @@ impl<'a> Runtime<'a> {
     /// After it: the device access may have asked the run to end early (a timer due sooner);
     /// the unit leaves at its next block boundary without room.
     fn clock_out(&mut self) {
-        self.budget = self.budget.min(self.bus.run_limit().saturating_sub(self.retired_before));
+        self.run_limit = self.bus.run_limit();
+        self.budget = self.budget.min(self.run_limit.saturating_sub(self.retired_before));
     }
 }
 
