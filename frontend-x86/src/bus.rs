@@ -12,6 +12,22 @@ pub trait CpuBus: PhysBus {
     /// The machine's virtual time in nanoseconds (design principle 10): the TSC is derived
     /// from it.
     fn now_ns(&mut self) -> u64;
+    /// The exec loop's count of instructions retired in the current run (one call of the
+    /// exec loop) before the instruction about to reach the bus: the machine's clock moves
+    /// within a run by it, so a device access or a TSC read sees the time of its own
+    /// instruction. Called before anything that may reach a device (every interpreted
+    /// instruction, compiled code's calls into the runtime); the count starts at 0 with each
+    /// run. The default has no clock to move.
+    fn set_retired(&mut self, _retired: u64) {}
+    /// The instruction count (from the start of the current run, as in
+    /// [`CpuBus::set_retired`]) at which the machine wants the run to end: a device access
+    /// armed a timer that expires before the run's budget would. The exec loop lowers its
+    /// budget to it at block boundaries (so both tiers stop on the same instruction): the run
+    /// ends there, or at the end of the block that asked if that is already later.
+    /// `u64::MAX` (the default) when nothing asks.
+    fn run_limit(&mut self) -> u64 {
+        u64::MAX
+    }
     /// The INTR line: the interrupt controller has a maskable interrupt for this CPU. The
     /// default is a machine with no interrupt controller.
     fn intr(&mut self) -> bool {

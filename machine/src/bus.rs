@@ -71,8 +71,17 @@ pub struct PcBus {
     pub debugcon_port: u16,
     /// isa-debug-exit at port 0xF4.
     pub debug_exit: DebugExit,
-    /// Virtual time of the current run slice, handed to devices (design principle 10).
+    /// Virtual time the devices have been brought to (design principle 10): the start of
+    /// the current run slice, then the time of the last device access within it.
     pub now_ns: u64,
+    /// Virtual time at the start of the current run slice ([`PcBus::advance`]).
+    slice_start: u64,
+    /// Instructions of the slice retired before the one reaching the bus
+    /// ([`CpuBus::set_retired`]): that instruction's time is `slice_start + retired`.
+    retired: u64,
+    /// Where a device access asked the slice to end, in instructions from its start
+    /// ([`CpuBus::run_limit`]).
+    limit: u64,
     /// Reset, A20 and power-off requests from the chipset, for the machine.
     pub requests: Vec<SystemRequest>,
     /// The CPU's local APIC.
@@ -119,6 +128,9 @@ impl PcBus {
             debugcon_port: 0xe9,
             debug_exit: DebugExit::new(),
             now_ns: 0,
+            slice_start: 0,
+            retired: 0,
+            limit: u64::MAX,
             requests: Vec::new(),
             apic: LocalApic::new(),
             ioapic: IoApic::new(),
@@ -229,8 +241,42 @@ impl PcBus {
         (irq0, irq8)
     }
 
-    /// Brings the timers up to `now_ns` and the interrupt lines up to date.
+    /// Starts a run slice at `now_ns`: brings the timers up to it and the interrupt lines up
+    /// to date. Within the slice, time moves with the exec loop's count of retired
+    /// instructions ([`CpuBus::set_retired`], one nanosecond each): every device access and
+    /// TSC read sees the time of its own instruction.
     pub fn advance(&mut self, now_ns: u64) {
+        self.slice_start = now_ns;
+        self.retired = 0;
+        self.limit = u64::MAX;
+        self.sync_to(now_ns);
+    }
+
+    /// The virtual time of the instruction reaching the bus.
+    fn clock(&self) -> u64 {
+        self.slice_start.saturating_add(self.retired)
+    }
+
+    /// Before a device access: the devices move on to the accessing instruction's time (they
+    /// stood still since the last access; nothing of theirs is due before the slice's end,
+    /// which the machine chose at the next deadline).
+    fn catch_up(&mut self) {
+        let t = self.clock();
+        if t > self.now_ns {
+            self.sync_to(t);
+        }
+    }
+
+    /// After a device access: if it armed a timer (or anything else with a deadline) that is
+    /// due before the slice would end, the slice ends there, so the interrupt comes on time.
+    fn note_deadline(&mut self) {
+        if let Some(d) = self.next_deadline(self.now_ns) {
+            self.limit = self.limit.min(d.saturating_sub(self.slice_start));
+        }
+    }
+
+    /// Brings the timers up to `now_ns` and the interrupt lines up to date.
+    fn sync_to(&mut self, now_ns: u64) {
         self.now_ns = now_ns;
         self.mem.set_time(now_ns);
         self.pit.advance(now_ns);
@@ -353,24 +399,37 @@ impl PcBus {
 impl PhysBus for PcBus {
     #[inline]
     fn read_phys(&mut self, addr: u64, size: AccessBytes) -> u64 {
-        match self.window(addr) {
-            Some((Window::Apic, off)) => self.apic.mmio_read(off, size, self.now_ns),
-            Some((Window::IoApic, off)) => self.ioapic.mmio_read(off, size, self.now_ns),
-            Some((Window::Hpet, off)) => self.hpet.mmio_read(off, size, self.now_ns),
-            None => self.mem.read_phys(addr, size),
-        }
+        let Some((w, off)) = self.window(addr) else { return self.mem.read_phys(addr, size) };
+        self.catch_up();
+        let now = self.now_ns;
+        let v = match w {
+            Window::Apic => self.apic.mmio_read(off, size, now),
+            Window::IoApic => self.ioapic.mmio_read(off, size, now),
+            Window::Hpet => self.hpet.mmio_read(off, size, now),
+        };
+        self.note_deadline();
+        v
     }
 
     #[inline]
     fn write_phys(&mut self, addr: u64, size: AccessBytes, val: u64) {
+        let Some((w, off)) = self.window(addr) else { return self.mem.write_phys(addr, size, val) };
+        self.catch_up();
         let now = self.now_ns;
-        match self.window(addr) {
-            Some((Window::Apic, off)) => self.apic.mmio_write(off, size, val, now),
-            Some((Window::IoApic, off)) => self.ioapic.mmio_write(off, size, val, now),
-            Some((Window::Hpet, off)) => self.hpet.mmio_write(off, size, val, now),
-            None => return self.mem.write_phys(addr, size, val),
+        let pending = self.interrupt_pending();
+        match w {
+            Window::Apic => self.apic.mmio_write(off, size, val, now),
+            Window::IoApic => self.ioapic.mmio_write(off, size, val, now),
+            Window::Hpet => self.hpet.mmio_write(off, size, val, now),
         }
         self.sync_irqs();
+        self.note_deadline();
+        if !pending && self.interrupt_pending() {
+            // A self-IPI, an EOI that uncovered a waiting interrupt, a timer that expired
+            // already: compiled code does not look for interrupts after a store, so the run
+            // ends with this block and the exec loop looks.
+            self.limit = self.limit.min(self.retired);
+        }
     }
 
     fn page_backing(&self, paddr: u64) -> PageBacking {
@@ -402,12 +461,14 @@ impl CpuBus for PcBus {
         if (0xcf8..=0xcff).contains(&port) {
             return self.pci.read(port, size);
         }
+        self.catch_up();
         let now = self.now_ns;
         let v = match self.port_device(port) {
             Some((d, off)) => d.port_read(off, size, now),
             None => all_ones(size) as u32,
         };
         self.sync_irqs();
+        self.note_deadline();
         v
     }
 
@@ -432,15 +493,25 @@ impl CpuBus for PcBus {
             self.sync_irqs();
             return;
         }
+        self.catch_up();
         let now = self.now_ns;
         if let Some((d, off)) = self.port_device(port) {
             d.port_write(off, size, val, now);
         }
         self.sync_irqs();
+        self.note_deadline();
     }
 
     fn now_ns(&mut self) -> u64 {
-        self.now_ns
+        self.clock()
+    }
+
+    fn set_retired(&mut self, retired: u64) {
+        self.retired = retired;
+    }
+
+    fn run_limit(&mut self) -> u64 {
+        self.limit
     }
 
     fn intr(&mut self) -> bool {
@@ -504,6 +575,8 @@ impl CpuBus for PcBus {
     }
 
     fn set_tsc_deadline_ns(&mut self, at_ns: u64) {
+        self.catch_up();
         self.apic.set_tsc_deadline(at_ns, self.now_ns);
+        self.note_deadline();
     }
 }

@@ -11,7 +11,9 @@
 //! pump the run loop calls between slices ([`Machine::set_pump`]).
 //!
 //! Time is virtual and deterministic (design principle 10): one nanosecond per guest
-//! instruction, and a halted CPU skips to the next timer deadline. The chipset (PIC, PIT, RTC, UART, ...) and the direct kernel loaders join
+//! instruction, exact at every instruction (a TSC read or a device access in the middle of a
+//! run slice sees the time of its own instruction, under either tier), and a halted CPU skips
+//! to the next timer deadline. The chipset (PIC, PIT, RTC, UART, ...) and the direct kernel loaders join
 //! it in the platform issue.
 
 mod bus;

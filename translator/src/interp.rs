@@ -277,11 +277,12 @@ impl Interpreter {
 
     /// Runs `cpu` for at most `budget` instructions. Returns how many ran and why it stopped.
     /// Exceptions are delivered to the guest; nothing the guest does makes this fail.
-    pub fn run(&mut self, cpu: &mut CpuState, bus: &mut dyn CpuBus, budget: u64) -> (u64, Exit) {
+    pub fn run(&mut self, cpu: &mut CpuState, bus: &mut dyn CpuBus, mut budget: u64) -> (u64, Exit) {
         let mut done = 0;
         // Whether an interrupt may have become deliverable since the last look. Within a run,
-        // time stands still for the devices, so only the CPU can change that: by a helper (I/O,
-        // STI/POPF/IRET, ...), which ends its block, or by taking an exception.
+        // no device output changes by itself (the machine ends a run at the next device
+        // deadline, or earlier through `run_limit`), so only the CPU can change that: by a
+        // helper (I/O, STI/POPF/IRET, ...), which ends its block, or by taking an exception.
         let mut poll = true;
         // The unit and link slot the last compiled exit left through, to fill with the entry
         // the next lookup finds.
@@ -292,6 +293,14 @@ impl Interpreter {
         self.install_compiled();
         while done < budget {
             if cpu.shutdown {
+                break;
+            }
+            // The machine's clock is at this instruction; a device access may have asked the
+            // run to end early (a timer due before the budget runs out). Looked at between
+            // blocks, as compiled code does (`jit_store` and the others lower its budget).
+            bus.set_retired(done);
+            budget = budget.min(bus.run_limit());
+            if done >= budget {
                 break;
             }
             if poll || cpu.halted {
@@ -355,6 +364,13 @@ impl Interpreter {
                     let mut rt = Runtime::new(cpu, &mut *bus, budget - done);
                     loop {
                         rt.budget = budget - done;
+                        if poll {
+                            // An interrupt shadow ends after this block (the interpreter looks
+                            // for interrupts there): the unit must not go on into another
+                            // block of its region.
+                            rt.budget = rt.budget.min(cur.block.insns.len() as u64);
+                        }
+                        rt.retired_before = done;
                         rt.icount = 0;
                         rt.link = NO_LINK;
                         // SAFETY: `f` is a unit of the current generation (older ones were
@@ -362,15 +378,19 @@ impl Interpreter {
                         // the runtime for the duration of the call, as its entry points require.
                         let status = unsafe { f(cpu as *mut CpuState, &mut rt) };
                         let (n, slot) = (rt.icount, rt.link);
+                        // A device access may have asked the run to end early.
+                        budget = budget.min(rt.run_limit);
                         done += n;
                         self.stats.compiled_instructions += n;
-                        if status == CONTINUE && slot != NO_LINK && !cpu.code.has_writes() {
+                        if status == CONTINUE && slot != NO_LINK && !poll && !cpu.code.has_writes() {
                             // Left through a fixed branch to its own page, with nothing for
-                            // the exec loop to look at (no helper ran): go on through the link
-                            // slot, or have the next lookup fill it.
+                            // the exec loop to look at (no helper ran, no interrupt shadow
+                            // ended: the interpreter looks for interrupts after the block
+                            // following STI, and so must this): go on through the link slot, or
+                            // have the next lookup fill it.
                             let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
                             match linked(&cur, slot, linear, cpu) {
-                                Some(next) if budget - done >= next.block.insns.len() as u64 => {
+                                Some(next) if budget.saturating_sub(done) >= next.block.insns.len() as u64 => {
                                     if let Some(u) = next.unit.get() {
                                         f = u.entry;
                                         cur = next;
@@ -406,6 +426,7 @@ impl Interpreter {
                             let b = &cur.block;
                             if let (Some(insn), Some(f), Some(next)) = (b.insns.get(k), b.fns.get(k), b.next_ips.get(k))
                             {
+                                rt.bus.set_retired(done);
                                 done += 1;
                                 if execute(cpu, &mut *rt.bus, insn, *f, *next).is_err() {
                                     self.stats.exceptions += 1;
@@ -422,6 +443,7 @@ impl Interpreter {
             }
             if single_step {
                 for ((insn, f), next) in block.insns.iter().zip(&block.fns).zip(&block.next_ips) {
+                    bus.set_retired(done);
                     done += 1;
                     if execute(cpu, bus, insn, *f, *next).is_err() {
                         self.stats.exceptions += 1;
@@ -437,6 +459,7 @@ impl Interpreter {
                 // through (`next_ips[k]` is where instruction k + 1 starts).
                 for ((insn, f), &next) in block.insns.iter().zip(&block.fns).zip(&block.next_ips) {
                     cpu.next_rip = next;
+                    bus.set_retired(done);
                     let r = {
                         let mut c = Concrete::new(cpu, bus);
                         f(&mut c, insn)

@@ -24,7 +24,7 @@ use frontend_x86::{sem, CpuState, Exception, Gpr, SegReg, Width};
 
 use softmmu::tlb::{FAST_ADDEND_OFFSET, FAST_ENTRY_SHIFT, FAST_READ_OFFSET, FAST_WRITE_OFFSET, TLB_ENTRIES};
 
-use super::runtime::{self, CONTINUE, FAULT, REDO, RT_BUDGET, RT_ICOUNT, RT_LINK, RT_STATUS, RT_TLB};
+use super::runtime::{self, CONTINUE, FAULT, REDO, RT_BUDGET, RT_ICOUNT, RT_LINK, RT_RETIRED, RT_STATUS, RT_TLB};
 
 const I64: types::Type = types::I64;
 const I32: types::Type = types::I32;
@@ -854,6 +854,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// A data read through the softmmu (every check); leaves the unit on a fault.
     fn load_slow(&mut self, seg: SegReg, ea: Value, w: Width) -> Value {
         self.sync_stores();
+        self.store_retired();
         let segw = self.b.ins().iconst(I32, i64::from(runtime::pack_segw(seg, w)));
         let (rt, cpu) = (self.rt, self.cpu);
         let v = self.call1(self.sigs.load, runtime::jit_load as *const () as usize, &[rt, cpu, segw, ea]);
@@ -867,6 +868,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// instruction (for the interpreter to run it) when it would write decoded code.
     fn store_slow(&mut self, seg: SegReg, ea: Value, v: Value, w: Width) {
         self.sync_stores();
+        self.store_retired();
         let segw = self.b.ins().iconst(I32, i64::from(runtime::pack_segw(seg, w)));
         let (rt, cpu) = (self.rt, self.cpu);
         let status = self.call1(self.sigs.store, runtime::jit_store as *const () as usize, &[rt, cpu, segw, ea, v]);
@@ -882,6 +884,14 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         self.b.ins().brif(status, exit, &args, cont, &[]);
         self.b.seal_block(cont);
         self.b.switch_to_block(cont);
+    }
+
+    /// Before a call into the runtime that may reach the bus: the instructions this call of
+    /// the unit retired before the current one, for the machine's clock (only slow paths and
+    /// helpers pay for it).
+    fn store_retired(&mut self) {
+        let n = self.count_here(false);
+        self.b.ins().store(trusted(), n, self.rt, RT_RETIRED as i32);
     }
 
     fn call1(&mut self, sig: SigRef, f: usize, args: &[Value]) -> Value {
@@ -1231,6 +1241,7 @@ impl Emit for ClifEmit<'_, '_> {
 
     fn helper(&mut self, h: Helper, insn: &Insn) -> frontend_x86::exception::Result<()> {
         self.sync_out();
+        self.store_retired();
         let (rt, cpu) = (self.rt, self.cpu);
         let ip = self.b.ins().iconst(I64, insn as *const Insn as i64);
         let f = self.b.ins().iconst(I64, h as usize as i64);

@@ -38,6 +38,15 @@ pub struct Runtime<'a> {
     /// Which of the unit's link slots its exit went through ([`NO_LINK`]: none): the exec
     /// loop can then call the unit linked there without looking the block up.
     pub link: u32,
+    /// Instructions the exec loop's run retired before this call of the unit.
+    pub retired_before: u64,
+    /// Instructions this call retired before the one calling into the runtime, stored by the
+    /// unit before each call that may reach the bus (not kept current otherwise): with
+    /// `retired_before`, the machine's clock for that instruction ([`CpuBus::set_retired`]).
+    pub retired: u64,
+    /// The run's instruction limit as the bus last gave it ([`CpuBus::run_limit`]), for the
+    /// exec loop.
+    pub run_limit: u64,
 }
 
 /// [`Runtime::link`] when the exit is not a linkable one.
@@ -47,7 +56,30 @@ impl<'a> Runtime<'a> {
     /// The context for running a unit on `cpu` with `bus`.
     pub fn new(cpu: &CpuState, bus: &'a mut dyn CpuBus, budget: u64) -> Self {
         let tlb = softmmu::MmuMode::ALL.map(|m| cpu.tlb.0.table_ptr(m));
-        Runtime { bus, exception: None, status: CONTINUE, icount: 0, tlb, budget, link: NO_LINK }
+        Runtime {
+            bus,
+            exception: None,
+            status: CONTINUE,
+            icount: 0,
+            tlb,
+            budget,
+            link: NO_LINK,
+            retired_before: 0,
+            retired: 0,
+            run_limit: u64::MAX,
+        }
+    }
+
+    /// Before a call that may reach a device: the machine's clock to the calling instruction.
+    fn clock_in(&mut self) {
+        self.bus.set_retired(self.retired_before + self.retired);
+    }
+
+    /// After it: the device access may have asked the run to end early (a timer due sooner);
+    /// the unit leaves at its next block boundary without room.
+    fn clock_out(&mut self) {
+        self.run_limit = self.bus.run_limit();
+        self.budget = self.budget.min(self.run_limit.saturating_sub(self.retired_before));
     }
 }
 
@@ -69,6 +101,8 @@ pub const RT_ICOUNT: usize = std::mem::offset_of!(Runtime<'static>, icount);
 pub const RT_BUDGET: usize = std::mem::offset_of!(Runtime<'static>, budget);
 /// Offset of [`Runtime::link`].
 pub const RT_LINK: usize = std::mem::offset_of!(Runtime<'static>, link);
+/// Offset of [`Runtime::retired`].
+pub const RT_RETIRED: usize = std::mem::offset_of!(Runtime<'static>, retired);
 /// Offset of [`Runtime::tlb`].
 pub const RT_TLB: usize = std::mem::offset_of!(Runtime<'static>, tlb);
 
@@ -93,7 +127,10 @@ pub unsafe extern "C" fn jit_load(rt: *mut Runtime<'_>, cpu: *mut CpuState, segw
     // SAFETY: the caller's contract.
     let (rt, cpu) = unsafe { (&mut *rt, &mut *cpu) };
     let (seg, w) = unpack_segw(segw);
-    match mem::read(cpu, rt.bus, seg, ea, w) {
+    rt.clock_in();
+    let r = mem::read(cpu, rt.bus, seg, ea, w);
+    rt.clock_out();
+    match r {
         Ok(v) => {
             rt.status = CONTINUE;
             v
@@ -116,7 +153,10 @@ pub unsafe extern "C" fn jit_store(rt: *mut Runtime<'_>, cpu: *mut CpuState, seg
     // SAFETY: the caller's contract.
     let (rt, cpu) = unsafe { (&mut *rt, &mut *cpu) };
     let (seg, w) = unpack_segw(segw);
-    match mem::write_unless_code(cpu, rt.bus, seg, ea, w, v) {
+    rt.clock_in();
+    let r = mem::write_unless_code(cpu, rt.bus, seg, ea, w, v);
+    rt.clock_out();
+    match r {
         Ok(true) => CONTINUE,
         Ok(false) => REDO,
         Err(e) => {
@@ -145,10 +185,12 @@ pub unsafe extern "C" fn jit_helper(
     let f: Helper = unsafe { std::mem::transmute::<usize, Helper>(f) };
     cpu.rip = insn.ip();
     cpu.next_rip = next;
+    rt.clock_in();
     let r = {
         let mut c = Concrete::new(cpu, rt.bus);
         f(&mut c, insn)
     };
+    rt.clock_out();
     match r {
         Ok(()) if cpu.next_rip != next || cpu.halted || cpu.shutdown || cpu.code.has_writes() => LEAVE,
         Ok(()) => CONTINUE,
