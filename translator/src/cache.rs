@@ -16,6 +16,10 @@ use crate::jit::Unit;
 pub struct Entry {
     /// The decoded block.
     pub block: Rc<Block>,
+    /// For each instruction, whether it works on registers only and so cannot reach the bus
+    /// ([`crate::jit::emit::register_only`]): the interpreter tells the bus the time only
+    /// before the others.
+    pub quiet: Box<[bool]>,
     /// Times it was entered while interpreted.
     pub hits: Cell<u32>,
     /// Its compiled unit.
@@ -82,8 +86,10 @@ fn same_translation(from: &Entry, to: &Entry, cpu: &frontend_x86::CpuState) -> b
 impl Entry {
     /// An entry for a freshly decoded block.
     pub fn new(block: Block, key: BlockKey) -> Self {
+        let quiet = block.insns.iter().zip(&block.ops).map(|(i, op)| crate::jit::emit::register_only(i, op)).collect();
         Entry {
             block: Rc::new(block),
+            quiet,
             hits: Cell::new(0),
             unit: OnceCell::new(),
             failed: Cell::new(false),

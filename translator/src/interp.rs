@@ -457,15 +457,21 @@ impl Interpreter {
             } else {
                 // The interpreter's inner loop: straight through the block while control falls
                 // through (`next_ips[k]` is where instruction k + 1 starts).
-                for ((insn, f), &next) in block.insns.iter().zip(&block.fns).zip(&block.next_ips) {
+                for (((insn, f), &next), &quiet) in
+                    block.insns.iter().zip(&block.fns).zip(&block.next_ips).zip(entry.quiet.iter())
+                {
                     cpu.next_rip = next;
-                    bus.set_retired(done);
+                    if !quiet {
+                        bus.set_retired(done);
+                    }
                     let r = {
                         let mut c = Concrete::new(cpu, bus);
                         f(&mut c, insn)
                     };
                     done += 1;
                     if let Err(e) = r {
+                        // Delivering the exception reads memory: at this instruction's time.
+                        bus.set_retired(done - 1);
                         interrupt::raise(cpu, bus, e);
                         self.stats.exceptions += 1;
                         poll = true;

@@ -1319,35 +1319,41 @@ pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> Vec<FlagLive> {
             _ => 0,
         };
         // Only straight-line register operations can keep the flags hidden: anything else may
-        // fault or leave (the stack operations, LEAVE and XLAT touch memory without a memory
-        // operand; branches can fault on CS.limit; helpers can do anything).
-        let register_op = matches!(
-            op,
-            sem::Op::Binop(_)
-                | sem::Op::Unop(_)
-                | sem::Op::Mov
-                | sem::Op::Movx(_)
-                | sem::Op::Lea
-                | sem::Op::Xchg
-                | sem::Op::Nop
-                | sem::Op::Cbw(_)
-                | sem::Op::Cwd(_)
-                | sem::Op::Lahf
-                | sem::Op::Sahf
-                | sem::Op::FlagOp(_)
-                | sem::Op::Salc
-                | sem::Op::Setcc
-                | sem::Op::Cmovcc
-                | sem::Op::ShiftImm(_)
-                | sem::Op::ShiftCl(_)
-                | sem::Op::RotImm(_)
-                | sem::Op::Imul
-        );
-        let exposes = !register_op || i.flow_control() != iced_x86::FlowControl::Next || touches_memory(i);
+        // fault or leave.
+        let exposes = !register_only(i, op) || i.flow_control() != iced_x86::FlowControl::Next;
         out[k] = FlagLive { dead: writes != 0 && writes & live == 0, after: rflags_of(live) };
         live = if exposes { ARITH } else { (live & !writes) | (i.rflags_read() & ARITH) };
     }
     out
+}
+
+/// Whether `i` (resolved to `op`) is a straight-line operation on registers only: no memory
+/// (the stack operations, LEAVE and XLAT touch memory without a memory operand), no helper
+/// (which can do anything), so nothing outside the CPU (the bus, a device, an exception
+/// handler reading memory) can see it happen.
+pub fn register_only(i: &Insn, op: &sem::Op) -> bool {
+    matches!(
+        op,
+        sem::Op::Binop(_)
+            | sem::Op::Unop(_)
+            | sem::Op::Mov
+            | sem::Op::Movx(_)
+            | sem::Op::Lea
+            | sem::Op::Xchg
+            | sem::Op::Nop
+            | sem::Op::Cbw(_)
+            | sem::Op::Cwd(_)
+            | sem::Op::Lahf
+            | sem::Op::Sahf
+            | sem::Op::FlagOp(_)
+            | sem::Op::Salc
+            | sem::Op::Setcc
+            | sem::Op::Cmovcc
+            | sem::Op::ShiftImm(_)
+            | sem::Op::ShiftCl(_)
+            | sem::Op::RotImm(_)
+            | sem::Op::Imul
+    ) && !touches_memory(i)
 }
 
 /// Whether `i` reads or writes memory (LEA and NOP forms only compute an address).
