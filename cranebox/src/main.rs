@@ -53,9 +53,10 @@ struct Cli {
     debugcon_port: u16,
 
     /// COM1's other end (QEMU: -serial): stdio (output to stdout, input from stdin; on a
-    /// terminal in raw mode, Ctrl-A X quits), file:PATH (output only) or none.
-    #[arg(long, value_name = "DEST", default_value = "none")]
-    serial: String,
+    /// terminal in raw mode, Ctrl-A X quits), file:PATH (output only) or none. Given twice,
+    /// the second is COM2's (file:PATH or none), as QEMU's second -serial.
+    #[arg(long, value_name = "DEST", action = clap::ArgAction::Append)]
+    serial: Vec<String>,
 
     /// The guest's screen (QEMU: -display): none (headless) or window (a window showing the
     /// VGA screen, whose keyboard is the guest's PS/2 keyboard; closing it quits).
@@ -347,6 +348,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bios::rom::build(softmmu::PcLayout::for_ram(ram_bytes), entry)?
         }
     };
+    let (com1, com2) = match cli.serial.as_slice() {
+        [] => ("none", None),
+        [a] => (a.as_str(), None),
+        [a, b] => (a.as_str(), Some(b.as_str())),
+        _ => bail!("--serial: at most two (COM1 and COM2)"),
+    };
     let rtc_base = parse_rtc_base(&cli.rtc_base).map_err(|e| anyhow::anyhow!("--rtc-base: {e}"))?;
     let rtc_start = match rtc_base {
         RtcBase::Fixed(secs) => secs,
@@ -359,7 +366,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         bios,
         debugcon: sink("debugcon", &cli.debugcon)?,
         debugcon_port: cli.debugcon_port,
-        serial: sink("serial", &cli.serial)?,
+        serial: sink("serial", com1)?,
+        serial2: match com2 {
+            Some("stdio") => bail!("--serial stdio: only COM1 (the first --serial) can be the terminal"),
+            Some(spec) => sink("serial", spec)?,
+            None => None,
+        },
         rtc_start,
         kernel,
     };
@@ -374,12 +386,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     // Restores the terminal when run() ends, whichever way.
     let mut _raw = None;
-    if cli.serial == "stdio" || cli.display == DisplayKind::Window {
+    if com1 == "stdio" || cli.display == DisplayKind::Window {
         let (tx, rx) = crossbeam_channel::unbounded();
         if cli.display == DisplayKind::Window {
             open_window(&mut m, tx.clone())?;
         }
-        if cli.serial == "stdio" {
+        if com1 == "stdio" {
             _raw = console::connect_stdin(tx).context("--serial stdio: cannot connect the terminal")?;
         }
         m.connect_host(rx);

@@ -37,6 +37,8 @@ fn bad_input_gets_one_clear_line_and_a_failure_status() {
         (vec!["--bios", rom, "--accel", "kvm"], "--accel kvm"),
         (vec!["--bios", rom, "--debugcon", "tcp:1234"], "--debugcon tcp:1234"),
         (vec!["--bios", rom, "--rtc-base", "2006-13-01T00:00:00"], "YYYY-MM-DDTHH:MM:SS"),
+        (vec!["--bios", rom, "--serial", "none", "--serial", "none", "--serial", "none"], "at most two"),
+        (vec!["--bios", rom, "--serial", "none", "--serial", "stdio"], "only COM1"),
     ];
     fails_with_one_line(cases);
 }

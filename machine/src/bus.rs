@@ -31,6 +31,10 @@ use softmmu::{all_ones, AccessBytes, PageBacking, PhysBus, PhysMap};
 
 /// COM1's base port and IRQ.
 const COM1: u16 = 0x3f8;
+/// COM2's ports.
+const COM2: u16 = 0x2f8;
+/// COM2's ISA interrupt.
+const COM2_IRQ: u8 = 3;
 const COM1_IRQ: u8 = 4;
 /// The IO-APIC's MMIO base.
 pub const IOAPIC_BASE: u64 = 0xfec0_0000;
@@ -58,6 +62,8 @@ pub struct PcBus {
     pub kbc: I8042,
     /// COM1, if the machine has a serial port.
     pub com1: Option<Uart>,
+    /// COM2 (0x2F8, IRQ 3), when the machine has a second serial port.
+    pub com2: Option<Uart>,
     /// System control port A.
     pub port92: Port92,
     /// Port 0x80.
@@ -121,6 +127,7 @@ impl PcBus {
             rtc,
             kbc: I8042::new(),
             com1,
+            com2: None,
             port92: Port92::new(),
             post: PostCode::new(),
             pci: crate::pci::PciHost::new(),
@@ -285,7 +292,7 @@ impl PcBus {
         self.apic.advance(now_ns);
         self.acpi.advance(now_ns);
         self.hpet.advance(now_ns);
-        if let Some(u) = &mut self.com1 {
+        for u in self.com1.iter_mut().chain(self.com2.iter_mut()) {
             u.advance(now_ns);
         }
         self.sync_irqs();
@@ -305,7 +312,7 @@ impl PcBus {
         take(self.apic.next_deadline(now_ns));
         take(self.acpi.next_deadline(now_ns));
         take(self.hpet.next_deadline(now_ns));
-        if let Some(u) = &self.com1 {
+        for u in self.com1.iter().chain(self.com2.iter()) {
             take(u.next_deadline(now_ns));
         }
         d
@@ -330,7 +337,7 @@ impl PcBus {
         self.ignne = false;
         self.pirq_levels = 0;
         self.apic_moved = true;
-        if let Some(u) = &mut self.com1 {
+        for u in self.com1.iter_mut().chain(self.com2.iter_mut()) {
             u.reset();
         }
         self.pci.reset(&mut self.mem);
@@ -355,6 +362,10 @@ impl PcBus {
         if let Some(u) = &self.com1 {
             let l = u.irq_level();
             self.set_isa_irq(COM1_IRQ, l);
+        }
+        if let Some(u) = &self.com2 {
+            let l = u.irq_level();
+            self.set_isa_irq(COM2_IRQ, l);
         }
         let irq8 = if legacy { hpet_irq8 } else { self.rtc.irq_level() };
         self.set_isa_irq(8, irq8);
@@ -391,6 +402,7 @@ impl PcBus {
             }
             devices::vga::PORT_FIRST..=devices::vga::PORT_LAST => (&mut self.vga, port),
             COM1..=0x3ff => (self.com1.as_mut()? as &mut dyn PortDevice, port - COM1),
+            COM2..=0x2ff => (self.com2.as_mut()? as &mut dyn PortDevice, port - COM2),
             _ => return None,
         })
     }

@@ -95,6 +95,9 @@ pub struct MachineConfig {
     pub debugcon_port: u16,
     /// Where COM1 transmits, if the machine has a serial port.
     pub serial: Option<Box<dyn Write + Send>>,
+    /// Where COM2 transmits, if the machine has a second serial port (output only: host
+    /// input goes to COM1).
+    pub serial2: Option<Box<dyn Write + Send>>,
     /// What the RTC reads at power-on, in seconds since the Unix epoch.
     pub rtc_start: i64,
     /// A kernel (QEMU's -kernel): its bytes are placed in RAM at power-on and after every
@@ -107,7 +110,16 @@ impl MachineConfig {
     /// `ram_bytes` of RAM and the firmware `bios`; no debug console or serial port, the debug
     /// console's port at 0xE9 if one is added, the RTC at the Unix epoch.
     pub fn new(ram_bytes: u64, bios: Vec<u8>) -> Self {
-        MachineConfig { ram_bytes, bios, debugcon: None, debugcon_port: 0xe9, serial: None, rtc_start: 0, kernel: None }
+        MachineConfig {
+            ram_bytes,
+            bios,
+            debugcon: None,
+            debugcon_port: 0xe9,
+            serial: None,
+            serial2: None,
+            rtc_start: 0,
+            kernel: None,
+        }
     }
 }
 
@@ -119,6 +131,7 @@ impl std::fmt::Debug for MachineConfig {
             .field("debugcon", &self.debugcon.is_some())
             .field("debugcon_port", &self.debugcon_port)
             .field("serial", &self.serial.is_some())
+            .field("serial2", &self.serial2.is_some())
             .field("rtc_start", &self.rtc_start)
             .field("kernel", &self.kernel)
             .finish()
@@ -198,6 +211,7 @@ impl Machine {
         let debugcon = config.debugcon.map(DebugCon::new);
         let com1 = config.serial.map(Uart::new);
         let mut bus = PcBus::new(mem, rtc, com1, debugcon);
+        bus.com2 = config.serial2.map(Uart::new);
         bus.debugcon_port = config.debugcon_port;
         let mut m = Machine {
             cpu: CpuState::new(),

@@ -17,6 +17,10 @@ use softmmu::{PcLayout, PhysBus};
 const RAM: u64 = 64 << 20;
 
 fn machine(boot: Option<(u64, Vec<u8>)>) -> (Machine, Capture, Capture) {
+    machine_with(boot, None)
+}
+
+fn machine_with(boot: Option<(u64, Vec<u8>)>, com2: Option<Capture>) -> (Machine, Capture, Capture) {
     let layout = PcLayout::for_ram(RAM);
     let entry = RealModeEntry { cs: 0, ip: 0x7c00, ds: 0, ss: 0, sp: 0x7c00 };
     let rom = bios::rom::build(layout, boot.as_ref().map(|_| Entry::RealMode(entry))).expect("rom");
@@ -24,6 +28,7 @@ fn machine(boot: Option<(u64, Vec<u8>)>) -> (Machine, Capture, Capture) {
     let debug = Capture::default();
     let config = MachineConfig {
         serial: Some(Box::new(serial.clone())),
+        serial2: com2.map(|c| Box::new(c) as Box<dyn std::io::Write + Send>),
         debugcon: Some(Box::new(debug.clone())),
         debugcon_port: 0x402,
         kernel: boot.map(|(at, code)| BootPlan { blobs: vec![(at, code)], entry: Entry::RealMode(entry) }),
@@ -403,5 +408,33 @@ fn a_guest_reset_runs_post_again_and_boots_the_same_program() -> Result<(), Iced
     assert_eq!(out, Outcome::DebugExit { status: 1 });
     assert_eq!(m.resets, 1);
     assert_eq!(serial.text().matches("cranebox BIOS").count(), 2, "{}", serial.text());
+    Ok(())
+}
+
+#[test]
+fn post_finds_the_serial_ports_and_com2_transmits() -> Result<(), IcedError> {
+    // After POST: 'C' out of COM2 (THR at 0x2F8), then exit.
+    let mut a = CodeAssembler::new(16)?;
+    a.mov(dx, 0x2f8)?;
+    a.mov(al, b'C' as i32)?;
+    a.out(dx, al)?;
+    a.mov(al, 0)?;
+    a.out(0xf4, al)?;
+    a.hlt()?;
+    let program = a.assemble(0x7c00)?;
+    for with_com2 in [false, true] {
+        let com2 = Capture::default();
+        let (mut m, _, _) = machine_with(Some((0x7c00, program.clone())), with_com2.then(|| com2.clone()));
+        assert_eq!(m.run(10_000_000), Outcome::DebugExit { status: 1 });
+        let (ports, equipment) = (read(&mut m, 0x400, 4), u16_at(&mut m, 0x410));
+        if with_com2 {
+            assert_eq!(ports, [0xf8, 0x03, 0xf8, 0x02], "COM1 and COM2 in the BDA");
+            assert_eq!((equipment >> 9) & 7, 2, "two serial ports in the equipment word");
+            assert_eq!(com2.text(), "C");
+        } else {
+            assert_eq!(ports, [0xf8, 0x03, 0, 0], "COM1 only");
+            assert_eq!((equipment >> 9) & 7, 1);
+        }
+    }
     Ok(())
 }

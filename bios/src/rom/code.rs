@@ -155,9 +155,24 @@ fn post(a: &mut Asm, plan: &RomPlan) -> R {
     a.mov(cx, 0x80)?;
     a.xor(ax, ax)?;
     a.rep().stosw()?;
-    a.mov(word_ptr(0x400), 0x3f8)?; // COM1
     a.mov(word_ptr(0x40e), EBDA_SEG)?;
     a.mov(word_ptr(0x410), i32::from(plan.equipment))?;
+    // Serial ports, found as a PC BIOS finds them: a UART's scratch register keeps what is
+    // written to it (an empty port reads back FFh). Their bases in 400h.., their count in
+    // bits 9-11 of the equipment word.
+    a.mov(bx, 0x400)?;
+    for (base, skip) in [(0x3f8, "post_no_com1"), (0x2f8, "post_no_com2")] {
+        a.mov(dx, base + 7)?;
+        a.mov(al, 0x5a)?;
+        a.out(dx, al)?;
+        a.in_(al, dx)?;
+        a.cmp(al, 0x5a)?;
+        a.jne_(skip)?;
+        a.mov(word_ptr(bx), base)?;
+        a.add(bx, 2)?;
+        a.add(word_ptr(0x410), 0x200)?;
+        a.at(skip)?;
+    }
     a.mov(word_ptr(0x413), i32::from(plan.base_kib))?;
     a.mov(word_ptr(0x41a), 0x1e)?; // keyboard buffer head
     a.mov(word_ptr(0x41c), 0x1e)?; // and tail

@@ -94,8 +94,8 @@ pub fn build(layout: PcLayout, boot: Option<Entry>) -> Result<Vec<u8>, RomError>
     let ext = layout.below_4g.saturating_sub(MIB) / 1024;
     let plan = RomPlan {
         e820: e820_map(layout),
-        // FPU, 80x25 colour, one serial port, a PS/2 mouse.
-        equipment: 0x0002 | 0x0020 | 0x0200 | 0x0004,
+        // FPU, 80x25 colour, a PS/2 mouse (POST adds the serial ports it finds).
+        equipment: 0x0002 | 0x0020 | 0x0004,
         base_kib: (e820::EBDA_BASE >> 10) as u16,
         ext_kib: ext.min(0xffff) as u16,
         e801_low_kib: ext.min(15 * 1024) as u16,
