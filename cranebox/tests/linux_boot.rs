@@ -18,6 +18,8 @@ const FORBIDDEN: &[&str] = &[
     // pit_calibrate_tsc gave up on the PIT: time did not move between the reads of its loop.
     "Unable to calibrate against PIT",
     "unchecked MSR access error",
+    // IA32_MISC_ENABLE without fast strings, which firmware on a real PC leaves enabled.
+    "Disabled fast string operations",
     "ACPI Error",
     "Kernel panic",
     "invalid opcode",

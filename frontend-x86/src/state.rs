@@ -408,7 +408,12 @@ impl CpuState {
             cr4: 0,
             cr8: 0,
             efer: 0,
-            msr: Msrs { apic_base: 0xfee0_0000 | (1 << 11) | (1 << 8), pat: 0x0007_0406_0007_0406, ..Msrs::default() },
+            msr: Msrs {
+                apic_base: 0xfee0_0000 | (1 << 11) | (1 << 8),
+                pat: 0x0007_0406_0007_0406,
+                misc_enable: crate::sem::privileged::MISC_ENABLE_RESET,
+                ..Msrs::default()
+            },
             dr: [0, 0, 0, 0, 0, 0, 0xffff_0ff0, 0x400],
             cpl: 0,
             halted: false,

@@ -343,6 +343,13 @@ pub mod msr {
     pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
 }
 
+/// IA32_MISC_ENABLE at power-on: fast string operations enabled (bit 0, as firmware leaves
+/// it; REP MOVS/STOS run the same either way here), branch trace storage (bit 11) and PEBS
+/// (bit 12) unavailable.
+pub const MISC_ENABLE_RESET: u64 = 1 | (1 << 11) | (1 << 12);
+/// The bits of IA32_MISC_ENABLE software cannot change here.
+const MISC_ENABLE_READ_ONLY: u64 = (1 << 11) | (1 << 12);
+
 /// The TSC as the guest sees it: virtual nanoseconds (a 1 GHz TSC) plus the offset a WRMSR
 /// to it set.
 pub fn read_tsc(c: &mut Concrete<'_>) -> u64 {
@@ -412,7 +419,9 @@ pub fn write_msr(c: &mut Concrete<'_>, n: u32, v: u64) -> Result<()> {
         msr::SYSENTER_CS => c.cpu.msr.sysenter_cs = v & 0xffff,
         msr::SYSENTER_ESP => c.cpu.msr.sysenter_esp = canonical(v)?,
         msr::SYSENTER_EIP => c.cpu.msr.sysenter_eip = canonical(v)?,
-        msr::MISC_ENABLE => c.cpu.msr.misc_enable = v,
+        msr::MISC_ENABLE => {
+            c.cpu.msr.misc_enable = (v & !MISC_ENABLE_READ_ONLY) | (MISC_ENABLE_RESET & MISC_ENABLE_READ_ONLY)
+        }
         // Writing it is how software asks for the revision; there is nothing to update.
         msr::BIOS_SIGN_ID => {}
         msr::EFER => {
