@@ -190,7 +190,6 @@ impl Drop for Worker {
 pub struct Jit {
     module: Option<JITModule>,
     isa: OwnedTargetIsa,
-    ctx: Box<Context>,
     fctx: FunctionBuilderContext,
     generation: u64,
     /// Code bytes in the current generation.
@@ -200,7 +199,7 @@ pub struct Jit {
     /// Units handed to the compile thread, by ticket.
     queued: HashMap<u64, Built>,
     next_ticket: u64,
-    /// Contexts back from the compile thread, for reuse.
+    /// Cleared contexts (back from the compile thread or an inline compile), for reuse.
     spare: Vec<Box<Context>>,
     /// What it has done.
     pub stats: JitStats,
@@ -294,7 +293,6 @@ impl Jit {
         Ok(Jit {
             module: Some(JITModule::new(JITBuilder::with_isa(isa.clone(), default_libcall_names()))),
             isa,
-            ctx: Box::new(Context::new()),
             fctx: FunctionBuilderContext::new(),
             generation: 0,
             bytes: 0,
@@ -352,10 +350,9 @@ impl Jit {
     /// constants, checked once at the unit's entry; the exec loop turns it off for blocks
     /// whose entry check failed.
     pub fn compile(&mut self, blocks: &[Rc<Block>], cpu: &CpuState, static_segs: bool) -> Result<Unit, JitError> {
-        let mut ctx = std::mem::replace(&mut self.ctx, Box::new(Context::new()));
+        let mut ctx = self.context();
         let r = self.compile_in(&mut ctx, blocks, cpu, static_segs);
-        ctx.clear();
-        self.ctx = ctx;
+        self.recycle(ctx);
         r
     }
 
@@ -382,12 +379,11 @@ impl Jit {
             return Ok(None);
         }
         let Some(jobs) = worker.jobs.clone() else { return Err(JitError::Host("no compile thread".into())) };
-        let mut ctx = self.spare.pop().unwrap_or_else(|| Box::new(Context::new()));
+        let mut ctx = self.context();
         let built = match self.build(&mut ctx, blocks, cpu, static_segs) {
             Ok(b) => b,
             Err(e) => {
-                ctx.clear();
-                self.spare.push(ctx);
+                self.recycle(ctx);
                 return Err(e);
             }
         };
@@ -450,6 +446,11 @@ impl Jit {
     /// Tickets still on the compile thread.
     pub fn queued(&self) -> usize {
         self.queued.len()
+    }
+
+    /// A cleared context: one back from an earlier unit, or a new one.
+    fn context(&mut self) -> Box<Context> {
+        self.spare.pop().unwrap_or_else(|| Box::new(Context::new()))
     }
 
     fn recycle(&mut self, mut ctx: Box<Context>) {
