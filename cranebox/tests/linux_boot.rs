@@ -20,6 +20,8 @@ const FORBIDDEN: &[&str] = &[
     "unchecked MSR access error",
     // IA32_MISC_ENABLE without fast strings, which firmware on a real PC leaves enabled.
     "Disabled fast string operations",
+    // No MTRRs (the firmware enables them on a PC), so no PAT either.
+    "MTRRs disabled",
     "ACPI Error",
     "Kernel panic",
     "invalid opcode",

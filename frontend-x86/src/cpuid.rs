@@ -23,9 +23,11 @@ pub mod edx1 {
     /// SYSENTER/SYSEXIT.
     pub const SEP: u32 = 1 << 11;
     /// Global pages (CR4.PGE).
+    pub const MTRR: u32 = 1 << 12;
     pub const PGE: u32 = 1 << 13;
     /// CMOVcc (and FCMOV when the x87 is present).
     pub const CMOV: u32 = 1 << 15;
+    pub const PAT: u32 = 1 << 16;
     /// 36-bit physical addresses in 4 MiB pages.
     pub const PSE36: u32 = 1 << 17;
     /// CLFLUSH.
@@ -98,6 +100,8 @@ pub const LEAF1_EDX: u32 = edx1::FPU
     | edx1::APIC
     | edx1::SEP
     | edx1::PGE
+    | edx1::MTRR
+    | edx1::PAT
     | edx1::CMOV
     | edx1::PSE36
     | edx1::CLFSH
@@ -197,8 +201,8 @@ mod tests {
     #[test]
     fn no_unimplemented_unit_is_advertised() {
         let (_, _, ecx, edx) = cpuid(1, 0);
-        // MTRR, PAT are not implemented.
-        for bit in [12, 16] {
+        // MCA, MCE, ACPI thermal, DS, PBE are not implemented.
+        for bit in [7, 14, 21, 22, 31] {
             assert_eq!(edx & (1 << bit), 0, "leaf 1 EDX bit {bit}");
         }
         // MONITOR, FMA, MOVBE, OSXSAVE (dynamic), AVX, F16C, RDRAND.

@@ -245,6 +245,10 @@ pub struct Msrs {
     pub tsc_aux: u64,
     pub misc_enable: u64,
     pub mtrr_def_type: u64,
+    /// The fixed-range MTRRs: 64K_00000, 16K_80000, 16K_A0000, 4K_C0000..4K_F8000.
+    pub mtrr_fixed: [u64; 11],
+    /// The variable-range MTRRs: PHYSBASE0, PHYSMASK0, ..., PHYSMASK7.
+    pub mtrr_var: [u64; 16],
 }
 
 /// The whole architectural state of one CPU.

@@ -412,7 +412,7 @@ fn a_guest_reset_runs_post_again_and_boots_the_same_program() -> Result<(), Iced
 }
 
 #[test]
-fn post_finds_the_serial_ports_and_com2_transmits() -> Result<(), IcedError> {
+fn post_finds_the_serial_ports_and_sets_the_mtrrs_and_com2_transmits() -> Result<(), IcedError> {
     // After POST: 'C' out of COM2 (THR at 0x2F8), then exit.
     let mut a = CodeAssembler::new(16)?;
     a.mov(dx, 0x2f8)?;
@@ -427,6 +427,11 @@ fn post_finds_the_serial_ports_and_com2_transmits() -> Result<(), IcedError> {
         let (mut m, _, _) = machine_with(Some((0x7c00, program.clone())), with_com2.then(|| com2.clone()));
         assert_eq!(m.run(10_000_000), Outcome::DebugExit { status: 1 });
         let (ports, equipment) = (read(&mut m, 0x400, 4), u16_at(&mut m, 0x410));
+        // POST also enabled the MTRRs: write-back by default, the fixed ranges, the PCI
+        // window uncached.
+        assert_eq!(m.cpu.msr.mtrr_def_type, 0xc06);
+        assert_eq!(m.cpu.msr.mtrr_fixed[2], 0, "A0000-BFFFF uncached");
+        assert_eq!(m.cpu.msr.mtrr_var[..2], [0xe000_0000, 0xff_e000_0800]);
         if with_com2 {
             assert_eq!(ports, [0xf8, 0x03, 0xf8, 0x02], "COM1 and COM2 in the BDA");
             assert_eq!((equipment >> 9) & 7, 2, "two serial ports in the equipment word");

@@ -188,6 +188,27 @@ fn post(a: &mut Asm, plan: &RomPlan) -> R {
     a.rep().stosw()?;
     a.mov(byte_ptr(0).es(), 1)?;
 
+    // MTRRs as PC firmware sets them (SeaBIOS does the same on QEMU): RAM below 640K
+    // write-back, the VGA window uncached, the ROM area write-protected, the PCI window from
+    // E000_0000h uncached, write-back by default. Off while they change.
+    let wrmsr = |a: &mut Asm, msr: i32, lo: u32, hi: u32| -> R {
+        a.mov(ecx, msr)?;
+        a.mov(eax, lo as i32)?;
+        a.mov(edx, hi as i32)?;
+        a.wrmsr()
+    };
+    wrmsr(a, 0x2ff, 0, 0)?;
+    wrmsr(a, 0x250, 0x0606_0606, 0x0606_0606)?;
+    wrmsr(a, 0x258, 0x0606_0606, 0x0606_0606)?;
+    wrmsr(a, 0x259, 0, 0)?;
+    for msr in 0x268..=0x26f {
+        wrmsr(a, msr, 0x0505_0505, 0x0505_0505)?;
+    }
+    wrmsr(a, 0x200, 0xe000_0000, 0)?; // base, UC
+    let mask = ((1u64 << softmmu::paging::DEFAULT_MAXPHYADDR) - 1) & !0x1fff_ffff;
+    wrmsr(a, 0x201, (mask as u32) | 0x800, (mask >> 32) as u32)?; // 512 MiB, valid
+    wrmsr(a, 0x2ff, 0xc06, 0)?; // enabled, fixed ranges enabled, default WB
+
     // COM1 at 115200 8N1, so the banner reaches the serial console.
     for (port, v) in [(0x3fb, 0x80), (0x3f8, 0x01), (0x3f9, 0x00), (0x3fb, 0x03)] {
         a.mov(dx, port)?;

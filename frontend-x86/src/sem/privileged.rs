@@ -341,6 +341,40 @@ pub mod msr {
     pub const FS_BASE: u32 = 0xc000_0100;
     pub const GS_BASE: u32 = 0xc000_0101;
     pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
+    /// IA32_MTRRCAP (read-only).
+    pub const MTRRCAP: u32 = 0xfe;
+    /// IA32_MTRR_PHYSBASE0; PHYSMASKn and the other pairs follow.
+    pub const MTRR_PHYS_BASE0: u32 = 0x200;
+    pub const MTRR_PHYS_MASK7: u32 = 0x20f;
+    pub const MTRR_FIX64K_00000: u32 = 0x250;
+    pub const MTRR_FIX16K_80000: u32 = 0x258;
+    pub const MTRR_FIX16K_A0000: u32 = 0x259;
+    pub const MTRR_FIX4K_C0000: u32 = 0x268;
+    pub const MTRR_FIX4K_F8000: u32 = 0x26f;
+    pub const PAT: u32 = 0x277;
+    pub const MTRR_DEF_TYPE: u32 = 0x2ff;
+}
+
+/// IA32_MTRRCAP: eight variable ranges, the fixed ranges, write-combining; no SMRR. Memory
+/// types change nothing in an emulator, so the MTRRs are registers an OS reads back (with
+/// the SDM's reserved-bit and type checks), as firmware programmed them.
+pub const MTRRCAP: u64 = 8 | (1 << 8) | (1 << 10);
+
+/// The index of a fixed-range MTRR in `Msrs::mtrr_fixed`.
+fn mtrr_fixed_index(n: u32) -> Option<usize> {
+    match n {
+        msr::MTRR_FIX64K_00000 => Some(0),
+        msr::MTRR_FIX16K_80000 => Some(1),
+        msr::MTRR_FIX16K_A0000 => Some(2),
+        msr::MTRR_FIX4K_C0000..=msr::MTRR_FIX4K_F8000 => Some(3 + (n - msr::MTRR_FIX4K_C0000) as usize),
+        _ => None,
+    }
+}
+
+/// Whether `t` is a memory type an MTRR may hold (UC, WC, WT, WP, WB), or with `pat` one
+/// the PAT may hold (also UC-).
+fn valid_memory_type(t: u64, pat: bool) -> bool {
+    matches!(t, 0 | 1 | 4 | 5 | 6) || (pat && t == 7)
 }
 
 /// IA32_MISC_ENABLE at power-on: fast string operations enabled (bit 0, as firmware leaves
@@ -379,7 +413,11 @@ pub fn read_msr(c: &mut Concrete<'_>, n: u32) -> Option<u64> {
         msr::FS_BASE => c.cpu.seg[SegReg::Fs as usize].base,
         msr::GS_BASE => c.cpu.seg[SegReg::Gs as usize].base,
         msr::KERNEL_GS_BASE => m.kernel_gs_base,
-        _ => return None,
+        msr::MTRRCAP => MTRRCAP,
+        msr::MTRR_DEF_TYPE => m.mtrr_def_type,
+        msr::PAT => m.pat,
+        msr::MTRR_PHYS_BASE0..=msr::MTRR_PHYS_MASK7 => m.mtrr_var[(n - msr::MTRR_PHYS_BASE0) as usize],
+        _ => m.mtrr_fixed[mtrr_fixed_index(n)?],
     })
 }
 
@@ -444,10 +482,38 @@ pub fn write_msr(c: &mut Concrete<'_>, n: u32, v: u64) -> Result<()> {
         msr::FS_BASE => c.cpu.seg[SegReg::Fs as usize].base = canonical(v)?,
         msr::GS_BASE => c.cpu.seg[SegReg::Gs as usize].base = canonical(v)?,
         msr::KERNEL_GS_BASE => c.cpu.msr.kernel_gs_base = canonical(v)?,
-        _ => {
-            log_unknown_msr(n);
-            return gp;
+        msr::MTRR_DEF_TYPE => {
+            // Type (7:0), FE (10), E (11).
+            if v & !0xcff != 0 || !valid_memory_type(v & 0xff, false) {
+                return gp;
+            }
+            c.cpu.msr.mtrr_def_type = v;
         }
+        msr::PAT => {
+            if (0..8).any(|k| !valid_memory_type((v >> (8 * k)) & 0xff, true)) {
+                return gp;
+            }
+            c.cpu.msr.pat = v;
+        }
+        msr::MTRR_PHYS_BASE0..=msr::MTRR_PHYS_MASK7 => {
+            let k = (n - msr::MTRR_PHYS_BASE0) as usize;
+            let above = !((1u64 << softmmu::paging::DEFAULT_MAXPHYADDR) - 1);
+            // PHYSBASE: type (7:0) and the base; PHYSMASK: V (11) and the mask.
+            let base = k.is_multiple_of(2);
+            let reserved = if base { above | 0xf00 } else { above | 0x7ff };
+            if v & reserved != 0 || (base && !valid_memory_type(v & 0xff, false)) {
+                return gp;
+            }
+            c.cpu.msr.mtrr_var[k] = v;
+        }
+        _ => match mtrr_fixed_index(n) {
+            Some(k) if (0..8).all(|b| valid_memory_type((v >> (8 * b)) & 0xff, false)) => c.cpu.msr.mtrr_fixed[k] = v,
+            Some(_) => return gp,
+            None => {
+                log_unknown_msr(n);
+                return gp;
+            }
+        },
     }
     Ok(())
 }
