@@ -152,6 +152,15 @@ pub fn protected_mode_cpu(gdt: u64, gdt_limit: u16, idt: u64) -> CpuState {
     cpu
 }
 
+/// 4-level page tables at `at` (PML4), `at + 0x1000` (PDPT) and `at + 0x2000` (PD) mapping the
+/// first 2 MiB to themselves, writable and user-accessible (one 2 MiB page). Returns CR3.
+pub fn identity_2m(bus: &mut SparseBus, at: u64) -> u64 {
+    bus.put(at, &(at + 0x1007).to_le_bytes());
+    bus.put(at + 0x1000, &(at + 0x2007).to_le_bytes());
+    bus.put(at + 0x2000, &0x87u64.to_le_bytes());
+    at
+}
+
 /// A CPU in 64-bit mode at CPL 0 with paging on (4-level tables at `cr3`), flat 64-bit code
 /// 0x08 and data 0x10, no GDT or IDT.
 pub fn long_mode_cpu(cr3: u64) -> CpuState {

@@ -1,7 +1,7 @@
 //! SYSRET into 64-bit user code, SYSCALL back into the kernel, and SYSENTER/SYSEXIT in 32-bit
 //! protected mode: the selectors, CPL, RCX/R11 and RFLAGS masking the SDM specifies.
 
-use cranebox_tests::{long_mode_cpu, protected_mode_cpu, SparseBus};
+use cranebox_tests::{identity_2m, long_mode_cpu, protected_mode_cpu, SparseBus};
 use frontend_x86::{CpuState, Gpr, SegReg, Width};
 use iced_x86::code_asm::*;
 
@@ -12,10 +12,7 @@ const RESULTS: u64 = 0x3000;
 /// 64-bit kernel at CPL 0 with the first 2 MiB identity-mapped, user-accessible.
 fn long_mode() -> (CpuState, SparseBus) {
     let mut bus = SparseBus::new(32);
-    bus.put(0x20000, &0x21007u64.to_le_bytes());
-    bus.put(0x21000, &0x22007u64.to_le_bytes());
-    bus.put(0x22000, &0x87u64.to_le_bytes());
-    let mut cpu = long_mode_cpu(0x20000);
+    let mut cpu = long_mode_cpu(identity_2m(&mut bus, 0x20000));
     cpu.rip = KERNEL;
     (cpu, bus)
 }

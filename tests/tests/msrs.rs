@@ -3,17 +3,14 @@
 //! and says so when bit 0 is clear), branch trace storage and PEBS unavailable (read-only).
 //! The MTRRs and the PAT with the SDM's checks (vol. 3, 12.11 and 12.12).
 
-use cranebox_tests::{long_mode_cpu, SparseBus};
+use cranebox_tests::{identity_2m, long_mode_cpu, SparseBus};
 use frontend_x86::{CpuState, Gpr, Width};
 use iced_x86::code_asm::*;
 
 /// A 64-bit kernel at 0x8000 with the first 2 MiB identity-mapped.
 fn machine() -> (CpuState, SparseBus) {
     let mut bus = SparseBus::new(32);
-    bus.put(0x20000, &0x21007u64.to_le_bytes());
-    bus.put(0x21000, &0x22007u64.to_le_bytes());
-    bus.put(0x22000, &0x87u64.to_le_bytes());
-    let mut cpu = long_mode_cpu(0x20000);
+    let mut cpu = long_mode_cpu(identity_2m(&mut bus, 0x20000));
     cpu.rip = 0x8000;
     (cpu, bus)
 }

@@ -767,9 +767,7 @@ fn xsave_family_faults() -> Result<(), IcedError> {
         let code = assemble(f)?;
         let (mut cpu, mut bus) = machine(&code);
         // User-accessible pages, so the CPL 3 case reaches the instruction.
-        bus.put(0x20000, &0x21007u64.to_le_bytes());
-        bus.put(0x21000, &0x22007u64.to_le_bytes());
-        bus.put(0x22000, &0x87u64.to_le_bytes());
+        cranebox_tests::identity_2m(&mut bus, 0x20000);
         cpu.cr4 |= cr4::OSXSAVE;
         setup(&mut cpu);
         let e = translator::interp::step(&mut cpu, &mut bus).map(|e| e.vector);
