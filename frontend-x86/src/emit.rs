@@ -84,6 +84,73 @@ pub enum Cmp {
     Ugt,
 }
 
+/// The lanes a packed integer operation splits a 128-bit value into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lanes {
+    /// Sixteen bytes.
+    B,
+    /// Eight 16-bit words.
+    W,
+    /// Four 32-bit doublewords.
+    D,
+    /// Two 64-bit quadwords.
+    Q,
+}
+
+impl Lanes {
+    /// The width of one lane in bits.
+    pub const fn bits(self) -> u32 {
+        match self {
+            Lanes::B => 8,
+            Lanes::W => 16,
+            Lanes::D => 32,
+            Lanes::Q => 64,
+        }
+    }
+}
+
+/// Two-operand operations on 128-bit (XMM) values, each exact as a vector operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VecOp {
+    /// a & b.
+    And,
+    /// a | b.
+    Or,
+    /// a ^ b.
+    Xor,
+    /// !a & b (PANDN's operand order).
+    AndNot,
+    /// Lane-wise a + b, wrapping.
+    Add(Lanes),
+    /// Lane-wise a - b, wrapping.
+    Sub(Lanes),
+    /// All ones in each lane where a == b, else zero.
+    CmpEq(Lanes),
+}
+
+/// `op` on concrete values: what [`Emit::vec`] computes.
+pub fn eval_vec(op: VecOp, a: u128, b: u128) -> u128 {
+    use crate::sem::sse::lanes;
+    match op {
+        VecOp::And => a & b,
+        VecOp::Or => a | b,
+        VecOp::Xor => a ^ b,
+        VecOp::AndNot => !a & b,
+        VecOp::Add(l) => lanes(a, b, l.bits(), u64::wrapping_add),
+        VecOp::Sub(l) => lanes(a, b, l.bits(), u64::wrapping_sub),
+        VecOp::CmpEq(l) => lanes(a, b, l.bits(), |x, y| if x == y { u64::MAX } else { 0 }),
+    }
+}
+
+/// The control registers semantics may read (for the checks that depend on them at run time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cr {
+    /// CR0.
+    Cr0,
+    /// CR4.
+    Cr4,
+}
+
 /// A helper: an instruction's semantics run on concrete values. The JIT calls it out of line.
 pub type Helper = fn(&mut Concrete<'_>, &crate::insn::Insn) -> Result<()>;
 
@@ -91,6 +158,8 @@ pub type Helper = fn(&mut Concrete<'_>, &crate::insn::Insn) -> Result<()>;
 pub trait Emit {
     /// A value: `u64` in the interpreter, an SSA value in the JIT.
     type V: Copy;
+    /// A 128-bit value: `u128` in the interpreter, a 16-byte vector in the JIT.
+    type X: Copy;
 
     /// A constant.
     fn imm(&mut self, x: u64) -> Self::V;
@@ -120,6 +189,22 @@ pub trait Emit {
     fn get_rflags(&mut self) -> Self::V;
     /// Sets the RFLAGS bits in `mask` from `v` (only for unprivileged bits: arithmetic, DF).
     fn set_rflags(&mut self, mask: u64, v: Self::V);
+
+    /// Reads CR0 or CR4 (they may change between runs of the same translated code).
+    fn get_cr(&mut self, cr: Cr) -> Self::V;
+
+    /// Reads XMM register `n` (0-15).
+    fn get_xmm(&mut self, n: usize) -> Self::X;
+    /// Writes XMM register `n` (0-15).
+    fn set_xmm(&mut self, n: usize, v: Self::X);
+    /// A two-operand operation on 128-bit values.
+    fn vec(&mut self, op: VecOp, a: Self::X, b: Self::X) -> Self::X;
+    /// Reads 16 bytes at segment:offset, as two 8-byte reads at `ea` and `ea + 8` (wrapping
+    /// at the address size `aw`): a fault leaves nothing changed. No alignment check.
+    fn load_x(&mut self, seg: SegReg, ea: Self::V, aw: Width) -> Result<Self::X>;
+    /// Writes 16 bytes at segment:offset (as [`Emit::load_x`] splits them); every check is
+    /// made before any byte is written. No alignment check.
+    fn store_x(&mut self, seg: SegReg, ea: Self::V, aw: Width, v: Self::X) -> Result<()>;
 
     /// Reads memory at segment:offset; the offset is already truncated to the address size.
     fn load(&mut self, seg: SegReg, ea: Self::V, w: Width) -> Result<Self::V>;
