@@ -472,10 +472,38 @@ pub fn concrete_fn(op: Op) -> Helper {
         },
         Op::Imul => |c, i| alu::imul(c, i),
         Op::VecMov => |c, i| vec::mov(c, i),
-        // The operation again from the mnemonic, as `resolve` found it.
-        Op::VecBinop(_) => |c, i| vec::binop(c, i, vec::op_of(i.mnemonic()).ok_or(Exception::UD)?),
+        Op::VecBinop(op) => vec_binop_fn(op),
         Op::Helper(h) => h,
         Op::Ud => |_, _| Err(Exception::UD),
+    }
+}
+
+/// [`concrete_fn`] for [`Op::VecBinop`]: one function per operation, so that each is
+/// compiled for its operation.
+fn vec_binop_fn(op: crate::emit::VecOp) -> Helper {
+    use crate::emit::{Lanes, VecOp as V};
+    macro_rules! each {
+        ($($p:pat => $v:expr),* $(,)?) => {
+            match op { $($p => |c, i| vec::binop(c, i, $v)),* }
+        };
+    }
+    each! {
+        V::And => V::And,
+        V::Or => V::Or,
+        V::Xor => V::Xor,
+        V::AndNot => V::AndNot,
+        V::Add(Lanes::B) => V::Add(Lanes::B),
+        V::Add(Lanes::W) => V::Add(Lanes::W),
+        V::Add(Lanes::D) => V::Add(Lanes::D),
+        V::Add(Lanes::Q) => V::Add(Lanes::Q),
+        V::Sub(Lanes::B) => V::Sub(Lanes::B),
+        V::Sub(Lanes::W) => V::Sub(Lanes::W),
+        V::Sub(Lanes::D) => V::Sub(Lanes::D),
+        V::Sub(Lanes::Q) => V::Sub(Lanes::Q),
+        V::CmpEq(Lanes::B) => V::CmpEq(Lanes::B),
+        V::CmpEq(Lanes::W) => V::CmpEq(Lanes::W),
+        V::CmpEq(Lanes::D) => V::CmpEq(Lanes::D),
+        V::CmpEq(Lanes::Q) => V::CmpEq(Lanes::Q),
     }
 }
 

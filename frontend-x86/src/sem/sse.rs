@@ -108,20 +108,26 @@ pub(crate) fn load128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width) -> 
 }
 
 /// The checks of a 16-byte store at `seg:ea` (8-byte halves at `ea` and `ea + 8`, wrapping
-/// at the address size `aw`), made before anything is written: the segment and every page of
-/// the high half, then of the low half. Gives the physical page numbers touched.
+/// at the address size `aw`), made before anything is written: the segment and the pages of
+/// the high half, then of the low half (each page translated once). Gives the physical page
+/// numbers touched (unused slots repeat the first).
 fn store128_pages(cpu: &mut CpuState, bus: &mut dyn CpuBus, seg: SegReg, ea: u64, aw: Width) -> Result<[u64; 4]> {
     let hi_ea = ea.wrapping_add(8) & aw.mask();
+    let mut lin_pages = [u64::MAX; 4];
     let mut pages = [0; 4];
-    for (k, off) in [hi_ea, ea].into_iter().enumerate() {
+    let mut n = 0;
+    for off in [hi_ea, ea] {
         let lin = mem::seg_linear(cpu, seg, off, 8, mem::AccessKind::Write)?;
-        pages[2 * k] = mem::translate(cpu, bus, lin, mem::AccessKind::Write)? >> 12;
-        let last = mem::wrap_lin(cpu, lin.wrapping_add(7));
-        pages[2 * k + 1] = if last >> 12 == lin >> 12 {
-            pages[2 * k]
-        } else {
-            mem::translate(cpu, bus, last, mem::AccessKind::Write)? >> 12
-        };
+        for at in [lin, mem::wrap_lin(cpu, lin.wrapping_add(7))] {
+            if !lin_pages[..n].contains(&(at >> 12)) {
+                pages[n] = mem::translate(cpu, bus, at, mem::AccessKind::Write)? >> 12;
+                lin_pages[n] = at >> 12;
+                n += 1;
+            }
+        }
+    }
+    for k in n..4 {
+        pages[k] = pages[0];
     }
     Ok(pages)
 }

@@ -55,6 +55,7 @@ pub fn resolve(i: &Insn) -> Option<Op> {
 
 /// #UD without CR4.OSFXSR or with CR0.EM, #NM with CR0.TS (SDM vol. 3, 13.1). Read at run
 /// time: a task switch sets TS under code the JIT has already compiled.
+#[inline]
 pub fn check<E: Emit>(e: &mut E) -> Result<()> {
     let cr0 = e.get_cr(Cr::Cr0);
     let cr4 = e.get_cr(Cr::Cr4);
@@ -75,6 +76,7 @@ pub fn check<E: Emit>(e: &mut E) -> Result<()> {
 }
 
 /// The XMM register of register operand `n`.
+#[inline]
 pub(crate) fn xmm(i: &Insn, n: u32) -> Result<usize> {
     let r = i.op_register(n);
     match r.number() {
@@ -85,6 +87,7 @@ pub(crate) fn xmm(i: &Insn, n: u32) -> Result<usize> {
 
 /// The memory operand's segment, offset and address size, with the 16-byte alignment check
 /// (#GP(0)) when `aligned`.
+#[inline]
 pub(crate) fn mem_operand<E: Emit>(e: &mut E, i: &Insn, aligned: bool) -> Result<(SegReg, E::V, Width)> {
     let seg = op::mem_seg(i);
     let ea = op::ea(e, i);
@@ -97,6 +100,7 @@ pub(crate) fn mem_operand<E: Emit>(e: &mut E, i: &Insn, aligned: bool) -> Result
 }
 
 /// Reads operand `n` as 128 bits (an XMM register or 16 bytes of memory, aligned or not).
+#[inline]
 pub(crate) fn read<E: Emit>(e: &mut E, i: &Insn, n: u32, aligned: bool) -> Result<E::X> {
     match i.op_kind(n) {
         OpKind::Register => Ok(e.get_xmm(xmm(i, n)?)),
@@ -109,6 +113,7 @@ pub(crate) fn read<E: Emit>(e: &mut E, i: &Insn, n: u32, aligned: bool) -> Resul
 }
 
 /// Writes operand `n` (an XMM register or 16 bytes of memory, aligned or not).
+#[inline]
 pub(crate) fn write<E: Emit>(e: &mut E, i: &Insn, n: u32, aligned: bool, v: E::X) -> Result<()> {
     match i.op_kind(n) {
         OpKind::Register => {
@@ -125,6 +130,7 @@ pub(crate) fn write<E: Emit>(e: &mut E, i: &Insn, n: u32, aligned: bool, v: E::X
 }
 
 /// MOVAPS/MOVAPD/MOVDQA (aligned) and MOVUPS/MOVUPD/MOVDQU.
+#[inline]
 pub fn mov<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     check(e)?;
     let aligned = matches!(i.mnemonic(), Mnemonic::Movaps | Mnemonic::Movapd | Mnemonic::Movdqa);
@@ -133,6 +139,7 @@ pub fn mov<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
 }
 
 /// dst = dst `op` src, with the legacy-SSE alignment rule for a memory source.
+#[inline]
 pub fn binop<E: Emit>(e: &mut E, i: &Insn, op: VecOp) -> Result<()> {
     check(e)?;
     let b = read(e, i, 1, true)?;
