@@ -934,6 +934,33 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         (self.b.ins().band(ok, fits), host)
     }
 
+    /// A memory access's two paths: `fast` (the inline TLB hit) when `ok` is set, else `slow`
+    /// (the softmmu call); both give the access's results, of types `tys`.
+    fn hit_or_miss<const N: usize>(
+        &mut self,
+        ok: Value,
+        tys: [types::Type; N],
+        fast: impl FnOnce(&mut Self) -> [Value; N],
+        slow: impl FnOnce(&mut Self) -> [Value; N],
+    ) -> [Value; N] {
+        let fast_b = self.b.create_block();
+        let slow_b = self.b.create_block();
+        let merge = self.b.create_block();
+        let results = tys.map(|t| self.b.append_block_param(merge, t));
+        self.b.ins().brif(ok, fast_b, &[], slow_b, &[]);
+        self.b.seal_block(fast_b);
+        self.b.seal_block(slow_b);
+        self.b.switch_to_block(fast_b);
+        let v = fast(self).map(BlockArg::Value);
+        self.b.ins().jump(merge, &v);
+        self.b.switch_to_block(slow_b);
+        let v = slow(self).map(BlockArg::Value);
+        self.b.ins().jump(merge, &v);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        results
+    }
+
     /// The offset of the high half of a 16-byte access at `ea`.
     fn hi_ea(&mut self, ea: Value, aw: Width) -> Value {
         let hi = self.b.ins().iadd_imm_s(ea, 8);
@@ -1219,96 +1246,66 @@ impl Emit for ClifEmit<'_, '_> {
 
     fn load_x(&mut self, seg: SegReg, ea: Value, aw: Width) -> frontend_x86::exception::Result<Value> {
         let (ok, host) = self.fast_access128(seg, ea, aw, false);
-        let fast = self.b.create_block();
-        let slow = self.b.create_block();
-        let merge = self.b.create_block();
-        let result = self.b.append_block_param(merge, X128);
-        self.b.ins().brif(ok, fast, &[], slow, &[]);
-        self.b.seal_block(fast);
-        self.b.seal_block(slow);
-        self.b.switch_to_block(fast);
-        let v = self.b.ins().load(X128, guest_mem(), host, 0);
-        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
-        self.b.switch_to_block(slow);
-        // The two 8-byte reads the interpreter makes, each leaving on a fault.
-        let lo = self.load_slow(seg, ea, Width::W64);
-        let hi_ea = self.hi_ea(ea, aw);
-        let hi = self.load_slow(seg, hi_ea, Width::W64);
-        let v = self.b.ins().scalar_to_vector(types::I64X2, lo);
-        let v = self.b.ins().insertlane(v, hi, 1);
-        let v = self.b.ins().bitcast(X128, lanes_le(), v);
-        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
-        self.b.seal_block(merge);
-        self.b.switch_to_block(merge);
-        Ok(result)
+        let fast = |e: &mut Self| [e.b.ins().load(X128, guest_mem(), host, 0)];
+        let slow = |e: &mut Self| {
+            // The two 8-byte reads the interpreter makes, each leaving on a fault.
+            let lo = e.load_slow(seg, ea, Width::W64);
+            let hi_ea = e.hi_ea(ea, aw);
+            let hi = e.load_slow(seg, hi_ea, Width::W64);
+            let v = e.b.ins().scalar_to_vector(types::I64X2, lo);
+            let v = e.b.ins().insertlane(v, hi, 1);
+            [e.b.ins().bitcast(X128, lanes_le(), v)]
+        };
+        let [v] = self.hit_or_miss(ok, [X128], fast, slow);
+        Ok(v)
     }
 
     fn store_x(&mut self, seg: SegReg, ea: Value, aw: Width, v: Value) -> frontend_x86::exception::Result<()> {
         let (ok, host) = self.fast_access128(seg, ea, aw, true);
-        let fast = self.b.create_block();
-        let slow = self.b.create_block();
-        let merge = self.b.create_block();
-        self.b.ins().brif(ok, fast, &[], slow, &[]);
-        self.b.seal_block(fast);
-        self.b.seal_block(slow);
-        self.b.switch_to_block(fast);
-        self.b.ins().store(guest_mem(), v, host, 0);
-        self.b.ins().jump(merge, &[]);
-        self.b.switch_to_block(slow);
-        self.sync_stores();
-        let q = self.b.ins().bitcast(types::I64X2, lanes_le(), v);
-        let lo = self.b.ins().extractlane(q, 0);
-        let hi = self.b.ins().extractlane(q, 1);
-        let segw = self.b.ins().iconst(I32, i64::from(runtime::pack_segw(seg, aw)));
-        let (rt, cpu) = (self.rt, self.cpu);
-        let f = runtime::jit_store128 as *const () as usize;
-        let status = self.call1(self.sigs.store128, f, &[rt, cpu, segw, ea, lo, hi]);
-        self.store_status(status);
-        self.b.ins().jump(merge, &[]);
-        self.b.seal_block(merge);
-        self.b.switch_to_block(merge);
+        let fast = |e: &mut Self| {
+            e.b.ins().store(guest_mem(), v, host, 0);
+            []
+        };
+        let slow = |e: &mut Self| {
+            e.sync_stores();
+            let q = e.b.ins().bitcast(types::I64X2, lanes_le(), v);
+            let lo = e.b.ins().extractlane(q, 0);
+            let hi = e.b.ins().extractlane(q, 1);
+            let segw = e.b.ins().iconst(I32, i64::from(runtime::pack_segw(seg, aw)));
+            let (rt, cpu) = (e.rt, e.cpu);
+            let f = runtime::jit_store128 as *const () as usize;
+            let status = e.call1(e.sigs.store128, f, &[rt, cpu, segw, ea, lo, hi]);
+            e.store_status(status);
+            []
+        };
+        self.hit_or_miss(ok, [], fast, slow);
         Ok(())
     }
 
     fn load(&mut self, seg: SegReg, ea: Value, w: Width) -> frontend_x86::exception::Result<Value> {
         let (ok, host) = self.fast_access(seg, ea, u64::from(w.bytes()), false);
-        let fast = self.b.create_block();
-        let slow = self.b.create_block();
-        let merge = self.b.create_block();
-        let result = self.b.append_block_param(merge, I64);
-        self.b.ins().brif(ok, fast, &[], slow, &[]);
-        self.b.seal_block(fast);
-        self.b.seal_block(slow);
-        self.b.switch_to_block(fast);
-        let v = self.b.ins().load(width_ty(w), guest_mem(), host, 0);
-        let v = if w == Width::W64 { v } else { self.b.ins().uextend(I64, v) };
-        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
-        self.b.switch_to_block(slow);
-        let v = self.load_slow(seg, ea, w);
-        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
-        self.b.seal_block(merge);
-        self.b.switch_to_block(merge);
+        let fast = |e: &mut Self| {
+            let v = e.b.ins().load(width_ty(w), guest_mem(), host, 0);
+            [if w == Width::W64 { v } else { e.b.ins().uextend(I64, v) }]
+        };
+        let slow = |e: &mut Self| [e.load_slow(seg, ea, w)];
+        let [result] = self.hit_or_miss(ok, [I64], fast, slow);
         self.masked.insert(result, w);
         Ok(result)
     }
 
     fn store(&mut self, seg: SegReg, ea: Value, v: Value, w: Width) -> frontend_x86::exception::Result<()> {
         let (ok, host) = self.fast_access(seg, ea, u64::from(w.bytes()), true);
-        let fast = self.b.create_block();
-        let slow = self.b.create_block();
-        let merge = self.b.create_block();
-        self.b.ins().brif(ok, fast, &[], slow, &[]);
-        self.b.seal_block(fast);
-        self.b.seal_block(slow);
-        self.b.switch_to_block(fast);
-        let narrow = if w == Width::W64 { v } else { self.b.ins().ireduce(width_ty(w), v) };
-        self.b.ins().store(guest_mem(), narrow, host, 0);
-        self.b.ins().jump(merge, &[]);
-        self.b.switch_to_block(slow);
-        self.store_slow(seg, ea, v, w);
-        self.b.ins().jump(merge, &[]);
-        self.b.seal_block(merge);
-        self.b.switch_to_block(merge);
+        let fast = |e: &mut Self| {
+            let narrow = if w == Width::W64 { v } else { e.b.ins().ireduce(width_ty(w), v) };
+            e.b.ins().store(guest_mem(), narrow, host, 0);
+            []
+        };
+        let slow = |e: &mut Self| {
+            e.store_slow(seg, ea, v, w);
+            []
+        };
+        self.hit_or_miss(ok, [], fast, slow);
         Ok(())
     }
     fn next_ip(&mut self) -> Value {
