@@ -1,6 +1,6 @@
 //! The execution tiers' speed in guest MIPS on an integer loop (loads, stores, ALU, a
 //! rotate, a conditional branch and LOOP), in real mode: the interpreter, and the JIT (default
-//! threshold), with the ratio. Run: `cargo bench -p cranebox-benches --bench interp_mips`.
+//! threshold), with the ratio; then a two-block loop and an SSE2 loop (the vector path). Run: `cargo bench -p cranebox-benches --bench interp_mips`.
 //! With `CRANEBOX_BENCH_INTERP_ONCE=1`, one interpreter run only (for counting host
 //! instructions: `valgrind --tool=cachegrind --cache-sim=no`, on a machine too busy to time).
 
@@ -40,12 +40,30 @@ const TWO_BLOCKS: &[u8] = &[
     0xf4, // hlt
 ];
 
+/// SSE2 integer work on XMM registers and memory (aligned and unaligned), 16 x 65536 passes.
+const SSE_LOOP: &[u8] = &[
+    0xba, 0x10, 0x00, // mov dx, 16
+    0xb9, 0x00, 0x00, // outer: mov cx, 0
+    0x66, 0x0f, 0x6f, 0x04, // top: movdqa xmm0, [si]
+    0x66, 0x0f, 0xfe, 0xc8, // paddd xmm1, xmm0
+    0x66, 0x0f, 0xef, 0xd1, // pxor xmm2, xmm1
+    0x66, 0x0f, 0x74, 0xda, // pcmpeqb xmm3, xmm2
+    0x66, 0x0f, 0xfb, 0x4c, 0x10, // psubq xmm1, [si+0x10]
+    0xf3, 0x0f, 0x7f, 0x4c, 0x21, // movdqu [si+0x21], xmm1
+    0x66, 0x0f, 0xdb, 0xc3, // pand xmm0, xmm3
+    0xe2, 0xe0, // loop top
+    0x4a, // dec dx
+    0x75, 0xda, // jnz outer
+    0xf4, // hlt
+];
+
 fn run_once(program: &[u8], jit: bool) -> Result<(u64, f64), String> {
     let mut bus = FlatBus::new(1 << 20).map_err(|e| e.to_string())?;
     bus.ram.write_bytes(0x10000, program);
     let mut cpu = CpuState::new();
     cpu.seg[SegReg::Cs as usize] = Segment::real_mode_code(0x1000);
     cpu.seg[SegReg::Ds as usize] = Segment::real_mode(0x2000);
+    cpu.cr4 |= frontend_x86::state::cr4::OSFXSR;
     cpu.rip = 0;
     let t = Instant::now();
     let mut tier = if jit {
@@ -107,5 +125,12 @@ fn main() {
         "interp_mips: two-block loop ({n2} instructions): interp {:.1} MIPS, jit {:.1} MIPS",
         two_i[two_i.len() / 2],
         two_j[two_j.len() / 2]
+    );
+    let (n3, sse_i) = median_mips(SSE_LOOP, false);
+    let (_, sse_j) = median_mips(SSE_LOOP, true);
+    println!(
+        "interp_mips: SSE2 loop ({n3} instructions): interp {:.1} MIPS, jit {:.1} MIPS",
+        sse_i[sse_i.len() / 2],
+        sse_j[sse_j.len() / 2]
     );
 }

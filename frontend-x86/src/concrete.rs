@@ -2,7 +2,7 @@
 //! every helper runs in.
 
 use crate::bus::CpuBus;
-use crate::emit::{Alu, Cmp, Emit, Helper, RegRef};
+use crate::emit::{Alu, Cmp, Cr, Emit, Helper, RegRef, VecOp};
 use crate::exception::Result;
 use crate::flags::FlagOp;
 use crate::mem;
@@ -31,6 +31,7 @@ impl<'a> Concrete<'a> {
 
 impl Emit for Concrete<'_> {
     type V = u64;
+    type X = u128;
 
     #[inline]
     fn imm(&mut self, x: u64) -> u64 {
@@ -114,6 +115,40 @@ impl Emit for Concrete<'_> {
     #[inline]
     fn set_rflags(&mut self, mask: u64, v: u64) {
         self.cpu.flags.set_masked(mask, v);
+    }
+
+    #[inline]
+    fn get_cr(&mut self, cr: Cr) -> u64 {
+        match cr {
+            Cr::Cr0 => self.cpu.cr0,
+            Cr::Cr4 => self.cpu.cr4,
+        }
+    }
+
+    #[inline]
+    fn get_xmm(&mut self, n: usize) -> u128 {
+        // n < 16 by construction (`sem::vec::xmm`); the mask keeps a slip from panicking.
+        self.cpu.xmm[n & 15]
+    }
+
+    #[inline]
+    fn set_xmm(&mut self, n: usize, v: u128) {
+        self.cpu.xmm[n & 15] = v;
+    }
+
+    #[inline]
+    fn vec(&mut self, op: VecOp, a: u128, b: u128) -> u128 {
+        crate::emit::eval_vec(op, a, b)
+    }
+
+    #[inline]
+    fn load_x(&mut self, seg: SegReg, ea: u64, aw: Width) -> Result<u128> {
+        crate::sem::sse::load128(self, seg, ea, aw)
+    }
+
+    #[inline]
+    fn store_x(&mut self, seg: SegReg, ea: u64, aw: Width, v: u128) -> Result<()> {
+        crate::sem::sse::store128(self, seg, ea, aw, v)
     }
 
     #[inline]

@@ -84,6 +84,93 @@ pub enum Cmp {
     Ugt,
 }
 
+/// The lanes a packed integer operation splits a 128-bit value into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lanes {
+    /// Sixteen bytes.
+    B,
+    /// Eight 16-bit words.
+    W,
+    /// Four 32-bit doublewords.
+    D,
+    /// Two 64-bit quadwords.
+    Q,
+}
+
+impl Lanes {
+    /// The width of one lane in bits.
+    pub const fn bits(self) -> u32 {
+        match self {
+            Lanes::B => 8,
+            Lanes::W => 16,
+            Lanes::D => 32,
+            Lanes::Q => 64,
+        }
+    }
+}
+
+/// Two-operand operations on 128-bit (XMM) values, each exact as a vector operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VecOp {
+    /// a & b.
+    And,
+    /// a | b.
+    Or,
+    /// a ^ b.
+    Xor,
+    /// !a & b (PANDN's operand order).
+    AndNot,
+    /// Lane-wise a + b, wrapping.
+    Add(Lanes),
+    /// Lane-wise a - b, wrapping.
+    Sub(Lanes),
+    /// All ones in each lane where a == b, else zero.
+    CmpEq(Lanes),
+}
+
+/// `op` on concrete values: what [`Emit::vec`] computes. The lane-wise operations work on
+/// all lanes at once inside the `u128` (no carry or borrow crosses a lane: the top bit of each
+/// lane is computed apart), which the interpreter needs to be quick.
+#[inline]
+pub fn eval_vec(op: VecOp, a: u128, b: u128) -> u128 {
+    // All ones in one lane; the top bit of every lane.
+    let ones = |l: Lanes| (1u128 << l.bits()) - 1;
+    let top = |l: Lanes| (u128::MAX / ones(l)) << (l.bits() - 1);
+    match op {
+        VecOp::And => a & b,
+        VecOp::Or => a | b,
+        VecOp::Xor => a ^ b,
+        VecOp::AndNot => !a & b,
+        VecOp::Add(l) => {
+            let h = top(l);
+            ((a & !h).wrapping_add(b & !h)) ^ ((a ^ b) & h)
+        }
+        VecOp::Sub(l) => {
+            let h = top(l);
+            ((a | h).wrapping_sub(b & !h)) ^ ((a ^ !b) & h)
+        }
+        VecOp::CmpEq(l) => {
+            let h = top(l);
+            let x = a ^ b;
+            // The top bit of a lane is set when any of its bits is.
+            let nonzero = (((x & !h).wrapping_add(!h)) | x) & h;
+            let zero = !nonzero & h;
+            // Spread each zero lane's top bit over the lane.
+            let low = zero >> (l.bits() - 1);
+            low.wrapping_mul(ones(l))
+        }
+    }
+}
+
+/// The control registers semantics may read (for the checks that depend on them at run time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cr {
+    /// CR0.
+    Cr0,
+    /// CR4.
+    Cr4,
+}
+
 /// A helper: an instruction's semantics run on concrete values. The JIT calls it out of line.
 pub type Helper = fn(&mut Concrete<'_>, &crate::insn::Insn) -> Result<()>;
 
@@ -91,6 +178,8 @@ pub type Helper = fn(&mut Concrete<'_>, &crate::insn::Insn) -> Result<()>;
 pub trait Emit {
     /// A value: `u64` in the interpreter, an SSA value in the JIT.
     type V: Copy;
+    /// A 128-bit value: `u128` in the interpreter, a 16-byte vector in the JIT.
+    type X: Copy;
 
     /// A constant.
     fn imm(&mut self, x: u64) -> Self::V;
@@ -120,6 +209,22 @@ pub trait Emit {
     fn get_rflags(&mut self) -> Self::V;
     /// Sets the RFLAGS bits in `mask` from `v` (only for unprivileged bits: arithmetic, DF).
     fn set_rflags(&mut self, mask: u64, v: Self::V);
+
+    /// Reads CR0 or CR4 (they may change between runs of the same translated code).
+    fn get_cr(&mut self, cr: Cr) -> Self::V;
+
+    /// Reads XMM register `n` (0-15).
+    fn get_xmm(&mut self, n: usize) -> Self::X;
+    /// Writes XMM register `n` (0-15).
+    fn set_xmm(&mut self, n: usize, v: Self::X);
+    /// A two-operand operation on 128-bit values.
+    fn vec(&mut self, op: VecOp, a: Self::X, b: Self::X) -> Self::X;
+    /// Reads 16 bytes at segment:offset, as two 8-byte reads at `ea` and `ea + 8` (wrapping
+    /// at the address size `aw`): a fault leaves nothing changed. No alignment check.
+    fn load_x(&mut self, seg: SegReg, ea: Self::V, aw: Width) -> Result<Self::X>;
+    /// Writes 16 bytes at segment:offset (as [`Emit::load_x`] splits them); every check is
+    /// made before any byte is written. No alignment check.
+    fn store_x(&mut self, seg: SegReg, ea: Self::V, aw: Width, v: Self::X) -> Result<()>;
 
     /// Reads memory at segment:offset; the offset is already truncated to the address size.
     fn load(&mut self, seg: SegReg, ea: Self::V, w: Width) -> Result<Self::V>;
@@ -157,5 +262,51 @@ pub trait Emit {
     /// interpreter.
     fn live_flags(&self) -> u64 {
         crate::flags::ARITH
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sem::sse::lanes;
+
+    /// The all-lanes-at-once arithmetic of `eval_vec` against lane-by-lane arithmetic, on
+    /// random values biased toward equal lanes, carries and borrows.
+    #[test]
+    fn eval_vec_matches_lane_by_lane() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for k in 0..20_000 {
+            let a = u128::from(next()) | u128::from(next()) << 64;
+            let mut b = u128::from(next()) | u128::from(next()) << 64;
+            match k % 4 {
+                // The low half equal.
+                0 => b = (a & u128::from(u64::MAX)) | (b & !u128::from(u64::MAX)),
+                1 => b = a ^ (1u128 << (next() % 128)),
+                2 => b = !a,
+                _ => {}
+            }
+            for l in [Lanes::B, Lanes::W, Lanes::D, Lanes::Q] {
+                let bits = l.bits();
+                assert_eq!(
+                    eval_vec(VecOp::Add(l), a, b),
+                    lanes(a, b, bits, u64::wrapping_add),
+                    "add {l:?} {a:x} {b:x}"
+                );
+                assert_eq!(
+                    eval_vec(VecOp::Sub(l), a, b),
+                    lanes(a, b, bits, u64::wrapping_sub),
+                    "sub {l:?} {a:x} {b:x}"
+                );
+                let eq = |p: u64, q: u64| if p == q { u64::MAX } else { 0 };
+                assert_eq!(eval_vec(VecOp::CmpEq(l), a, b), lanes(a, b, bits, eq), "cmpeq {l:?} {a:x} {b:x}");
+                assert_eq!(eval_vec(VecOp::CmpEq(l), a, a), u128::MAX);
+            }
+        }
     }
 }

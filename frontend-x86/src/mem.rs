@@ -227,7 +227,7 @@ fn note_code_write(cpu: &mut CpuState, pa: u64) {
 
 /// Linear addresses wrap at 4 GiB outside 64-bit mode.
 #[inline]
-fn wrap_lin(cpu: &CpuState, lin: u64) -> u64 {
+pub(crate) fn wrap_lin(cpu: &CpuState, lin: u64) -> u64 {
     if cpu.mode64() {
         lin
     } else {

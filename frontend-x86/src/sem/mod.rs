@@ -16,6 +16,7 @@ pub mod sse_int;
 pub mod string;
 pub mod system;
 pub mod task;
+pub mod vec;
 pub mod x87;
 pub mod xsave;
 
@@ -184,6 +185,10 @@ pub enum Op {
     RotImm(Mnemonic),
     /// IMUL in its two- and three-operand forms.
     Imul,
+    /// MOVDQA/MOVDQU/MOVAPS/MOVUPS/MOVAPD/MOVUPD on XMM registers and memory.
+    VecMov,
+    /// A two-operand packed instruction that is one vector operation (see [`vec`]).
+    VecBinop(crate::emit::VecOp),
     /// Run out of line: complex or sensitive.
     Helper(Helper),
     /// #UD.
@@ -331,8 +336,13 @@ pub fn resolve(i: &Insn) -> Op {
         Lar | Lsl | Verr | Verw => Op::Helper(privileged::lar_lsl_verr_verw),
         Arpl => Op::Helper(privileged::arpl),
         Ud0 | Ud1 | Ud2 => Op::Ud,
-        // The x87, MMX and SSE families each resolve their own mnemonics.
-        _ => sse::resolve(i).or_else(|| x87::resolve(i)).or_else(|| mmx::resolve(i)).unwrap_or(Op::Ud),
+        // The vector operations, then the x87, MMX and SSE families each resolve their own
+        // mnemonics.
+        _ => vec::resolve(i)
+            .or_else(|| sse::resolve(i))
+            .or_else(|| x87::resolve(i))
+            .or_else(|| mmx::resolve(i))
+            .unwrap_or(Op::Ud),
     }
 }
 
@@ -369,6 +379,8 @@ pub fn execute_op<E: Emit>(e: &mut E, op: Op, i: &Insn) -> Result<()> {
         Op::ShiftCl(m) => alu::shift_cl(e, i, m),
         Op::RotImm(m) => alu::rotate_imm(e, i, m),
         Op::Imul => alu::imul(e, i),
+        Op::VecMov => vec::mov(e, i),
+        Op::VecBinop(op) => vec::binop(e, i, op),
         Op::Helper(h) => e.helper(h, i),
         Op::Ud => Err(Exception::UD),
     }
@@ -459,8 +471,39 @@ pub fn concrete_fn(op: Op) -> Helper {
             _ => |_, _| Err(Exception::UD),
         },
         Op::Imul => |c, i| alu::imul(c, i),
+        Op::VecMov => |c, i| vec::mov(c, i),
+        Op::VecBinop(op) => vec_binop_fn(op),
         Op::Helper(h) => h,
         Op::Ud => |_, _| Err(Exception::UD),
+    }
+}
+
+/// [`concrete_fn`] for [`Op::VecBinop`]: one function per operation, so that each is
+/// compiled for its operation.
+fn vec_binop_fn(op: crate::emit::VecOp) -> Helper {
+    use crate::emit::{Lanes, VecOp as V};
+    macro_rules! each {
+        ($($p:pat => $v:expr),* $(,)?) => {
+            match op { $($p => |c, i| vec::binop(c, i, $v)),* }
+        };
+    }
+    each! {
+        V::And => V::And,
+        V::Or => V::Or,
+        V::Xor => V::Xor,
+        V::AndNot => V::AndNot,
+        V::Add(Lanes::B) => V::Add(Lanes::B),
+        V::Add(Lanes::W) => V::Add(Lanes::W),
+        V::Add(Lanes::D) => V::Add(Lanes::D),
+        V::Add(Lanes::Q) => V::Add(Lanes::Q),
+        V::Sub(Lanes::B) => V::Sub(Lanes::B),
+        V::Sub(Lanes::W) => V::Sub(Lanes::W),
+        V::Sub(Lanes::D) => V::Sub(Lanes::D),
+        V::Sub(Lanes::Q) => V::Sub(Lanes::Q),
+        V::CmpEq(Lanes::B) => V::CmpEq(Lanes::B),
+        V::CmpEq(Lanes::W) => V::CmpEq(Lanes::W),
+        V::CmpEq(Lanes::D) => V::CmpEq(Lanes::D),
+        V::CmpEq(Lanes::Q) => V::CmpEq(Lanes::Q),
     }
 }
 

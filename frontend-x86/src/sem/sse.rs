@@ -5,14 +5,15 @@
 
 use iced_x86::{Mnemonic, OpKind, Register};
 
+use crate::bus::CpuBus;
 use crate::concrete::Concrete;
 use crate::emit::Emit;
 use crate::exception::{Exception, Result};
 use crate::insn::Insn;
 use crate::mem;
 use crate::operand as op;
-use crate::sem::{sse_fp, sse_int, xsave, Op};
-use crate::state::{cr0, cr4, SegReg, Width};
+use crate::sem::{sse_fp, sse_int, vec, xsave, Op};
+use crate::state::{cr0, CpuState, SegReg, Width};
 
 /// MXCSR bits this CPU accepts (DAZ included, as FXSAVE reports on current CPUs): a write
 /// of any other bit is #GP(0).
@@ -26,7 +27,6 @@ pub fn resolve(i: &Insn) -> Option<Op> {
         Movlps | Movlpd | Movhps | Movhpd | Movlhps | Movhlps => Op::Helper(half_move),
         Shufps | Shufpd => Op::Helper(shuf),
         Movmskps | Movmskpd => Op::Helper(movmsk),
-        Movaps | Movups | Movapd | Movupd | Movdqa | Movdqu => Op::Helper(mov128),
         Movd | Movq if !i.op_register(0).is_mm() && !i.op_register(1).is_mm() => Op::Helper(movd_movq),
         Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad | Pshufd | Pshuflw | Pshufhw | Pslldq
         | Psrldq
@@ -34,12 +34,11 @@ pub fn resolve(i: &Insn) -> Option<Op> {
         {
             Op::Helper(packed_imm)
         }
-        Pxor | Xorps | Xorpd | Pand | Andps | Andpd | Por | Orps | Orpd | Pandn | Andnps | Andnpd | Paddb | Paddw
-        | Paddd | Paddq | Psubb | Psubw | Psubd | Psubq | Pcmpeqb | Pcmpeqw | Pcmpeqd | Pcmpgtb | Pcmpgtw | Pcmpgtd
-        | Paddsb | Paddsw | Psubsb | Psubsw | Paddusb | Paddusw | Psubusb | Psubusw | Pmullw | Pmulhw | Pmulhuw
-        | Pmuludq | Pmaddwd | Pavgb | Pavgw | Pminub | Pmaxub | Pminsw | Pmaxsw | Psadbw | Punpcklbw | Punpckhbw
-        | Punpcklwd | Punpckhwd | Punpckldq | Punpckhdq | Punpcklqdq | Punpckhqdq | Packsswb | Packssdw | Packuswb
-        | Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad | Unpcklps | Unpckhps | Unpcklpd | Unpckhpd
+        Pcmpgtb | Pcmpgtw | Pcmpgtd | Paddsb | Paddsw | Psubsb | Psubsw | Paddusb | Paddusw | Psubusb | Psubusw
+        | Pmullw | Pmulhw | Pmulhuw | Pmuludq | Pmaddwd | Pavgb | Pavgw | Pminub | Pmaxub | Pminsw | Pmaxsw
+        | Psadbw | Punpcklbw | Punpckhbw | Punpcklwd | Punpckhwd | Punpckldq | Punpckhdq | Punpcklqdq | Punpckhqdq
+        | Packsswb | Packssdw | Packuswb | Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad | Unpcklps
+        | Unpckhps | Unpcklpd | Unpckhpd
             if !i.op_register(0).is_mm() =>
         {
             Op::Helper(packed)
@@ -90,16 +89,7 @@ pub fn resolve(i: &Insn) -> Option<Op> {
     })
 }
 
-/// #UD without CR4.OSFXSR or with CR0.EM, #NM with CR0.TS (SDM vol. 3, 13.1).
-pub fn check(c: &Concrete<'_>) -> Result<()> {
-    if c.cpu.cr0 & cr0::EM != 0 || c.cpu.cr4 & cr4::OSFXSR == 0 {
-        return Err(Exception::UD);
-    }
-    if c.cpu.cr0 & cr0::TS != 0 {
-        return Err(Exception::NM);
-    }
-    Ok(())
-}
+pub use crate::sem::vec::check;
 
 pub(crate) fn xmm_index(r: Register) -> Option<usize> {
     r.is_xmm().then(|| r.number())
@@ -107,12 +97,7 @@ pub(crate) fn xmm_index(r: Register) -> Option<usize> {
 
 /// The memory operand's segment and offset, with the 16-byte alignment check when `aligned`.
 pub(crate) fn mem_at(c: &mut Concrete<'_>, i: &Insn, aligned: bool) -> Result<(SegReg, u64, Width)> {
-    let seg = op::mem_seg(i);
-    let ea = op::ea(c, i);
-    if aligned && ea & 15 != 0 {
-        return Err(Exception::gp(0));
-    }
-    Ok((seg, ea, op::addr_width(i, c.mode64())))
+    vec::mem_operand(c, i, aligned)
 }
 
 pub(crate) fn load128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width) -> Result<u128> {
@@ -122,47 +107,68 @@ pub(crate) fn load128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width) -> 
     Ok(u128::from(lo) | (u128::from(hi) << 64))
 }
 
-pub(crate) fn store128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width, v: u128) -> Result<()> {
+/// The checks of a 16-byte store at `seg:ea` (8-byte halves at `ea` and `ea + 8`, wrapping
+/// at the address size `aw`), made before anything is written: the segment and the pages of
+/// the high half, then of the low half (each page translated once). Gives the physical page
+/// numbers touched (unused slots repeat the first).
+fn store128_pages(cpu: &mut CpuState, bus: &mut dyn CpuBus, seg: SegReg, ea: u64, aw: Width) -> Result<[u64; 4]> {
     let hi_ea = ea.wrapping_add(8) & aw.mask();
-    let lin = mem::seg_linear(c.cpu, seg, hi_ea, 8, mem::AccessKind::Write)?;
-    mem::translate(c.cpu, c.bus, lin, mem::AccessKind::Write)?;
-    mem::write(c.cpu, c.bus, seg, ea, Width::W64, v as u64)?;
-    mem::write(c.cpu, c.bus, seg, hi_ea, Width::W64, (v >> 64) as u64)
+    let mut lin_pages = [u64::MAX; 4];
+    let mut pages = [0; 4];
+    let mut n = 0;
+    for off in [hi_ea, ea] {
+        let lin = mem::seg_linear(cpu, seg, off, 8, mem::AccessKind::Write)?;
+        for at in [lin, mem::wrap_lin(cpu, lin.wrapping_add(7))] {
+            if !lin_pages[..n].contains(&(at >> 12)) {
+                pages[n] = mem::translate(cpu, bus, at, mem::AccessKind::Write)? >> 12;
+                lin_pages[n] = at >> 12;
+                n += 1;
+            }
+        }
+    }
+    for k in n..4 {
+        pages[k] = pages[0];
+    }
+    Ok(pages)
+}
+
+fn store128_halves(cpu: &mut CpuState, bus: &mut dyn CpuBus, seg: SegReg, ea: u64, aw: Width, v: u128) -> Result<()> {
+    mem::write(cpu, bus, seg, ea, Width::W64, v as u64)?;
+    mem::write(cpu, bus, seg, ea.wrapping_add(8) & aw.mask(), Width::W64, (v >> 64) as u64)
+}
+
+/// Writes 16 bytes at `seg:ea`; a fault writes nothing.
+pub(crate) fn store128(c: &mut Concrete<'_>, seg: SegReg, ea: u64, aw: Width, v: u128) -> Result<()> {
+    store128_pages(c.cpu, c.bus, seg, ea, aw)?;
+    store128_halves(c.cpu, c.bus, seg, ea, aw, v)
+}
+
+/// [`store128`] for compiled code: `Ok(false)`, writing nothing, when a byte is on a page
+/// holding decoded code (the interpreter then runs the instruction).
+pub fn store128_unless_code(
+    cpu: &mut CpuState,
+    bus: &mut dyn CpuBus,
+    seg: SegReg,
+    ea: u64,
+    aw: Width,
+    v: u128,
+) -> Result<bool> {
+    let pages = store128_pages(cpu, bus, seg, ea, aw)?;
+    if pages.iter().any(|&p| cpu.code.contains(p)) {
+        return Ok(false);
+    }
+    store128_halves(cpu, bus, seg, ea, aw, v)?;
+    Ok(true)
 }
 
 /// Reads operand `n` as 128 bits (an XMM register or 16 bytes of memory).
 pub(crate) fn read_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool) -> Result<u128> {
-    match i.op_kind(n) {
-        OpKind::Register => xmm_index(i.op_register(n)).map(|x| c.cpu.xmm[x]).ok_or(Exception::UD),
-        OpKind::Memory => {
-            let (seg, ea, aw) = mem_at(c, i, aligned)?;
-            load128(c, seg, ea, aw)
-        }
-        _ => Err(Exception::UD),
-    }
+    vec::read(c, i, n, aligned)
 }
 
+/// Writes operand `n` as 128 bits (an XMM register or 16 bytes of memory).
 pub(crate) fn write_x(c: &mut Concrete<'_>, i: &Insn, n: u32, aligned: bool, v: u128) -> Result<()> {
-    match i.op_kind(n) {
-        OpKind::Register => {
-            let x = xmm_index(i.op_register(n)).ok_or(Exception::UD)?;
-            c.cpu.xmm[x] = v;
-            Ok(())
-        }
-        OpKind::Memory => {
-            let (seg, ea, aw) = mem_at(c, i, aligned)?;
-            store128(c, seg, ea, aw, v)
-        }
-        _ => Err(Exception::UD),
-    }
-}
-
-/// MOVAPS/MOVAPD/MOVDQA (aligned) and MOVUPS/MOVUPD/MOVDQU.
-pub fn mov128(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
-    check(c)?;
-    let aligned = matches!(i.mnemonic(), Mnemonic::Movaps | Mnemonic::Movapd | Mnemonic::Movdqa);
-    let v = read_x(c, i, 1, aligned)?;
-    write_x(c, i, 0, aligned, v)
+    vec::write(c, i, n, aligned, v)
 }
 
 /// MOVD/MOVQ between XMM registers, general registers and memory. Into an XMM register the
@@ -199,29 +205,14 @@ pub(crate) fn lanes(a: u128, b: u128, bits: u32, f: impl Fn(u64, u64) -> u64) ->
     })
 }
 
-/// Two-operand packed integer and bitwise instructions: dst = dst op src.
+/// Two-operand packed integer instructions (the ones not exact as vector operations: those are
+/// `vec`'s): dst = dst op src.
 pub fn packed(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     use Mnemonic::*;
     check(c)?;
     let b = read_x(c, i, 1, true)?;
     let a = read_x(c, i, 0, true)?;
-    let eq = |x: u64, y: u64| if x == y { u64::MAX } else { 0 };
     let r = match i.mnemonic() {
-        Pxor | Xorps | Xorpd => a ^ b,
-        Pand | Andps | Andpd => a & b,
-        Por | Orps | Orpd => a | b,
-        Pandn | Andnps | Andnpd => !a & b,
-        Paddb => lanes(a, b, 8, u64::wrapping_add),
-        Paddw => lanes(a, b, 16, u64::wrapping_add),
-        Paddd => lanes(a, b, 32, u64::wrapping_add),
-        Paddq => lanes(a, b, 64, u64::wrapping_add),
-        Psubb => lanes(a, b, 8, u64::wrapping_sub),
-        Psubw => lanes(a, b, 16, u64::wrapping_sub),
-        Psubd => lanes(a, b, 32, u64::wrapping_sub),
-        Psubq => lanes(a, b, 64, u64::wrapping_sub),
-        Pcmpeqb => lanes(a, b, 8, eq),
-        Pcmpeqw => lanes(a, b, 16, eq),
-        Pcmpeqd => lanes(a, b, 32, eq),
         Pcmpgtb => lanes(a, b, 8, |x, y| gt(x, y, 8)),
         Pcmpgtw => lanes(a, b, 16, |x, y| gt(x, y, 16)),
         Pcmpgtd => lanes(a, b, 32, |x, y| gt(x, y, 32)),

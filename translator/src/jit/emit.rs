@@ -16,7 +16,7 @@ use cranelift_codegen::ir::{types, AbiParam, Block, BlockArg, InstBuilder, MemFl
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 
-use frontend_x86::emit::{Alu, Cmp, Emit, Helper, RegRef};
+use frontend_x86::emit::{Alu, Cmp, Cr, Emit, Helper, Lanes, RegRef, VecOp};
 use frontend_x86::flags::{FlagOp, LazyFlags};
 use frontend_x86::insn::Insn;
 use frontend_x86::state::Segment;
@@ -29,6 +29,8 @@ use super::runtime::{self, CONTINUE, FAULT, REDO, RT_BUDGET, RT_ICOUNT, RT_LINK,
 const I64: types::Type = types::I64;
 const I32: types::Type = types::I32;
 const I8: types::Type = types::I8;
+/// The type an XMM value has between operations (lane-wise operations bitcast it).
+const X128: types::Type = types::I8X16;
 
 fn trusted() -> MemFlagsData {
     MemFlagsData::trusted()
@@ -39,6 +41,9 @@ const OFF_RIP: i32 = std::mem::offset_of!(CpuState, rip) as i32;
 const OFF_NEXT_RIP: i32 = std::mem::offset_of!(CpuState, next_rip) as i32;
 const OFF_FLAGS: i32 = std::mem::offset_of!(CpuState, flags) as i32;
 const OFF_SEG: i32 = std::mem::offset_of!(CpuState, seg) as i32;
+const OFF_CR0: i32 = std::mem::offset_of!(CpuState, cr0) as i32;
+const OFF_CR4: i32 = std::mem::offset_of!(CpuState, cr4) as i32;
+const OFF_XMM: i32 = std::mem::offset_of!(CpuState, xmm) as i32;
 const SEG_SIZE: i32 = std::mem::size_of::<Segment>() as i32;
 const OFF_SEG_SELECTOR: i32 = std::mem::offset_of!(Segment, selector) as i32;
 const OFF_SEG_LIMIT: i32 = std::mem::offset_of!(Segment, limit) as i32;
@@ -51,11 +56,32 @@ fn guest_mem() -> MemFlagsData {
     MemFlagsData::new().with_notrap().with_endianness(cranelift_codegen::ir::Endianness::Little)
 }
 
+/// The XMM registers in the CPU state: never trapping; no alignment promised (the field is
+/// 16-byte aligned, but an unaligned vector access costs nothing on current hosts).
+fn state_vec() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// For bitcasts between vector types of different lane counts, which need a byte order.
+fn lanes_le() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little)
+}
+
+fn lanes_ty(l: Lanes) -> types::Type {
+    match l {
+        Lanes::B => types::I8X16,
+        Lanes::W => types::I16X8,
+        Lanes::D => types::I32X4,
+        Lanes::Q => types::I64X2,
+    }
+}
+
 /// The runtime entry points' signatures, imported once per function.
 #[derive(Clone, Copy, Debug)]
 pub struct Sigs {
     load: SigRef,
     store: SigRef,
+    store128: SigRef,
     helper: SigRef,
     raise: SigRef,
     cond: SigRef,
@@ -76,6 +102,7 @@ impl Sigs {
         Sigs {
             load: sig(&[I64, I64, I32, I64], Some(I64)),
             store: sig(&[I64, I64, I32, I64, I64], Some(I32)),
+            store128: sig(&[I64, I64, I32, I64, I64, I64], Some(I32)),
             helper: sig(&[I64, I64, I64, I64, I64], Some(I32)),
             raise: sig(&[I64, I32, I64], None),
             cond: sig(&[I64, I32], Some(I64)),
@@ -152,6 +179,8 @@ pub struct ClifEmit<'a, 'f> {
     /// CLIF block that dominates it. Registers are written through to the CPU state, so an
     /// unknown one is loaded from there when read.
     regs: [Option<Value>; 16],
+    /// The XMM registers' values as known, as `regs` (also written through).
+    xmm: [Option<Value>; 16],
     flags: Flags,
     fa: Variable,
     fb: Variable,
@@ -251,6 +280,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             rt,
             sigs,
             regs,
+            xmm: [None; 16],
             flags: Flags::InCpu,
             fa,
             fb,
@@ -311,6 +341,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         self.b.switch_to_block(label);
         self.flags = Flags::InCpu;
         self.regs = [None; 16];
+        self.xmm = [None; 16];
     }
 
     /// Ends a block of `len` instructions that went on at the `next_rip` variable: to one of
@@ -602,6 +633,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// reads load them from the CPU state.
     fn sync_in(&mut self) {
         self.regs = [None; 16];
+        self.xmm = [None; 16];
     }
 
     fn mask(&mut self, v: Value, w: Width) -> Value {
@@ -872,6 +904,11 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         let segw = self.b.ins().iconst(I32, i64::from(runtime::pack_segw(seg, w)));
         let (rt, cpu) = (self.rt, self.cpu);
         let status = self.call1(self.sigs.store, runtime::jit_store as *const () as usize, &[rt, cpu, segw, ea, v]);
+        self.store_status(status);
+    }
+
+    /// After a store through the softmmu: leaves on [`FAULT`] or [`REDO`].
+    fn store_status(&mut self, status: Value) {
         // FAULT counts the instruction, REDO leaves it to the interpreter: RIP is here for both.
         let exit = self.exit_block();
         let cont = self.b.create_block();
@@ -892,6 +929,52 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     fn store_retired(&mut self) {
         let n = self.count_here(false);
         self.b.ins().store(trusted(), n, self.rt, RT_RETIRED as i32);
+    }
+
+    /// The inline half of a 16-byte access at `seg:ea`, as [`Self::fast_access`]; with an
+    /// address size that wraps before the linear address does (16 bits; 32 bits in 64-bit
+    /// mode), only when the 16 bytes do not wrap, so that the two halves are contiguous.
+    fn fast_access128(&mut self, seg: SegReg, ea: Value, aw: Width, write: bool) -> (Value, Value) {
+        let (ok, host) = self.fast_access(seg, ea, 16, write);
+        let wraps_first = aw == Width::W16 || (aw == Width::W32 && self.mode64);
+        if !wraps_first {
+            return (ok, host);
+        }
+        let fits = self.b.ins().icmp_imm_u(IntCC::UnsignedLessThanOrEqual, ea, (aw.mask() - 15) as i64);
+        (self.b.ins().band(ok, fits), host)
+    }
+
+    /// A memory access's two paths: `fast` (the inline TLB hit) when `ok` is set, else `slow`
+    /// (the softmmu call); both give the access's results, of types `tys`.
+    fn hit_or_miss<const N: usize>(
+        &mut self,
+        ok: Value,
+        tys: [types::Type; N],
+        fast: impl FnOnce(&mut Self) -> [Value; N],
+        slow: impl FnOnce(&mut Self) -> [Value; N],
+    ) -> [Value; N] {
+        let fast_b = self.b.create_block();
+        let slow_b = self.b.create_block();
+        let merge = self.b.create_block();
+        let results = tys.map(|t| self.b.append_block_param(merge, t));
+        self.b.ins().brif(ok, fast_b, &[], slow_b, &[]);
+        self.b.seal_block(fast_b);
+        self.b.seal_block(slow_b);
+        self.b.switch_to_block(fast_b);
+        let v = fast(self).map(BlockArg::Value);
+        self.b.ins().jump(merge, &v);
+        self.b.switch_to_block(slow_b);
+        let v = slow(self).map(BlockArg::Value);
+        self.b.ins().jump(merge, &v);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        results
+    }
+
+    /// The offset of the high half of a 16-byte access at `ea`.
+    fn hi_ea(&mut self, ea: Value, aw: Width) -> Value {
+        let hi = self.b.ins().iadd_imm_s(ea, 8);
+        self.mask(hi, aw)
     }
 
     fn call1(&mut self, sig: SigRef, f: usize, args: &[Value]) -> Value {
@@ -943,6 +1026,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
 
 impl Emit for ClifEmit<'_, '_> {
     type V = Value;
+    type X = Value;
 
     fn imm(&mut self, x: u64) -> Value {
         let v = self.b.ins().iconst(I64, x as i64);
@@ -1123,45 +1207,116 @@ impl Emit for ClifEmit<'_, '_> {
         self.b.ins().call_indirect(self.sigs.set_rflags, f, &[cpu, m, v]);
     }
 
+    fn get_cr(&mut self, cr: Cr) -> Value {
+        let off = match cr {
+            Cr::Cr0 => OFF_CR0,
+            Cr::Cr4 => OFF_CR4,
+        };
+        self.b.ins().load(I64, trusted(), self.cpu, off)
+    }
+
+    fn get_xmm(&mut self, n: usize) -> Value {
+        let n = n & 15;
+        match self.xmm[n] {
+            Some(v) => v,
+            None => {
+                let v = self.b.ins().load(X128, state_vec(), self.cpu, OFF_XMM + 16 * n as i32);
+                self.xmm[n] = Some(v);
+                v
+            }
+        }
+    }
+
+    fn set_xmm(&mut self, n: usize, v: Value) {
+        let n = n & 15;
+        self.b.ins().store(state_vec(), v, self.cpu, OFF_XMM + 16 * n as i32);
+        self.xmm[n] = Some(v);
+    }
+
+    fn vec(&mut self, op: VecOp, a: Value, bv: Value) -> Value {
+        let lanewise = |e: &mut Self, l: Lanes, f: fn(&mut Self, Value, Value) -> Value| {
+            let t = lanes_ty(l);
+            let x = e.b.ins().bitcast(t, lanes_le(), a);
+            let y = e.b.ins().bitcast(t, lanes_le(), bv);
+            let r = f(e, x, y);
+            e.b.ins().bitcast(X128, lanes_le(), r)
+        };
+        match op {
+            VecOp::And => self.b.ins().band(a, bv),
+            VecOp::Or => self.b.ins().bor(a, bv),
+            VecOp::Xor => self.b.ins().bxor(a, bv),
+            // band_not(x, y) is x & !y.
+            VecOp::AndNot => self.b.ins().band_not(bv, a),
+            VecOp::Add(l) => lanewise(self, l, |e, x, y| e.b.ins().iadd(x, y)),
+            VecOp::Sub(l) => lanewise(self, l, |e, x, y| e.b.ins().isub(x, y)),
+            // A vector compare gives all ones or zero per lane, as PCMPEQ does.
+            VecOp::CmpEq(l) => lanewise(self, l, |e, x, y| e.b.ins().icmp(IntCC::Equal, x, y)),
+        }
+    }
+
+    fn load_x(&mut self, seg: SegReg, ea: Value, aw: Width) -> frontend_x86::exception::Result<Value> {
+        let (ok, host) = self.fast_access128(seg, ea, aw, false);
+        let fast = |e: &mut Self| [e.b.ins().load(X128, guest_mem(), host, 0)];
+        let slow = |e: &mut Self| {
+            // The two 8-byte reads the interpreter makes, each leaving on a fault.
+            let lo = e.load_slow(seg, ea, Width::W64);
+            let hi_ea = e.hi_ea(ea, aw);
+            let hi = e.load_slow(seg, hi_ea, Width::W64);
+            let v = e.b.ins().scalar_to_vector(types::I64X2, lo);
+            let v = e.b.ins().insertlane(v, hi, 1);
+            [e.b.ins().bitcast(X128, lanes_le(), v)]
+        };
+        let [v] = self.hit_or_miss(ok, [X128], fast, slow);
+        Ok(v)
+    }
+
+    fn store_x(&mut self, seg: SegReg, ea: Value, aw: Width, v: Value) -> frontend_x86::exception::Result<()> {
+        let (ok, host) = self.fast_access128(seg, ea, aw, true);
+        let fast = |e: &mut Self| {
+            e.b.ins().store(guest_mem(), v, host, 0);
+            []
+        };
+        let slow = |e: &mut Self| {
+            e.sync_stores();
+            e.store_retired();
+            let q = e.b.ins().bitcast(types::I64X2, lanes_le(), v);
+            let lo = e.b.ins().extractlane(q, 0);
+            let hi = e.b.ins().extractlane(q, 1);
+            let segw = e.b.ins().iconst(I32, i64::from(runtime::pack_segw(seg, aw)));
+            let (rt, cpu) = (e.rt, e.cpu);
+            let f = runtime::jit_store128 as *const () as usize;
+            let status = e.call1(e.sigs.store128, f, &[rt, cpu, segw, ea, lo, hi]);
+            e.store_status(status);
+            []
+        };
+        self.hit_or_miss(ok, [], fast, slow);
+        Ok(())
+    }
+
     fn load(&mut self, seg: SegReg, ea: Value, w: Width) -> frontend_x86::exception::Result<Value> {
         let (ok, host) = self.fast_access(seg, ea, u64::from(w.bytes()), false);
-        let fast = self.b.create_block();
-        let slow = self.b.create_block();
-        let merge = self.b.create_block();
-        let result = self.b.append_block_param(merge, I64);
-        self.b.ins().brif(ok, fast, &[], slow, &[]);
-        self.b.seal_block(fast);
-        self.b.seal_block(slow);
-        self.b.switch_to_block(fast);
-        let v = self.b.ins().load(width_ty(w), guest_mem(), host, 0);
-        let v = if w == Width::W64 { v } else { self.b.ins().uextend(I64, v) };
-        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
-        self.b.switch_to_block(slow);
-        let v = self.load_slow(seg, ea, w);
-        self.b.ins().jump(merge, &[BlockArg::Value(v)]);
-        self.b.seal_block(merge);
-        self.b.switch_to_block(merge);
+        let fast = |e: &mut Self| {
+            let v = e.b.ins().load(width_ty(w), guest_mem(), host, 0);
+            [if w == Width::W64 { v } else { e.b.ins().uextend(I64, v) }]
+        };
+        let slow = |e: &mut Self| [e.load_slow(seg, ea, w)];
+        let [result] = self.hit_or_miss(ok, [I64], fast, slow);
         self.masked.insert(result, w);
         Ok(result)
     }
 
     fn store(&mut self, seg: SegReg, ea: Value, v: Value, w: Width) -> frontend_x86::exception::Result<()> {
         let (ok, host) = self.fast_access(seg, ea, u64::from(w.bytes()), true);
-        let fast = self.b.create_block();
-        let slow = self.b.create_block();
-        let merge = self.b.create_block();
-        self.b.ins().brif(ok, fast, &[], slow, &[]);
-        self.b.seal_block(fast);
-        self.b.seal_block(slow);
-        self.b.switch_to_block(fast);
-        let narrow = if w == Width::W64 { v } else { self.b.ins().ireduce(width_ty(w), v) };
-        self.b.ins().store(guest_mem(), narrow, host, 0);
-        self.b.ins().jump(merge, &[]);
-        self.b.switch_to_block(slow);
-        self.store_slow(seg, ea, v, w);
-        self.b.ins().jump(merge, &[]);
-        self.b.seal_block(merge);
-        self.b.switch_to_block(merge);
+        let fast = |e: &mut Self| {
+            let narrow = if w == Width::W64 { v } else { e.b.ins().ireduce(width_ty(w), v) };
+            e.b.ins().store(guest_mem(), narrow, host, 0);
+            []
+        };
+        let slow = |e: &mut Self| {
+            e.store_slow(seg, ea, v, w);
+            []
+        };
+        self.hit_or_miss(ok, [], fast, slow);
         Ok(())
     }
     fn next_ip(&mut self) -> Value {
@@ -1207,6 +1362,7 @@ impl Emit for ClifEmit<'_, '_> {
         self.b.seal_block(else_b);
         let flags0 = self.flags;
         let regs0 = self.regs;
+        let xmm0 = self.xmm;
         self.b.switch_to_block(then_b);
         let then_flags = match then(self) {
             Ok(()) => {
@@ -1228,6 +1384,8 @@ impl Emit for ClifEmit<'_, '_> {
         // are loaded again when read.
         let then_regs = self.regs;
         self.regs = std::array::from_fn(|n| if then_regs[n] == regs0[n] { regs0[n] } else { None });
+        let then_xmm = self.xmm;
+        self.xmm = std::array::from_fn(|n| if then_xmm[n] == xmm0[n] { xmm0[n] } else { None });
         self.b.switch_to_block(else_b);
         self.flags = flags0;
         if then_flags == Some(Flags::InCpu) && flags0 != Flags::InCpu {

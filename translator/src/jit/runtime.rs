@@ -166,6 +166,37 @@ pub unsafe extern "C" fn jit_store(rt: *mut Runtime<'_>, cpu: *mut CpuState, seg
     }
 }
 
+/// A 16-byte write (SSE) through segmentation and the TLB, of `lo` at `ea` and `hi` at
+/// `ea + 8` wrapping at the address size packed in `segw`: every check is made before any byte
+/// is written; [`REDO`], without writing, when a byte is on a page holding decoded code.
+///
+/// # Safety
+/// As [`jit_load`].
+pub unsafe extern "C" fn jit_store128(
+    rt: *mut Runtime<'_>,
+    cpu: *mut CpuState,
+    segw: u32,
+    ea: u64,
+    lo: u64,
+    hi: u64,
+) -> u32 {
+    // SAFETY: the caller's contract.
+    let (rt, cpu) = unsafe { (&mut *rt, &mut *cpu) };
+    let (seg, aw) = unpack_segw(segw);
+    let v = u128::from(lo) | (u128::from(hi) << 64);
+    rt.clock_in();
+    let r = frontend_x86::sem::sse::store128_unless_code(cpu, rt.bus, seg, ea, aw, v);
+    rt.clock_out();
+    match r {
+        Ok(true) => CONTINUE,
+        Ok(false) => REDO,
+        Err(e) => {
+            rt.exception = Some(e);
+            FAULT
+        }
+    }
+}
+
 /// Runs instruction `insn`'s helper `f` (a [`Helper`] as an address) with RIP at the
 /// instruction and `next` after it.
 ///
