@@ -488,6 +488,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             return b;
         }
         let b = self.b.create_block();
+        self.b.set_cold_block(b);
         self.b.append_block_param(b, I32);
         self.b.append_block_param(b, I64);
         self.b.append_block_param(b, I64);
@@ -960,6 +961,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         self.b.ins().brif(ok, fast_b, &[], slow_b, &[]);
         self.b.seal_block(fast_b);
         self.b.seal_block(slow_b);
+        // Laid out after the hot code.
+        self.b.set_cold_block(slow_b);
         self.b.switch_to_block(fast_b);
         let v = fast(self).map(BlockArg::Value);
         self.b.ins().jump(merge, &v);
