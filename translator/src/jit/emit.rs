@@ -1,9 +1,10 @@
 //! The emitter on Cranelift values: the JIT tier's half of principle 1. The same generic
 //! semantics that `Concrete` runs append CLIF here.
 //!
-//! Guest registers the unit uses live in Cranelift variables, loaded at entry (and after a
-//! helper call) and written through to the CPU state, so leaving the unit never needs to store
-//! them. The pending flag operation of the unit (which operation, width,
+//! Guest registers are SSA values: loaded from the CPU state on first use in a guest block
+//! (and again after a helper call), reused while the value dominates, and stored back only
+//! when dirty, at the block's end or where the state must be whole: before a helper, a branch
+//! inside an instruction, and on a slow path or exit that may leave the unit. The pending flag operation of the unit (which operation, width,
 //! operands, result) is tracked at compile time, so a condition after CMP/SUB/ADD/TEST/INC/DEC
 //! becomes one compare that Cranelift fuses with the branch. Memory goes through
 //! [`super::runtime`] calls; a fault branches to an exit that writes the state back with RIP
@@ -176,9 +177,10 @@ pub struct ClifEmit<'a, 'f> {
     rt: Value,
     sigs: Sigs,
     /// The general registers' values as known at the current point: each was defined in a
-    /// CLIF block that dominates it. Registers are written through to the CPU state, so an
-    /// unknown one is loaded from there when read.
+    /// CLIF block that dominates it. An unknown one is loaded from the CPU state when read.
     regs: [Option<Value>; 16],
+    /// Those of `regs` not yet stored to the CPU state (bit per register).
+    dirty: u16,
     /// The XMM registers' values as known, as `regs` (also written through).
     xmm: [Option<Value>; 16],
     flags: Flags,
@@ -280,6 +282,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             rt,
             sigs,
             regs,
+            dirty: 0,
             xmm: [None; 16],
             flags: Flags::InCpu,
             fa,
@@ -340,6 +343,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     pub fn start_block(&mut self, label: Block) {
         self.b.switch_to_block(label);
         self.flags = Flags::InCpu;
+        // The previous block stored its registers, or left with an exception.
+        self.dirty = 0;
         self.regs = [None; 16];
         self.xmm = [None; 16];
     }
@@ -355,6 +360,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// made deliverable.
     pub fn end_block(&mut self, len: u64, succ: &[(u64, Block, u64)], after_helper: bool) {
         self.after_helper = after_helper;
+        // Whichever way control goes, the next block starts from the CPU state.
+        self.flush_regs();
         let base = self.b.use_var(self.iters);
         let n = self.b.ins().iadd_imm_s(base, len as i64);
         let branch = match self.branch {
@@ -610,11 +617,29 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         }
     }
 
-    /// Stores what the CPU state lacks (a pending flag operation; registers are written
-    /// through) without changing what the unit holds: before anything that may leave the
-    /// unit.
+    /// Stores what the CPU state lacks (a pending flag operation, dirty registers) without
+    /// changing what the unit holds: before anything that may leave the unit. On a path of
+    /// its own (a slow path, an exit) the registers stay dirty for the others.
     fn sync_stores(&mut self) {
         self.store_flags();
+        self.spill_regs();
+    }
+
+    /// Stores the dirty registers (they stay dirty).
+    fn spill_regs(&mut self) {
+        for n in 0..16 {
+            if self.dirty & (1 << n) != 0 {
+                if let Some(v) = self.regs[n] {
+                    self.b.ins().store(trusted(), v, self.cpu, OFF_GPR + 8 * n as i32);
+                }
+            }
+        }
+    }
+
+    /// Stores the dirty registers: from here on the CPU state has them all.
+    fn flush_regs(&mut self) {
+        self.spill_regs();
+        self.dirty = 0;
     }
 
     /// Hands a pending flag operation to the CPU state, which is then authoritative.
@@ -628,11 +653,13 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// Hands everything to the CPU state (before a call that reads or changes it).
     fn sync_out(&mut self) {
         self.flags_to_cpu();
+        self.flush_regs();
     }
 
     /// Forgets the registers' values (after a call that may have changed them): the next
     /// reads load them from the CPU state.
     fn sync_in(&mut self) {
+        debug_assert_eq!(self.dirty, 0, "registers stored before the call");
         self.regs = [None; 16];
         self.xmm = [None; 16];
     }
@@ -1018,12 +1045,13 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     }
 
     fn set_reg_value(&mut self, gpr: Gpr, v: Value) {
-        // Written through: the CPU state always has the registers, so no exit or helper call
-        // needs to store them, and no value lives across the unit's blocks (this keeps units
-        // small and quick to compile: compile time is what the JIT is short of).
+        // Stored when the block ends or something needs the CPU state whole; no value lives
+        // across the unit's blocks (this keeps units small and quick to compile: compile time
+        // is what the JIT is short of; variables across a region's loops were measured slower,
+        // as Cranelift keeps them on the stack across the slow paths' calls).
         let n = gpr as usize;
-        self.b.ins().store(trusted(), v, self.cpu, OFF_GPR + 8 * n as i32);
         self.regs[n] = Some(v);
+        self.dirty |= 1 << n;
     }
 }
 
@@ -1357,6 +1385,9 @@ impl Emit for ClifEmit<'_, '_> {
         c: Value,
         then: impl FnOnce(&mut Self) -> frontend_x86::exception::Result<()>,
     ) -> frontend_x86::exception::Result<()> {
+        // Both paths start, and the `then` path ends, with the registers stored: the merge
+        // then needs no agreement on which are dirty.
+        self.flush_regs();
         let then_b = self.b.create_block();
         let else_b = self.b.create_block();
         let merge = self.b.create_block();
@@ -1374,12 +1405,15 @@ impl Emit for ClifEmit<'_, '_> {
                     // CPU state.
                     self.flags_to_cpu();
                 }
+                self.flush_regs();
                 self.b.ins().jump(merge, &[]);
                 Some(self.flags)
             }
             Err(e) => {
                 self.flags = flags0;
                 self.raise_now(e);
+                // The `else` path starts as the branch did: with the registers stored.
+                self.dirty = 0;
                 None
             }
         };
