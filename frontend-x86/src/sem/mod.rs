@@ -189,6 +189,8 @@ pub enum Op {
     VecMov,
     /// A two-operand packed instruction that is one vector operation (see [`vec`]).
     VecBinop(crate::emit::VecOp),
+    /// A packed instruction with an immediate that is one vector operation (see [`vec::imm`]).
+    VecImm(Mnemonic),
     /// Run out of line: complex or sensitive.
     Helper(Helper),
     /// #UD.
@@ -381,6 +383,7 @@ pub fn execute_op<E: Emit>(e: &mut E, op: Op, i: &Insn) -> Result<()> {
         Op::Imul => alu::imul(e, i),
         Op::VecMov => vec::mov(e, i),
         Op::VecBinop(op) => vec::binop(e, i, op),
+        Op::VecImm(m) => vec::imm(e, i, m),
         Op::Helper(h) => e.helper(h, i),
         Op::Ud => Err(Exception::UD),
     }
@@ -473,6 +476,7 @@ pub fn concrete_fn(op: Op) -> Helper {
         Op::Imul => |c, i| alu::imul(c, i),
         Op::VecMov => |c, i| vec::mov(c, i),
         Op::VecBinop(op) => vec_binop_fn(op),
+        Op::VecImm(m) => vec_imm_fn(m),
         Op::Helper(h) => h,
         Op::Ud => |_, _| Err(Exception::UD),
     }
@@ -484,7 +488,14 @@ fn vec_binop_fn(op: crate::emit::VecOp) -> Helper {
     use crate::emit::{Lanes, VecOp as V};
     macro_rules! each {
         ($($p:pat => $v:expr),* $(,)?) => {
-            match op { $($p => |c, i| vec::binop(c, i, $v)),* }
+            match op {
+                $($p => |c, i| vec::binop(c, i, $v),)*
+                // Not made by `vec::op_of`: the operation is found again at run time.
+                _ => |c, i| match vec::op_of(i.mnemonic()) {
+                    Some(op) => vec::binop(c, i, op),
+                    None => Err(Exception::UD),
+                },
+            }
         };
     }
     each! {
@@ -504,7 +515,48 @@ fn vec_binop_fn(op: crate::emit::VecOp) -> Helper {
         V::CmpEq(Lanes::W) => V::CmpEq(Lanes::W),
         V::CmpEq(Lanes::D) => V::CmpEq(Lanes::D),
         V::CmpEq(Lanes::Q) => V::CmpEq(Lanes::Q),
+        V::AddSatS(Lanes::B) => V::AddSatS(Lanes::B),
+        V::AddSatS(Lanes::W) => V::AddSatS(Lanes::W),
+        V::AddSatU(Lanes::B) => V::AddSatU(Lanes::B),
+        V::AddSatU(Lanes::W) => V::AddSatU(Lanes::W),
+        V::SubSatS(Lanes::B) => V::SubSatS(Lanes::B),
+        V::SubSatS(Lanes::W) => V::SubSatS(Lanes::W),
+        V::SubSatU(Lanes::B) => V::SubSatU(Lanes::B),
+        V::SubSatU(Lanes::W) => V::SubSatU(Lanes::W),
+        V::CmpGt(Lanes::B) => V::CmpGt(Lanes::B),
+        V::CmpGt(Lanes::W) => V::CmpGt(Lanes::W),
+        V::CmpGt(Lanes::D) => V::CmpGt(Lanes::D),
+        V::MaxS(Lanes::W) => V::MaxS(Lanes::W),
+        V::MinS(Lanes::W) => V::MinS(Lanes::W),
+        V::MaxU(Lanes::B) => V::MaxU(Lanes::B),
+        V::MinU(Lanes::B) => V::MinU(Lanes::B),
+        V::AvgU(Lanes::B) => V::AvgU(Lanes::B),
+        V::AvgU(Lanes::W) => V::AvgU(Lanes::W),
+        V::MulLo(Lanes::W) => V::MulLo(Lanes::W),
+        V::UnpackLo(Lanes::B) => V::UnpackLo(Lanes::B),
+        V::UnpackLo(Lanes::W) => V::UnpackLo(Lanes::W),
+        V::UnpackLo(Lanes::D) => V::UnpackLo(Lanes::D),
+        V::UnpackLo(Lanes::Q) => V::UnpackLo(Lanes::Q),
+        V::UnpackHi(Lanes::B) => V::UnpackHi(Lanes::B),
+        V::UnpackHi(Lanes::W) => V::UnpackHi(Lanes::W),
+        V::UnpackHi(Lanes::D) => V::UnpackHi(Lanes::D),
+        V::UnpackHi(Lanes::Q) => V::UnpackHi(Lanes::Q),
     }
+}
+
+/// [`concrete_fn`] for [`Op::VecImm`]: one function per mnemonic (the immediate is read at
+/// run time).
+fn vec_imm_fn(m: Mnemonic) -> Helper {
+    use Mnemonic as M;
+    macro_rules! each {
+        ($($m:ident),* $(,)?) => {
+            match m {
+                $(M::$m => |c, i| vec::imm(c, i, M::$m),)*
+                _ => |_, _| Err(Exception::UD),
+            }
+        };
+    }
+    each!(Pshufd, Pshuflw, Pshufhw, Psllw, Pslld, Psllq, Psrlw, Psrld, Psrlq, Psraw, Psrad)
 }
 
 /// Executes one decoded instruction. The executor has set `rip` to the instruction and

@@ -28,17 +28,14 @@ pub fn resolve(i: &Insn) -> Option<Op> {
         Shufps | Shufpd => Op::Helper(shuf),
         Movmskps | Movmskpd => Op::Helper(movmsk),
         Movd | Movq if !i.op_register(0).is_mm() && !i.op_register(1).is_mm() => Op::Helper(movd_movq),
-        Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad | Pshufd | Pshuflw | Pshufhw | Pslldq
-        | Psrldq
-            if !i.op_register(0).is_mm() && i.op_kind(i.op_count() - 1) == OpKind::Immediate8 =>
-        {
+        // PSHUFD/PSHUFLW/PSHUFHW, the shifts by an immediate, the compares, saturating and
+        // averaging arithmetic, PMULLW, min/max and the interleaves are `vec`'s (resolved
+        // before this).
+        Pslldq | Psrldq if !i.op_register(0).is_mm() && i.op_kind(i.op_count() - 1) == OpKind::Immediate8 => {
             Op::Helper(packed_imm)
         }
-        Pcmpgtb | Pcmpgtw | Pcmpgtd | Paddsb | Paddsw | Psubsb | Psubsw | Paddusb | Paddusw | Psubusb | Psubusw
-        | Pmullw | Pmulhw | Pmulhuw | Pmuludq | Pmaddwd | Pavgb | Pavgw | Pminub | Pmaxub | Pminsw | Pmaxsw
-        | Psadbw | Punpcklbw | Punpckhbw | Punpcklwd | Punpckhwd | Punpckldq | Punpckhdq | Punpcklqdq | Punpckhqdq
-        | Packsswb | Packssdw | Packuswb | Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad | Unpcklps
-        | Unpckhps | Unpcklpd | Unpckhpd
+        Pmulhw | Pmulhuw | Pmuludq | Pmaddwd | Psadbw | Packsswb | Packssdw | Packuswb | Psllw | Pslld | Psllq
+        | Psrlw | Psrld | Psrlq | Psraw | Psrad
             if !i.op_register(0).is_mm() =>
         {
             Op::Helper(packed)
@@ -213,17 +210,6 @@ pub fn packed(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     let b = read_x(c, i, 1, true)?;
     let a = read_x(c, i, 0, true)?;
     let r = match i.mnemonic() {
-        Pcmpgtb => lanes(a, b, 8, |x, y| gt(x, y, 8)),
-        Pcmpgtw => lanes(a, b, 16, |x, y| gt(x, y, 16)),
-        Pcmpgtd => lanes(a, b, 32, |x, y| gt(x, y, 32)),
-        Paddsb => lanes(a, b, 8, |x, y| sat_s(sx(x, 8) + sx(y, 8), 8)),
-        Paddsw => lanes(a, b, 16, |x, y| sat_s(sx(x, 16) + sx(y, 16), 16)),
-        Psubsb => lanes(a, b, 8, |x, y| sat_s(sx(x, 8) - sx(y, 8), 8)),
-        Psubsw => lanes(a, b, 16, |x, y| sat_s(sx(x, 16) - sx(y, 16), 16)),
-        Paddusb => lanes(a, b, 8, |x, y| (x + y).min(0xff)),
-        Paddusw => lanes(a, b, 16, |x, y| (x + y).min(0xffff)),
-        Psubusb | Psubusw => lanes(a, b, if i.mnemonic() == Psubusb { 8 } else { 16 }, u64::saturating_sub),
-        Pmullw => lanes(a, b, 16, |x, y| (sx(x, 16) * sx(y, 16)) as u64),
         Pmulhw => lanes(a, b, 16, |x, y| ((sx(x, 16) * sx(y, 16)) >> 16) as u64),
         Pmulhuw => lanes(a, b, 16, |x, y| (x * y) >> 16),
         Pmuludq => lanes(a, b, 64, |x, y| (x & 0xffff_ffff) * (y & 0xffff_ffff)),
@@ -232,12 +218,6 @@ pub fn packed(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             let hi = sx(x >> 16, 16) * sx(y >> 16, 16);
             lo.wrapping_add(hi) as u64
         }),
-        Pavgb => lanes(a, b, 8, |x, y| (x + y + 1) >> 1),
-        Pavgw => lanes(a, b, 16, |x, y| (x + y + 1) >> 1),
-        Pminub => lanes(a, b, 8, u64::min),
-        Pmaxub => lanes(a, b, 8, u64::max),
-        Pminsw => lanes(a, b, 16, |x, y| if sx(x, 16) < sx(y, 16) { x } else { y }),
-        Pmaxsw => lanes(a, b, 16, |x, y| if sx(x, 16) > sx(y, 16) { x } else { y }),
         Psadbw => {
             let sad = |half: u32| {
                 (0..8)
@@ -246,17 +226,6 @@ pub fn packed(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
             };
             sad(0) | (sad(1) << 64)
         }
-        Punpcklbw => interleave(a, b, 8, false, 128),
-        Punpckhbw => interleave(a, b, 8, true, 128),
-        Punpcklwd => interleave(a, b, 16, false, 128),
-        Punpckhwd => interleave(a, b, 16, true, 128),
-        Punpckldq => interleave(a, b, 32, false, 128),
-        Punpckhdq => interleave(a, b, 32, true, 128),
-        Punpcklqdq => interleave(a, b, 64, false, 128),
-        Punpckhqdq | Unpckhpd => interleave(a, b, 64, true, 128),
-        Unpcklps => interleave(a, b, 32, false, 128),
-        Unpckhps => interleave(a, b, 32, true, 128),
-        Unpcklpd => interleave(a, b, 64, false, 128),
         Packsswb => pack(a, b, 16, 128, |v| sat_s(sx(v, 16), 8)),
         Packssdw => pack(a, b, 32, 128, |v| sat_s(sx(v, 32), 16)),
         Packuswb => pack(a, b, 16, 128, |v| sx(v, 16).clamp(0, 0xff) as u64),
@@ -275,15 +244,6 @@ pub(crate) fn sx(v: u64, bits: u32) -> i64 {
 pub(crate) fn sat_s(v: i64, bits: u32) -> u64 {
     let max = (1i64 << (bits - 1)) - 1;
     v.clamp(-max - 1, max) as u64
-}
-
-/// All ones when `x` > `y` as signed `bits`-bit values.
-fn gt(x: u64, y: u64, bits: u32) -> u64 {
-    if sx(x, bits) > sx(y, bits) {
-        u64::MAX
-    } else {
-        0
-    }
 }
 
 /// PUNPCKL/H: the low (or high) halves' lanes of `a` and `b` (registers of `width` bits: 128,
@@ -341,25 +301,14 @@ pub(crate) fn shift_by(m: Mnemonic, a: u128, count: u64) -> u128 {
     })
 }
 
-/// PSHUFD/PSHUFLW/PSHUFHW, the immediate shifts (PSLL/PSRL/PSRA by imm8, PSLLDQ/PSRLDQ).
+/// PSLLDQ/PSRLDQ (the other XMM shifts by an immediate and PSHUFD/LW/HW are `vec`'s).
 pub fn packed_imm(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
     use Mnemonic::*;
     check(c)?;
     let m = i.mnemonic();
     let imm = u64::from(i.immediate8());
-    let src_n = if matches!(m, Pshufd | Pshuflw | Pshufhw) { 1 } else { 0 };
-    let a = read_x(c, i, src_n, true)?;
-    let pick = |v: u128, lane_bits: u32, base: u32, sel: u64, k: u32| -> u128 {
-        let mask = (1u128 << lane_bits) - 1;
-        let idx = (sel >> (2 * k)) & 3;
-        (v >> (base + idx as u32 * lane_bits)) & mask
-    };
+    let a = read_x(c, i, 0, true)?;
     let r = match m {
-        Pshufd => (0..4).fold(0u128, |acc, k| acc | (pick(a, 32, 0, imm, k) << (32 * k))),
-        Pshuflw => (0..4).fold(a & !0xffff_ffff_ffff_ffffu128, |acc, k| acc | (pick(a, 16, 0, imm, k) << (16 * k))),
-        Pshufhw => {
-            (0..4).fold(a & 0xffff_ffff_ffff_ffffu128, |acc, k| acc | (pick(a, 16, 64, imm, k) << (64 + 16 * k)))
-        }
         Pslldq => {
             if imm > 15 {
                 0
@@ -374,7 +323,7 @@ pub fn packed_imm(c: &mut Concrete<'_>, i: &Insn) -> Result<()> {
                 a >> (8 * imm)
             }
         }
-        _ => shift_by(m, a, imm),
+        _ => return Err(Exception::UD),
     };
     write_x(c, i, 0, true, r)
 }

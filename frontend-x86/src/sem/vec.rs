@@ -1,9 +1,16 @@
 //! The SSE/SSE2 instructions whose semantics are exact as vector operations, written once over
 //! [`Emit`]: the 128-bit moves (MOVDQA/MOVDQU/MOVAPS/MOVUPS/MOVAPD/MOVUPD), the bitwise
-//! operations (PAND/PANDN/POR/PXOR and their PS/PD forms) and the lane-wise PADD/PSUB (B/W/D/Q)
-//! and PCMPEQ (B/W/D). The interpreter runs them on `u128`, the JIT as Cranelift vector
-//! instructions; every other SSE instruction is a helper (`sse`, `sse_fp`, `sse_int`), which
-//! reads and writes its operands through the same functions here.
+//! operations (PAND/PANDN/POR/PXOR and their PS/PD forms), the lane-wise integer arithmetic
+//! PADD/PSUB (B/W/D/Q), PADDS/PADDUS/PSUBS/PSUBUS (B/W), PCMPEQ/PCMPGT (B/W/D), PMAXSW/PMINSW/
+//! PMAXUB/PMINUB, PAVGB/PAVGW and PMULLW, the interleaves PUNPCKL/H (BW/WD/DQ/QDQ) and
+//! UNPCKL/HPS/PD (data movement only), and with the immediate as a constant PSHUFD/PSHUFLW/
+//! PSHUFHW and the shifts PSLL/PSRL (W/D/Q) and PSRA (W/D) by an immediate (their XMM forms; the
+//! MMX ones are `mmx`'s). The interpreter runs them on `u128` ([`crate::emit::eval_vec`]), the
+//! JIT as Cranelift vector instructions. Every other SSE instruction is a helper (`sse`,
+//! `sse_fp`, `sse_int`), which reads and writes its operands through the same functions here:
+//! floating point stays there (MXCSR rounding, flags, DAZ/FTZ are not what a host vector
+//! instruction does), and so do the integer operations with no exact Cranelift counterpart
+//! (PMULH*, PMULUDQ, PMADDWD, PSADBW, PACK*, shifts by a register count, PSLLDQ/PSRLDQ).
 
 use iced_x86::{Mnemonic, OpKind};
 
@@ -33,14 +40,81 @@ pub fn op_of(m: Mnemonic) -> Option<VecOp> {
         Pcmpeqb => VecOp::CmpEq(Lanes::B),
         Pcmpeqw => VecOp::CmpEq(Lanes::W),
         Pcmpeqd => VecOp::CmpEq(Lanes::D),
+        Paddsb => VecOp::AddSatS(Lanes::B),
+        Paddsw => VecOp::AddSatS(Lanes::W),
+        Paddusb => VecOp::AddSatU(Lanes::B),
+        Paddusw => VecOp::AddSatU(Lanes::W),
+        Psubsb => VecOp::SubSatS(Lanes::B),
+        Psubsw => VecOp::SubSatS(Lanes::W),
+        Psubusb => VecOp::SubSatU(Lanes::B),
+        Psubusw => VecOp::SubSatU(Lanes::W),
+        Pcmpgtb => VecOp::CmpGt(Lanes::B),
+        Pcmpgtw => VecOp::CmpGt(Lanes::W),
+        Pcmpgtd => VecOp::CmpGt(Lanes::D),
+        Pmaxsw => VecOp::MaxS(Lanes::W),
+        Pminsw => VecOp::MinS(Lanes::W),
+        Pmaxub => VecOp::MaxU(Lanes::B),
+        Pminub => VecOp::MinU(Lanes::B),
+        Pavgb => VecOp::AvgU(Lanes::B),
+        Pavgw => VecOp::AvgU(Lanes::W),
+        Pmullw => VecOp::MulLo(Lanes::W),
+        Punpcklbw => VecOp::UnpackLo(Lanes::B),
+        Punpcklwd => VecOp::UnpackLo(Lanes::W),
+        Punpckldq | Unpcklps => VecOp::UnpackLo(Lanes::D),
+        Punpcklqdq | Unpcklpd => VecOp::UnpackLo(Lanes::Q),
+        Punpckhbw => VecOp::UnpackHi(Lanes::B),
+        Punpckhwd => VecOp::UnpackHi(Lanes::W),
+        Punpckhdq | Unpckhps => VecOp::UnpackHi(Lanes::D),
+        Punpckhqdq | Unpckhpd => VecOp::UnpackHi(Lanes::Q),
         _ => return None,
     })
+}
+
+/// The vector operation of a packed instruction with an immediate (PSHUFD/PSHUFLW/PSHUFHW,
+/// PSLL/PSRL/PSRA W/D/Q by an immediate), if it is one of them.
+pub fn imm_op_of(m: Mnemonic, imm: u8) -> Option<VecOp> {
+    use Mnemonic::*;
+    Some(match m {
+        Pshufd => VecOp::ShufD(imm),
+        Pshuflw => VecOp::ShufLoW(imm),
+        Pshufhw => VecOp::ShufHiW(imm),
+        Psllw => VecOp::ShlImm(Lanes::W, imm),
+        Pslld => VecOp::ShlImm(Lanes::D, imm),
+        Psllq => VecOp::ShlImm(Lanes::Q, imm),
+        Psrlw => VecOp::ShrImm(Lanes::W, imm),
+        Psrld => VecOp::ShrImm(Lanes::D, imm),
+        Psrlq => VecOp::ShrImm(Lanes::Q, imm),
+        Psraw => VecOp::SarImm(Lanes::W, imm),
+        Psrad => VecOp::SarImm(Lanes::D, imm),
+        _ => return None,
+    })
+}
+
+/// Whether `i` is a packed instruction with an immediate that [`imm`] runs: an XMM destination
+/// (the MMX forms are `mmx`'s), for PSHUFD/PSHUFLW/PSHUFHW an XMM or memory source.
+fn is_imm_form(i: &Insn) -> bool {
+    use Mnemonic::*;
+    let n = i.op_count();
+    if !(2..=3).contains(&n)
+        || i.op_kind(n - 1) != OpKind::Immediate8
+        || i.op_kind(0) != OpKind::Register
+        || !i.op_register(0).is_xmm()
+    {
+        return false;
+    }
+    match i.mnemonic() {
+        Pshufd | Pshuflw | Pshufhw => n == 3 && (i.op_kind(1) == OpKind::Memory || i.op_register(1).is_xmm()),
+        m => n == 2 && imm_op_of(m, 0).is_some(),
+    }
 }
 
 /// What `i` resolves to when it is one of this module's instructions (XMM forms only: the MMX
 /// forms of the same mnemonics are `mmx`'s).
 pub fn resolve(i: &Insn) -> Option<Op> {
     use Mnemonic::*;
+    if is_imm_form(i) {
+        return Some(Op::VecImm(i.mnemonic()));
+    }
     let xmm_dst = i.op_count() == 2 && (i.op_kind(0) == OpKind::Memory || i.op_register(0).is_xmm());
     let xmm_src = i.op_count() == 2 && (i.op_kind(1) == OpKind::Memory || i.op_register(1).is_xmm());
     if !(xmm_dst && xmm_src) {
@@ -145,5 +219,17 @@ pub fn binop<E: Emit>(e: &mut E, i: &Insn, op: VecOp) -> Result<()> {
     let b = read(e, i, 1, true)?;
     let a = read(e, i, 0, true)?;
     let r = e.vec(op, a, b);
+    write(e, i, 0, true, r)
+}
+
+/// PSHUFD/PSHUFLW/PSHUFHW xmm, xmm/m128, imm8 (dst = shuffle of src) and the shifts of an XMM
+/// register by an immediate: one vector operation with the immediate as a constant.
+#[inline]
+pub fn imm<E: Emit>(e: &mut E, i: &Insn, m: Mnemonic) -> Result<()> {
+    check(e)?;
+    let op = imm_op_of(m, i.immediate8()).ok_or(Exception::UD)?;
+    let src = if matches!(op, VecOp::ShufD(_) | VecOp::ShufLoW(_) | VecOp::ShufHiW(_)) { 1 } else { 0 };
+    let v = read(e, i, src, true)?;
+    let r = e.vec(op, v, v);
     write(e, i, 0, true, r)
 }

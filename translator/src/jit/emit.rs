@@ -77,6 +77,27 @@ fn lanes_ty(l: Lanes) -> types::Type {
     }
 }
 
+/// An XMM value of all zeros.
+fn vec_zero(b: &mut FunctionBuilder<'_>) -> Value {
+    let zero = b.func.dfg.constants.insert(vec![0u8; 16].into());
+    b.ins().vconst(X128, zero)
+}
+
+/// `shift` of each `l` lane of the XMM value `x` by the constant `n` (below the lane width).
+fn vec_shift(
+    b: &mut FunctionBuilder<'_>,
+    l: Lanes,
+    x: Value,
+    n: u8,
+    shift: fn(&mut FunctionBuilder<'_>, Value, Value) -> Value,
+) -> Value {
+    let t = lanes_ty(l);
+    let v = b.ins().bitcast(t, lanes_le(), x);
+    let c = b.ins().iconst(I32, i64::from(n));
+    let r = shift(b, v, c);
+    b.ins().bitcast(X128, lanes_le(), r)
+}
+
 /// The runtime entry points' signatures, imported once per function.
 #[derive(Clone, Copy, Debug)]
 pub struct Sigs {
@@ -1282,6 +1303,40 @@ impl Emit for ClifEmit<'_, '_> {
             VecOp::Sub(l) => lanewise(self, l, |e, x, y| e.b.ins().isub(x, y)),
             // A vector compare gives all ones or zero per lane, as PCMPEQ does.
             VecOp::CmpEq(l) => lanewise(self, l, |e, x, y| e.b.ins().icmp(IntCC::Equal, x, y)),
+            // `sem::vec` makes these only at the lane widths SSE2 has, which both hosts'
+            // Cranelift backends lower (x86-64: B/W for the saturating ops and the average;
+            // a width without a lowering would fail the unit's compile, not panic, and leave
+            // it interpreted).
+            VecOp::AddSatS(l) => lanewise(self, l, |e, x, y| e.b.ins().sadd_sat(x, y)),
+            VecOp::AddSatU(l) => lanewise(self, l, |e, x, y| e.b.ins().uadd_sat(x, y)),
+            VecOp::SubSatS(l) => lanewise(self, l, |e, x, y| e.b.ins().ssub_sat(x, y)),
+            VecOp::SubSatU(l) => lanewise(self, l, |e, x, y| e.b.ins().usub_sat(x, y)),
+            VecOp::CmpGt(l) => lanewise(self, l, |e, x, y| e.b.ins().icmp(IntCC::SignedGreaterThan, x, y)),
+            VecOp::MaxS(l) => lanewise(self, l, |e, x, y| e.b.ins().smax(x, y)),
+            VecOp::MinS(l) => lanewise(self, l, |e, x, y| e.b.ins().smin(x, y)),
+            VecOp::MaxU(l) => lanewise(self, l, |e, x, y| e.b.ins().umax(x, y)),
+            VecOp::MinU(l) => lanewise(self, l, |e, x, y| e.b.ins().umin(x, y)),
+            // Cranelift's avg_round is the unsigned (a + b + 1) >> 1 of PAVGB/PAVGW.
+            VecOp::AvgU(l) => lanewise(self, l, |e, x, y| e.b.ins().avg_round(x, y)),
+            VecOp::MulLo(l) => lanewise(self, l, |e, x, y| e.b.ins().imul(x, y)),
+            VecOp::UnpackLo(_) | VecOp::UnpackHi(_) | VecOp::ShufD(_) | VecOp::ShufLoW(_) | VecOp::ShufHiW(_) => {
+                match op.byte_sources() {
+                    Some(m) => {
+                        let m = self.b.func.dfg.immediates.push(m.to_vec().into());
+                        self.b.ins().shuffle(a, bv, m)
+                    }
+                    None => bv,
+                }
+            }
+            // Cranelift masks a vector shift's count by the lane width: the counts from the
+            // width on are settled here, the count being a constant.
+            VecOp::ShlImm(l, n) | VecOp::ShrImm(l, n) if u32::from(n) >= l.bits() => vec_zero(self.b),
+            VecOp::ShlImm(l, n) => vec_shift(self.b, l, bv, n, |b, x, c| b.ins().ishl(x, c)),
+            VecOp::ShrImm(l, n) => vec_shift(self.b, l, bv, n, |b, x, c| b.ins().ushr(x, c)),
+            VecOp::SarImm(l, n) => {
+                let n = u32::from(n).min(l.bits() - 1) as u8;
+                vec_shift(self.b, l, bv, n, |b, x, c| b.ins().sshr(x, c))
+            }
         }
     }
 
