@@ -394,6 +394,12 @@ pub trait Emit {
     fn cond(&mut self, cc: u8) -> Self::V;
     /// The carry flag as 1 or 0.
     fn carry(&mut self) -> Self::V;
+    /// The carry flag as INC/DEC's carry-in (they keep CF), for `set_flags`: the JIT may leave
+    /// it in the CPU state when nothing reads it afterwards (see [`Emit::live_flags`]); the
+    /// value is then only a placeholder.
+    fn carry_in(&mut self) -> Self::V {
+        self.carry()
+    }
     /// The whole RFLAGS value.
     fn get_rflags(&mut self) -> Self::V;
     /// Sets the RFLAGS bits in `mask` from `v` (only for unprivileged bits: arithmetic, DF).

@@ -52,7 +52,7 @@ pub fn unop<E: Emit>(e: &mut E, i: &Insn, m: Mnemonic) -> Result<()> {
     match m {
         Mnemonic::Inc | Mnemonic::Dec => {
             // CF passes through; when nothing reads it afterwards it need not be known.
-            let c = if e.live_flags() & flags::CF == 0 { e.imm(0) } else { e.carry() };
+            let c = if e.live_flags() & flags::CF == 0 { e.imm(0) } else { e.carry_in() };
             let (r, fop) = if m == Mnemonic::Inc {
                 (e.alu(Alu::Add, a, one, w), FlagOp::Inc)
             } else {

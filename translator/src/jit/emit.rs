@@ -188,6 +188,11 @@ enum Flags {
     InCpu,
     /// The unit set them: the operation and width are known, the operands are in variables.
     Pending(FlagOp, Width),
+    /// An INC or DEC whose carry-in (the `b` operand: CF, which they keep) is still the CPU
+    /// state's CF, not yet computed: only a path that needs CF (a reader, a store of the
+    /// flags on a slow path or exit) computes it. The CPU state then holds either the lazy
+    /// flags from before the INC/DEC or those a slow path stored since, with the same CF.
+    CarryInCpu(FlagOp, Width),
 }
 
 /// A Cranelift emitter for one compiled unit.
@@ -227,6 +232,10 @@ pub struct ClifEmit<'a, 'f> {
     dead_flags: bool,
     /// The flags live after it ([`Emit::live_flags`]).
     live_flags: u64,
+    /// The flags some later instruction reads ([`FlagLive::read`]).
+    read_flags: u64,
+    /// [`Emit::carry_in`] left CF in the CPU state for the current instruction's flags.
+    carry_in_cpu: bool,
     /// Values known at compile time.
     consts: HashMap<Value, u64>,
     /// Values known to be zero-extended from a width.
@@ -320,6 +329,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             iters,
             dead_flags: false,
             live_flags: frontend_x86::flags::ARITH,
+            read_flags: frontend_x86::flags::ARITH,
+            carry_in_cpu: false,
             consts: HashMap::new(),
             masked: HashMap::new(),
             selects: HashMap::new(),
@@ -341,6 +352,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         self.k = k;
         self.dead_flags = live.dead;
         self.live_flags = live.after;
+        self.read_flags = live.read;
+        self.carry_in_cpu = false;
         self.branch = Branch::None;
         self.ip = ip;
         self.next = next;
@@ -625,17 +638,33 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     }
 
     fn store_flags(&mut self) {
-        if let Flags::Pending(op, w) = self.flags {
+        let (op, w, carry) = match self.flags {
+            Flags::InCpu => return,
+            Flags::Pending(op, w) => (op, w, None),
+            Flags::CarryInCpu(op, w) => (op, w, Some(self.cpu_carry())),
+        };
+        {
             let o = LazyFlags::OFFSETS;
             let opv = self.b.ins().iconst(I8, op as i64);
             self.b.ins().store(trusted(), opv, self.cpu, OFF_FLAGS + o.op as i32);
             let wv = self.b.ins().iconst(I8, w as i64);
             self.b.ins().store(trusted(), wv, self.cpu, OFF_FLAGS + o.w as i32);
             for (var, off) in [(self.fa, o.a), (self.fb, o.b), (self.fr, o.r)] {
-                let v = self.b.use_var(var);
+                let v = match carry {
+                    Some(c) if var == self.fb => c,
+                    _ => self.b.use_var(var),
+                };
                 self.b.ins().store(trusted(), v, self.cpu, OFF_FLAGS + off as i32);
             }
         }
+    }
+
+    /// CF of the lazy flags in the CPU state, as 1 or 0 (inline after CMP/SUB and INC/DEC).
+    fn cpu_carry(&mut self) -> Value {
+        let cpu = self.cpu;
+        self.cpu_flags_inline(&[(FlagOp::Sub, 2), (FlagOp::Inc, 2), (FlagOp::Dec, 2)], |e| {
+            e.call1(e.sigs.carry, runtime::jit_carry as *const () as usize, &[cpu])
+        })
     }
 
     /// Stores what the CPU state lacks (a pending flag operation, dirty registers) without
@@ -767,7 +796,15 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// Condition `cc` of the pending operation as an I8 truth value, or None when the unit
     /// does not know it inline (the CPU state's lazy flags must answer).
     fn pending_cond(&mut self, cc: u8) -> Option<Value> {
-        let Flags::Pending(op, w) = self.flags else { return None };
+        if let Flags::CarryInCpu(op, w) = self.flags {
+            if matches!(cc >> 1, 1 | 3) {
+                // CF is wanted here: the carry-in from the CPU state, from now on known.
+                let c = self.cpu_carry();
+                self.b.def_var(self.fb, c);
+                self.flags = Flags::Pending(op, w);
+            }
+        }
+        let (Flags::Pending(op, w) | Flags::CarryInCpu(op, w)) = self.flags else { return None };
         let a = self.b.use_var(self.fa);
         let bv = self.b.use_var(self.fb);
         let r = self.b.use_var(self.fr);
@@ -1210,7 +1247,8 @@ impl Emit for ClifEmit<'_, '_> {
         self.b.def_var(self.fa, a);
         self.b.def_var(self.fb, bv);
         self.b.def_var(self.fr, r);
-        self.flags = Flags::Pending(op, w);
+        let carry_in_cpu = std::mem::take(&mut self.carry_in_cpu) && matches!(op, FlagOp::Inc | FlagOp::Dec);
+        self.flags = if carry_in_cpu { Flags::CarryInCpu(op, w) } else { Flags::Pending(op, w) };
     }
 
     fn cond(&mut self, cc: u8) -> Value {
@@ -1239,10 +1277,18 @@ impl Emit for ClifEmit<'_, '_> {
         self.flags_to_cpu();
         // CF after a CMP/SUB or an INC/DEC (which keep CF in the lazy `b`) from the CPU state
         // inline: INC/DEC and ADC/SBB at a block's start need it.
-        let cpu = self.cpu;
-        self.cpu_flags_inline(&[(FlagOp::Sub, 2), (FlagOp::Inc, 2), (FlagOp::Dec, 2)], |e| {
-            e.call1(e.sigs.carry, runtime::jit_carry as *const () as usize, &[cpu])
-        })
+        self.cpu_carry()
+    }
+
+    fn carry_in(&mut self) -> Value {
+        if self.read_flags & frontend_x86::flags::CF == 0 && matches!(self.flags, Flags::InCpu | Flags::CarryInCpu(..))
+        {
+            // Nothing reads this instruction's CF (it may only be seen if a later access
+            // faults): left in the CPU state until a path needs it.
+            self.carry_in_cpu = true;
+            return self.imm(0);
+        }
+        self.carry()
     }
 
     fn get_rflags(&mut self) -> Value {
@@ -1532,6 +1578,10 @@ pub struct FlagLive {
     pub dead: bool,
     /// The arithmetic flags (RFLAGS bit positions) live after it.
     pub after: u64,
+    /// Those of them a later instruction reads (or that leave the block with it), leaving
+    /// out those only live because a later memory access might fault: its slow path stores
+    /// the flags whole, so a value needed only there can be computed there.
+    pub read: u64,
 }
 
 /// iced-x86's arithmetic flag bits as RFLAGS bits.
@@ -1554,7 +1604,9 @@ pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> Vec<FlagLive> {
     use iced_x86::RflagsBits as R;
     const ARITH: u32 = R::CF | R::PF | R::AF | R::ZF | R::SF | R::OF;
     let mut live = ARITH;
-    let mut out = vec![FlagLive { dead: false, after: frontend_x86::flags::ARITH }; insns.len()];
+    let mut read = ARITH;
+    let all = frontend_x86::flags::ARITH;
+    let mut out = vec![FlagLive { dead: false, after: all, read: all }; insns.len()];
     for (k, (i, op)) in insns.iter().zip(ops).enumerate().rev() {
         let writes = match op {
             sem::Op::Binop(_)
@@ -1571,8 +1623,12 @@ pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> Vec<FlagLive> {
         // Only straight-line register operations can keep the flags hidden: anything else may
         // fault or leave.
         let exposes = !register_only(i, op) || i.flow_control() != iced_x86::FlowControl::Next;
-        out[k] = FlagLive { dead: writes != 0 && writes & live == 0, after: rflags_of(live) };
+        // An inline operation whose only exposure is its memory access (a fault from the
+        // slow path, which stores the flags first).
+        let inline = inline_op(op) && i.flow_control() == iced_x86::FlowControl::Next;
+        out[k] = FlagLive { dead: writes != 0 && writes & live == 0, after: rflags_of(live), read: rflags_of(read) };
         live = if exposes { ARITH } else { (live & !writes) | (i.rflags_read() & ARITH) };
+        read = if inline { (read & !writes) | (i.rflags_read() & ARITH) } else { ARITH };
     }
     out
 }
@@ -1582,6 +1638,12 @@ pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> Vec<FlagLive> {
 /// (which can do anything), so nothing outside the CPU (the bus, a device, an exception
 /// handler reading memory) can see it happen.
 pub fn register_only(i: &Insn, op: &sem::Op) -> bool {
+    inline_op(op) && !touches_memory(i)
+}
+
+/// Whether `op` is one of the straight-line operations compiled inline (no helper), whose
+/// memory accesses, if any, go through the inline TLB path with a slow path.
+fn inline_op(op: &sem::Op) -> bool {
     matches!(
         op,
         sem::Op::Binop(_)
@@ -1603,7 +1665,7 @@ pub fn register_only(i: &Insn, op: &sem::Op) -> bool {
             | sem::Op::ShiftCl(_)
             | sem::Op::RotImm(_)
             | sem::Op::Imul
-    ) && !touches_memory(i)
+    )
 }
 
 /// Whether `i` reads or writes memory (LEA and NOP forms only compute an address).
