@@ -14,6 +14,13 @@ use crate::jit::Unit;
 /// turned hot.
 #[derive(Debug)]
 pub struct Entry {
+    /// What it is found by.
+    pub key: BlockKey,
+    /// The block's instruction count and whether it ends in a helper, copied here: the exec
+    /// loop going from unit to unit reads only the entry, not the decoded block.
+    pub len: u64,
+    /// See [`Entry::len`].
+    pub ends_in_helper: bool,
     /// The decoded block.
     pub block: Rc<Block>,
     /// For each instruction, whether it works on registers only and so cannot reach the bus
@@ -28,8 +35,6 @@ pub struct Entry {
     pub failed: Cell<bool>,
     /// Its unit is on the compile thread: it runs interpreted until the unit is installed.
     pub queued: Cell<bool>,
-    /// What it is found by.
-    pub key: BlockKey,
     /// The blocks the exec loop went on to after interpreting this one (fall-through, other),
     /// in the same mode: found again without a lookup while cached (and mapped).
     succ: [Link; 2],
@@ -88,6 +93,8 @@ impl Entry {
     pub fn new(block: Block, key: BlockKey) -> Self {
         let quiet = block.insns.iter().zip(&block.ops).map(|(i, op)| crate::jit::emit::register_only(i, op)).collect();
         Entry {
+            len: block.insns.len() as u64,
+            ends_in_helper: block.ends_in_helper,
             block: Rc::new(block),
             quiet,
             hits: Cell::new(0),

@@ -349,13 +349,13 @@ impl Interpreter {
                 },
             };
             let block = &entry.block;
-            poll |= block.ends_in_helper;
+            poll |= entry.ends_in_helper;
             // TF only changes in helpers, which end blocks: it holds for the whole block.
             let single_step = cpu.flags.raw_bits() & TF != 0;
             cpu.interrupt_shadow = false;
             // A unit runs whole (up to its first exit): only when the budget has room for all
             // of it, so both tiers stop at exactly the same instruction.
-            if !single_step && budget - done >= block.insns.len() as u64 {
+            if !single_step && budget - done >= entry.len {
                 if let Some((from, slot)) = link_from.take() {
                     link(&from, slot, &entry);
                 }
@@ -368,7 +368,7 @@ impl Interpreter {
                             // An interrupt shadow ends after this block (the interpreter looks
                             // for interrupts there): the unit must not go on into another
                             // block of its region.
-                            rt.budget = rt.budget.min(cur.block.insns.len() as u64);
+                            rt.budget = rt.budget.min(cur.len);
                         }
                         rt.retired_before = done;
                         rt.icount = 0;
@@ -390,7 +390,7 @@ impl Interpreter {
                             // have the next lookup fill it.
                             let linear = cpu.seg[SegReg::Cs as usize].base.wrapping_add(cpu.rip);
                             match linked(&cur, slot, linear, cpu) {
-                                Some(next) if budget.saturating_sub(done) >= next.block.insns.len() as u64 => {
+                                Some(next) if budget.saturating_sub(done) >= next.len => {
                                     if let Some(u) = next.unit.get() {
                                         f = u.entry;
                                         cur = next;
