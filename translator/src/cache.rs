@@ -12,7 +12,12 @@ use crate::jit::Unit;
 
 /// A cached block: the decoded instructions, how often it ran, and its compiled code once it
 /// turned hot.
+///
+/// `repr(C)`, the fields the exec loop reads going from unit to unit first (key, length,
+/// ends-in-helper, the unit's entry point): beside the `Rc`'s counts, in the allocation's
+/// first cache line or two.
 #[derive(Debug)]
+#[repr(C)]
 pub struct Entry {
     /// What it is found by.
     pub key: BlockKey,
@@ -21,6 +26,8 @@ pub struct Entry {
     pub len: u64,
     /// See [`Entry::len`].
     pub ends_in_helper: bool,
+    /// Its compiled unit.
+    pub unit: OnceCell<Unit>,
     /// The decoded block.
     pub block: Rc<Block>,
     /// For each instruction, whether it works on registers only and so cannot reach the bus
@@ -29,8 +36,6 @@ pub struct Entry {
     pub quiet: Box<[bool]>,
     /// Times it was entered while interpreted.
     pub hits: Cell<u32>,
-    /// Its compiled unit.
-    pub unit: OnceCell<Unit>,
     /// Compiling it failed: it stays interpreted.
     pub failed: Cell<bool>,
     /// Its unit is on the compile thread: it runs interpreted until the unit is installed.

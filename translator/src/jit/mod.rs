@@ -36,6 +36,7 @@ pub type UnitFn = unsafe extern "C" fn(*mut CpuState, *mut Runtime<'_>) -> u32;
 /// pointers to the block's instructions, so the block lives as long as the code). Not `Clone`:
 /// the exec loop's cache is the only owner, and it is emptied before the code memory is freed.
 #[derive(Debug)]
+#[repr(C)] // the entry point first (see `cache::Entry`)
 pub struct Unit {
     /// The entry point; valid while the [`Jit`] that made it is alive and in the same
     /// generation.
