@@ -173,3 +173,39 @@ pub fn long_mode_cpu(cr3: u64) -> CpuState {
     cpu.seg[SegReg::Cs as usize] = flat_segment(0x08, true, true);
     cpu
 }
+
+/// A CPU at CPL 0 in 32-bit protected mode, or in 64-bit mode when `long`, on `bus`: a GDT at
+/// 0x1000 (null, flat code 0x08, flat data 0x10), an IDT at 0x2000 whose 256 interrupt gates
+/// lead through selector 0x08 to `handler(vector)`, SS flat data; in 64-bit mode the first
+/// 2 MiB identity-mapped (supervisor, one large page) by tables at 0x40000.
+pub fn gdt_idt_cpu(bus: &mut SparseBus, long: bool, handler: impl Fn(u64) -> u64) -> CpuState {
+    let code_desc: u64 = if long { 0x00af_9a00_0000_ffff } else { 0x00cf_9a00_0000_ffff };
+    bus.put(0x1000, &[0; 8]);
+    bus.put(0x1008, &code_desc.to_le_bytes());
+    bus.put(0x1010, &0x00cf_9200_0000_ffffu64.to_le_bytes());
+    for v in 0..256u64 {
+        let h = handler(v);
+        let lo: u64 = (h & 0xffff) | (0x08 << 16) | (0x8e00u64 << 32) | ((h >> 16) << 48);
+        if long {
+            bus.put(0x2000 + v * 16, &lo.to_le_bytes());
+            bus.put(0x2008 + v * 16, &0u64.to_le_bytes());
+        } else {
+            bus.put(0x2000 + v * 8, &lo.to_le_bytes());
+        }
+    }
+    let mut cpu = if long {
+        bus.put(0x40000, &0x41003u64.to_le_bytes());
+        bus.put(0x41000, &0x42003u64.to_le_bytes());
+        bus.put(0x42000, &0x83u64.to_le_bytes());
+        let mut cpu = long_mode_cpu(0x40000);
+        cpu.gdtr.base = 0x1000;
+        cpu.gdtr.limit = 0x17;
+        cpu.idtr.base = 0x2000;
+        cpu.idtr.limit = 0xfff;
+        cpu
+    } else {
+        protected_mode_cpu(0x1000, 0x17, 0x2000)
+    };
+    cpu.seg[SegReg::Ss as usize] = flat_segment(0x10, false, false);
+    cpu
+}

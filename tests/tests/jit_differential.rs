@@ -5,7 +5,7 @@
 //! whose memory displacement is small and whose branch target stays in the program, so they
 //! cover the whole integer ISA, helpers, loops and faults (delivered to handlers that HLT).
 
-use cranebox_tests::{flat_segment, long_mode_cpu, protected_mode_cpu, Rng, SparseBus};
+use cranebox_tests::{gdt_idt_cpu, Rng, SparseBus};
 use frontend_x86::{CpuState, Gpr, SegReg, Segment, Width};
 use iced_x86::{Decoder, DecoderOptions, OpKind};
 use translator::{Exit, Interpreter};
@@ -104,34 +104,7 @@ fn machine(rng: &mut Rng, mode: Mode) -> (CpuState, SparseBus) {
         }
         Mode::Protected | Mode::Long => {
             let long = matches!(mode, Mode::Long);
-            let code_desc: u64 = if long { 0x00af_9a00_0000_ffff } else { 0x00cf_9a00_0000_ffff };
-            bus.put(0x1000, &[0; 8]);
-            bus.put(0x1008, &code_desc.to_le_bytes());
-            bus.put(0x1010, &0x00cf_9200_0000_ffffu64.to_le_bytes());
-            for v in 0..256u64 {
-                let lo: u64 = (HANDLER & 0xffff) | (0x08 << 16) | (0x8e00u64 << 32) | ((HANDLER >> 16) << 48);
-                if long {
-                    bus.put(0x2000 + v * 16, &lo.to_le_bytes());
-                    bus.put(0x2008 + v * 16, &0u64.to_le_bytes());
-                } else {
-                    bus.put(0x2000 + v * 8, &lo.to_le_bytes());
-                }
-            }
-            let mut cpu = if long {
-                // 0-2 MiB identity-mapped with one large page.
-                bus.put(0x40000, &0x41003u64.to_le_bytes());
-                bus.put(0x41000, &0x42003u64.to_le_bytes());
-                bus.put(0x42000, &0x83u64.to_le_bytes());
-                let mut cpu = long_mode_cpu(0x40000);
-                cpu.gdtr.base = 0x1000;
-                cpu.gdtr.limit = 0x17;
-                cpu.idtr.base = 0x2000;
-                cpu.idtr.limit = 0xfff;
-                cpu
-            } else {
-                protected_mode_cpu(0x1000, 0x17, 0x2000)
-            };
-            cpu.seg[SegReg::Ss as usize] = flat_segment(0x10, false, false);
+            let mut cpu = gdt_idt_cpu(&mut bus, long, |_| HANDLER);
             // SSE on, so the vector helpers run too.
             cpu.cr4 |= frontend_x86::state::cr4::OSFXSR | frontend_x86::state::cr4::OSXMMEXCPT;
             cpu.rip = CODE;

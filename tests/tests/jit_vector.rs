@@ -5,9 +5,9 @@
 //! misaligned MOVDQA (load or store) is #GP(0) at its RIP with nothing written, CR0.TS set
 //! after the code was compiled is #NM, CR4.OSFXSR clear or CR0.EM set is #UD.
 
-use cranebox_tests::{flat_segment, long_mode_cpu, protected_mode_cpu, Rng, SparseBus};
+use cranebox_tests::{gdt_idt_cpu, Rng, SparseBus};
 use frontend_x86::state::{cr0, cr4};
-use frontend_x86::{CpuState, SegReg};
+use frontend_x86::CpuState;
 use iced_x86::code_asm::*;
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
 use translator::{Exit, Interpreter};
@@ -120,36 +120,8 @@ fn machine(bits: u32, tail: Tail) -> (CpuState, SparseBus, u64) {
 fn machine_with(bits: u32, code: &[u8], seed: u64) -> (CpuState, SparseBus) {
     let mut bus = SparseBus::new(32);
     let long = bits == 64;
-    let code_desc: u64 = if long { 0x00af_9a00_0000_ffff } else { 0x00cf_9a00_0000_ffff };
-    bus.put(0x1000, &[0; 8]);
-    bus.put(0x1008, &code_desc.to_le_bytes());
-    bus.put(0x1010, &0x00cf_9200_0000_ffffu64.to_le_bytes());
     bus.put(HANDLERS, &[0xf4; 256]);
-    for v in 0..256u64 {
-        let h = HANDLERS + v;
-        let lo: u64 = (h & 0xffff) | (0x08 << 16) | (0x8e00u64 << 32) | ((h >> 16) << 48);
-        if long {
-            bus.put(0x2000 + v * 16, &lo.to_le_bytes());
-            bus.put(0x2008 + v * 16, &0u64.to_le_bytes());
-        } else {
-            bus.put(0x2000 + v * 8, &lo.to_le_bytes());
-        }
-    }
-    let mut cpu = if long {
-        // 0-2 MiB identity-mapped with one large page.
-        bus.put(0x40000, &0x41003u64.to_le_bytes());
-        bus.put(0x41000, &0x42003u64.to_le_bytes());
-        bus.put(0x42000, &0x83u64.to_le_bytes());
-        let mut cpu = long_mode_cpu(0x40000);
-        cpu.gdtr.base = 0x1000;
-        cpu.gdtr.limit = 0x17;
-        cpu.idtr.base = 0x2000;
-        cpu.idtr.limit = 0xfff;
-        cpu
-    } else {
-        protected_mode_cpu(0x1000, 0x17, 0x2000)
-    };
-    cpu.seg[SegReg::Ss as usize] = flat_segment(0x10, false, false);
+    let mut cpu = gdt_idt_cpu(&mut bus, long, |v| HANDLERS + v);
     cpu.cr4 |= cr4::OSFXSR;
     cpu.gpr[4] = STACK;
     let mut rng = Rng(seed);

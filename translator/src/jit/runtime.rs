@@ -75,6 +75,23 @@ impl<'a> Runtime<'a> {
         self.bus.set_retired(self.retired_before + self.retired);
     }
 
+    /// A store through `write` (false: refused, the bytes hold decoded code) at the calling
+    /// instruction's time, as the status compiled code expects: [`CONTINUE`], [`REDO`] or
+    /// [`FAULT`] with the exception kept.
+    fn store(&mut self, write: impl FnOnce(&mut dyn CpuBus) -> frontend_x86::exception::Result<bool>) -> u32 {
+        self.clock_in();
+        let r = write(&mut *self.bus);
+        self.clock_out();
+        match r {
+            Ok(true) => CONTINUE,
+            Ok(false) => REDO,
+            Err(e) => {
+                self.exception = Some(e);
+                FAULT
+            }
+        }
+    }
+
     /// After it: the device access may have asked the run to end early (a timer due sooner);
     /// the unit leaves at its next block boundary without room.
     fn clock_out(&mut self) {
@@ -153,17 +170,7 @@ pub unsafe extern "C" fn jit_store(rt: *mut Runtime<'_>, cpu: *mut CpuState, seg
     // SAFETY: the caller's contract.
     let (rt, cpu) = unsafe { (&mut *rt, &mut *cpu) };
     let (seg, w) = unpack_segw(segw);
-    rt.clock_in();
-    let r = mem::write_unless_code(cpu, rt.bus, seg, ea, w, v);
-    rt.clock_out();
-    match r {
-        Ok(true) => CONTINUE,
-        Ok(false) => REDO,
-        Err(e) => {
-            rt.exception = Some(e);
-            FAULT
-        }
-    }
+    rt.store(|bus| mem::write_unless_code(cpu, bus, seg, ea, w, v))
 }
 
 /// A 16-byte write (SSE) through segmentation and the TLB, of `lo` at `ea` and `hi` at
@@ -184,17 +191,7 @@ pub unsafe extern "C" fn jit_store128(
     let (rt, cpu) = unsafe { (&mut *rt, &mut *cpu) };
     let (seg, aw) = unpack_segw(segw);
     let v = u128::from(lo) | (u128::from(hi) << 64);
-    rt.clock_in();
-    let r = frontend_x86::sem::sse::store128_unless_code(cpu, rt.bus, seg, ea, aw, v);
-    rt.clock_out();
-    match r {
-        Ok(true) => CONTINUE,
-        Ok(false) => REDO,
-        Err(e) => {
-            rt.exception = Some(e);
-            FAULT
-        }
-    }
+    rt.store(|bus| frontend_x86::sem::sse::store128_unless_code(cpu, bus, seg, ea, aw, v))
 }
 
 /// Runs instruction `insn`'s helper `f` (a [`Helper`] as an address) with RIP at the
