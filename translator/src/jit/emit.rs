@@ -671,8 +671,10 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// changing what the unit holds: before anything that may leave the unit. On a path of
     /// its own (a slow path, an exit) the registers stay dirty for the others.
     fn sync_stores(&mut self) {
-        self.store_flags();
+        // Registers first: computing a carry for the flags may call out, and a register
+        // value live across a call costs a callee-saved host register or a stack slot.
         self.spill_regs();
+        self.store_flags();
     }
 
     /// Stores the dirty registers (they stay dirty).
@@ -1043,19 +1045,61 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         let slow_b = self.b.create_block();
         let merge = self.b.create_block();
         let results = tys.map(|t| self.b.append_block_param(merge, t));
+        // The registers the unit holds reach the merge as block parameters: the fast path
+        // passes its values, the slow path reloads them from the CPU state after its call
+        // (it stored the dirty ones before). So no register value lives across the call,
+        // which would cost a callee-saved host register or a stack slot on the hot path.
+        let carried: Vec<(bool, usize, Value)> = (self.regs.iter().enumerate().map(|(n, v)| (false, n, *v)))
+            .chain(self.xmm.iter().enumerate().map(|(n, v)| (true, n, *v)))
+            .filter_map(|(x, n, v)| Some((x, n, v?)))
+            .filter(|(_, _, v)| !self.consts.contains_key(v))
+            .collect();
+        let params: Vec<Value> =
+            carried.iter().map(|&(x, _, _)| self.b.append_block_param(merge, if x { X128 } else { I64 })).collect();
         self.b.ins().brif(ok, fast_b, &[], slow_b, &[]);
         self.b.seal_block(fast_b);
         self.b.seal_block(slow_b);
         // Laid out after the hot code.
         self.b.set_cold_block(slow_b);
         self.b.switch_to_block(fast_b);
-        let v = fast(self).map(BlockArg::Value);
+        let mut v: Vec<BlockArg> = fast(self).into_iter().map(BlockArg::Value).collect();
+        v.extend(carried.iter().map(|&(_, _, r)| BlockArg::Value(r)));
         self.b.ins().jump(merge, &v);
         self.b.switch_to_block(slow_b);
-        let v = slow(self).map(BlockArg::Value);
+        let mut v: Vec<BlockArg> = slow(self).into_iter().map(BlockArg::Value).collect();
+        for &(x, n, _) in &carried {
+            let r = if x {
+                self.b.ins().load(X128, state_vec(), self.cpu, OFF_XMM + 16 * n as i32)
+            } else {
+                self.b.ins().load(I64, trusted(), self.cpu, OFF_GPR + 8 * n as i32)
+            };
+            v.push(BlockArg::Value(r));
+        }
+        // The pending flag operation's operands likewise (the slow path stored them).
+        let o = LazyFlags::OFFSETS;
+        let reload = match self.flags {
+            Flags::InCpu => &[][..],
+            Flags::Pending(..) => &[(self.fa, o.a), (self.fb, o.b), (self.fr, o.r)][..],
+            // `fb` is not the unit's to use here: CF is still the CPU state's.
+            Flags::CarryInCpu(..) => &[(self.fa, o.a), (self.fr, o.r)][..],
+        };
+        for &(var, off) in reload {
+            let r = self.b.ins().load(I64, trusted(), self.cpu, OFF_FLAGS + off as i32);
+            self.b.def_var(var, r);
+        }
         self.b.ins().jump(merge, &v);
         self.b.seal_block(merge);
         self.b.switch_to_block(merge);
+        for (&(x, n, old), &p) in carried.iter().zip(&params) {
+            if x {
+                self.xmm[n] = Some(p);
+            } else {
+                if let Some(&w) = self.masked.get(&old) {
+                    self.masked.insert(p, w);
+                }
+                self.regs[n] = Some(p);
+            }
+        }
         results
     }
 

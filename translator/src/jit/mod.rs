@@ -260,6 +260,41 @@ pub fn successors(block: &Block) -> Vec<u64> {
     }
 }
 
+/// The target of a block ending in a direct near call.
+pub fn call_target(block: &Block) -> Option<u64> {
+    let last = block.insns.last()?;
+    let direct = (0..last.op_count()).any(|n| {
+        matches!(
+            last.op_kind(n),
+            iced_x86::OpKind::NearBranch16 | iced_x86::OpKind::NearBranch32 | iced_x86::OpKind::NearBranch64
+        )
+    });
+    (!block.ends_in_helper && direct && last.flow_control() == iced_x86::FlowControl::Call)
+        .then(|| last.near_branch_target())
+}
+
+/// Where a block ending in a direct near call returns to (the instruction after the call).
+pub fn return_site(block: &Block) -> Option<u64> {
+    call_target(block)?;
+    block.next_ips.last().copied()
+}
+
+/// Where control may go after `block` within a region whose calls return to `returns`: its
+/// [`successors`]; for a direct near call, its target (a recursive call stays in the unit
+/// when the region holds the function's entry); for a near RET, those return sites (the
+/// recursive call's RET returns without leaving the unit when the address it pops is one).
+pub fn region_successors(block: &Block, returns: &[u64]) -> Vec<u64> {
+    if let Some(t) = call_target(block) {
+        return vec![t];
+    }
+    let near_ret = !block.ends_in_helper && block.insns.last().is_some_and(|i| i.mnemonic() == iced_x86::Mnemonic::Ret);
+    if near_ret {
+        returns.to_vec()
+    } else {
+        successors(block)
+    }
+}
+
 impl Drop for Jit {
     fn drop(&mut self) {
         // The compile thread holds no code memory, only contexts: stop it first.
@@ -514,6 +549,7 @@ impl Jit {
             let mut e = emit::ClifEmit::new(&mut b, cpu_v, rt_v, sigs, mode);
             let labels: Vec<_> = blocks.iter().map(|_| e.label()).collect();
             let starts: Vec<u64> = blocks.iter().map(|b| b.insns.first().map_or(u64::MAX, |i| i.ip())).collect();
+            let returns: Vec<u64> = blocks.iter().filter_map(|b| return_site(b)).collect();
             e.enter(labels[0]);
             for (bi, blk) in blocks.iter().enumerate() {
                 e.start_block(labels[bi]);
@@ -529,7 +565,7 @@ impl Jit {
                     }
                 }
                 if !ended {
-                    let succ: Vec<_> = successors(blk)
+                    let succ: Vec<_> = region_successors(blk, &returns)
                         .into_iter()
                         .filter_map(|ip| {
                             let s = starts.iter().position(|&x| x == ip)?;
