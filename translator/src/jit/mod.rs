@@ -246,12 +246,7 @@ pub fn successors(block: &Block) -> Vec<u64> {
     if block.ends_in_helper {
         return Vec::new();
     }
-    let direct = (0..last.op_count()).any(|n| {
-        matches!(
-            last.op_kind(n),
-            iced_x86::OpKind::NearBranch16 | iced_x86::OpKind::NearBranch32 | iced_x86::OpKind::NearBranch64
-        )
-    });
+    let direct = near_direct(last);
     match last.flow_control() {
         F::Next => vec![*next],
         F::UnconditionalBranch if direct => vec![last.near_branch_target()],
@@ -260,16 +255,20 @@ pub fn successors(block: &Block) -> Vec<u64> {
     }
 }
 
+/// Whether `i` branches to a fixed near target.
+fn near_direct(i: &frontend_x86::insn::Insn) -> bool {
+    (0..i.op_count()).any(|n| {
+        matches!(
+            i.op_kind(n),
+            iced_x86::OpKind::NearBranch16 | iced_x86::OpKind::NearBranch32 | iced_x86::OpKind::NearBranch64
+        )
+    })
+}
+
 /// The target of a block ending in a direct near call.
 pub fn call_target(block: &Block) -> Option<u64> {
     let last = block.insns.last()?;
-    let direct = (0..last.op_count()).any(|n| {
-        matches!(
-            last.op_kind(n),
-            iced_x86::OpKind::NearBranch16 | iced_x86::OpKind::NearBranch32 | iced_x86::OpKind::NearBranch64
-        )
-    });
-    (!block.ends_in_helper && direct && last.flow_control() == iced_x86::FlowControl::Call)
+    (!block.ends_in_helper && near_direct(last) && last.flow_control() == iced_x86::FlowControl::Call)
         .then(|| last.near_branch_target())
 }
 
