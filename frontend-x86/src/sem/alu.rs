@@ -311,11 +311,12 @@ pub fn imul<E: Emit>(e: &mut E, i: &Insn) -> Result<()> {
     } else {
         (op::read(e, i, 1, w)?, op::read(e, i, 2, w)?)
     };
-    let (sa, sb) = (e.sext(a, w), e.sext(b, w));
-    let lo = e.alu(Alu::Mul, sa, sb, w);
+    // The product's low `w` bits do not depend on how the operands are extended.
+    let lo = e.alu(Alu::Mul, a, b, w);
     if e.flags_dead() {
         return op::write(e, i, 0, w, lo);
     }
+    let (sa, sb) = (e.sext(a, w), e.sext(b, w));
     let overflow = if w == Width::W64 {
         let hi = e.alu(Alu::SMulHi, sa, sb, Width::W64);
         let s = e.imm(63);

@@ -12,8 +12,10 @@
 
 use std::collections::HashMap;
 
-use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{types, AbiParam, Block, BlockArg, InstBuilder, MemFlagsData, SigRef, Signature, Value};
+use cranelift_codegen::ir::condcodes::{CondCode, IntCC};
+use cranelift_codegen::ir::{
+    types, AbiParam, Block, BlockArg, InstBuilder, InstructionData, MemFlagsData, SigRef, Signature, Value, ValueDef,
+};
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 
@@ -384,51 +386,56 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     }
 
     /// Ends a block of `len` instructions that went on at the `next_rip` variable: to one of
-    /// the region's blocks (`succ`: start offset, label, length) when control went there and
-    /// the budget has room for all of it (nothing else can need the CPU within a run: devices
-    /// stand still, and interrupts only become deliverable through helpers, which leave the
-    /// unit), else out of the unit, storing a pending flag operation.
+    /// the region's blocks (`succ`) when control went there and the budget has room for all
+    /// of it (nothing else can need the CPU within a run: devices stand still, and interrupts
+    /// only become deliverable through helpers, which leave the unit), else out of the unit,
+    /// storing a pending flag operation. An edge to a block that overwrites the flags before
+    /// anything can see them ([`Succ::flags_dead`]) stores them only on its way out.
     ///
     /// A block that ends in a helper leaves with [`LEAVE`](runtime::LEAVE) (it has no
     /// successors in the region): the exec loop must look for interrupts the helper may have
     /// made deliverable.
-    pub fn end_block(&mut self, len: u64, succ: &[(u64, Block, u64)], after_helper: bool) {
+    pub fn end_block(&mut self, len: u64, succ: &[Succ], after_helper: bool) {
         self.after_helper = after_helper;
         // Whichever way control goes, the next block starts from the CPU state.
         self.flush_regs();
         let base = self.b.use_var(self.iters);
         let n = self.b.ins().iadd_imm_s(base, len as i64);
+        let count = Count { base, len: len as i64, n };
         let branch = match self.branch {
             Branch::None => Branch::Static(self.next),
             b => b,
         };
         match branch {
-            Branch::Static(t) => {
-                self.flags_to_cpu();
-                self.edge(t, n, succ);
-            }
+            Branch::Static(t) => self.edge(t, count, succ),
             Branch::Cond(c, t, f) => {
-                self.flags_to_cpu();
+                // The flags are stored on each path as it needs (after the branch, which
+                // then fuses with the compare that makes `c`).
+                let flags = self.flags;
                 let (tb, fb) = (self.b.create_block(), self.b.create_block());
                 self.b.ins().brif(c, tb, &[], fb, &[]);
                 self.b.seal_block(tb);
                 self.b.seal_block(fb);
                 self.b.switch_to_block(tb);
-                self.edge(t, n, succ);
+                self.edge(t, count, succ);
+                self.flags = flags;
                 self.b.switch_to_block(fb);
-                self.edge(f, n, succ);
+                self.edge(f, count, succ);
             }
-            _ => self.dynamic_end(n, succ),
+            _ => self.dynamic_end(count, succ),
         }
     }
 
     /// Control goes to the fixed offset `t` after `n` instructions: to the region's block
-    /// there when the budget has room for it, else out of the unit. Flags are in the CPU
-    /// state.
-    fn edge(&mut self, t: u64, n: Value, succ: &[(u64, Block, u64)]) {
-        if let Some(&(_, label, slen)) = succ.iter().find(|s| s.0 == t) {
+    /// there when the budget has room for it, else out of the unit (with the flags stored).
+    fn edge(&mut self, t: u64, count: Count, succ: &[Succ]) {
+        let n = count.n;
+        if let Some(&Succ { label, len: slen, flags_dead, .. }) = succ.iter().find(|s| s.at == t) {
+            if !flags_dead {
+                self.flags_to_cpu();
+            }
             let budget = self.b.ins().load(I64, trusted(), self.rt, RT_BUDGET as i32);
-            let after = self.b.ins().iadd_imm_s(n, slen as i64);
+            let after = self.b.ins().iadd_imm_s(count.base, count.len + slen as i64);
             let room = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, after, budget);
             let (take, out) = (self.b.create_block(), self.b.create_block());
             self.b.ins().brif(room, take, &[], out, &[]);
@@ -439,6 +446,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             self.b.ins().jump(label, &[]);
             self.b.switch_to_block(out);
         }
+        self.flags_to_cpu();
         let rip = self.b.ins().iconst(I64, t as i64);
         self.b.ins().store(trusted(), rip, self.cpu, OFF_RIP);
         self.b.ins().store(trusted(), n, self.rt, RT_ICOUNT as i32);
@@ -475,14 +483,17 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     }
 
     /// The end of a block that went on at the `next_rip` variable (an indirect branch).
-    fn dynamic_end(&mut self, n: Value, succ: &[(u64, Block, u64)]) {
+    fn dynamic_end(&mut self, count: Count, succ: &[Succ]) {
+        let n = count.n;
         if !succ.is_empty() {
-            self.flags_to_cpu();
+            if succ.iter().any(|s| !s.flags_dead) {
+                self.flags_to_cpu();
+            }
             let rip = self.b.use_var(self.next_rip);
             let budget = self.b.ins().load(I64, trusted(), self.rt, RT_BUDGET as i32);
-            for &(start, label, slen) in succ {
+            for &Succ { at: start, label, len: slen, .. } in succ {
                 let here = self.b.ins().icmp_imm_s(IntCC::Equal, rip, start as i64);
-                let after = self.b.ins().iadd_imm_s(n, slen as i64);
+                let after = self.b.ins().iadd_imm_s(count.base, count.len + slen as i64);
                 let room = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, after, budget);
                 let go = self.b.ins().band(here, room);
                 let take = self.b.create_block();
@@ -496,7 +507,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
                 self.b.switch_to_block(other);
             }
         }
-        self.store_flags();
+        self.flags_to_cpu();
         let rip = self.b.use_var(self.next_rip);
         self.b.ins().store(trusted(), rip, self.cpu, OFF_RIP);
         self.b.ins().store(trusted(), n, self.rt, RT_ICOUNT as i32);
@@ -746,6 +757,10 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
 
     /// Sign-extends a `w`-wide value held in 64 bits, as a 64-bit value.
     fn sx(&mut self, v: Value, w: Width) -> Value {
+        if let (Some(&c), false) = (self.consts.get(&v), w == Width::W64) {
+            let sign = 1u64 << (w.bits() - 1);
+            return self.imm(((c & w.mask()) ^ sign).wrapping_sub(sign));
+        }
         match w {
             Width::W64 => v,
             _ => {
@@ -822,6 +837,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
                 let (x, y) = (self.sx(a, w), self.sx(bv, w));
                 self.b.ins().icmp(IntCC::SignedLessThanOrEqual, x, y)
             }
+            // E/NE after a compare: of its operands (a CMP and a branch on the host).
+            (2, FlagOp::Sub) => self.b.ins().icmp(IntCC::Equal, a, bv),
             (0, _) => self.of(op, a, bv, r, sign)?,
             (1, _) => self.cf(op, a, bv, r)?,
             (2, _) => self.zf(r),
@@ -850,7 +867,19 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
                 self.b.ins().bor(l, z)
             }
         };
-        Some(if cc & 1 != 0 { self.b.ins().bxor_imm_s(v, 1) } else { v })
+        Some(if cc & 1 != 0 { self.not(v) } else { v })
+    }
+
+    /// The negation of truth value `v`: the complementary compare when `v` is a compare (so
+    /// that a branch on it still fuses with the compare), else `v ^ 1`.
+    fn not(&mut self, v: Value) -> Value {
+        let dfg = &self.b.func.dfg;
+        if let ValueDef::Result(inst, 0) = dfg.value_def(v) {
+            if let InstructionData::IntCompare { cond, args, .. } = dfg.insts[inst] {
+                return self.b.ins().icmp(cond.complement(), args[0], args[1]);
+            }
+        }
+        self.b.ins().bxor_imm_s(v, 1)
     }
 
     /// Condition codes of the lazy flags in the CPU state computed inline when the pending
@@ -1615,6 +1644,28 @@ impl Emit for ClifEmit<'_, '_> {
     }
 }
 
+/// The instruction count at a block's end: `n` = `base` (the `iters` variable) + `len`.
+#[derive(Clone, Copy, Debug)]
+struct Count {
+    base: Value,
+    len: i64,
+    n: Value,
+}
+
+/// One of the region's blocks, where a block being ended may go.
+#[derive(Clone, Copy, Debug)]
+pub struct Succ {
+    /// Its start.
+    pub at: u64,
+    pub label: Block,
+    /// Its length in instructions.
+    pub len: u64,
+    /// Whether it writes every arithmetic flag before any instruction reads or could expose
+    /// them (no flag live at its entry, see [`flag_liveness`]): a pending flag operation
+    /// need not be stored on an edge to it, only on the way out of the unit.
+    pub flags_dead: bool,
+}
+
 /// What [`flag_liveness`] says of one instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlagLive {
@@ -1643,8 +1694,9 @@ fn rflags_of(iced: u32) -> u64 {
 /// instruction in between can fault or leave (an exception handler or the code after the
 /// block sees the flags). At the end of the block every flag is live. Only instructions
 /// whose semantics this crate resolves to straight-line code count as writers; a helper or
-/// anything that touches memory or branches exposes every flag.
-pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> Vec<FlagLive> {
+/// anything that touches memory or branches exposes every flag. Also says which flags are
+/// live at the block's start (RFLAGS bit positions).
+pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> (Vec<FlagLive>, u64) {
     use iced_x86::RflagsBits as R;
     const ARITH: u32 = R::CF | R::PF | R::AF | R::ZF | R::SF | R::OF;
     let mut live = ARITH;
@@ -1674,7 +1726,7 @@ pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> Vec<FlagLive> {
         live = if exposes { ARITH } else { (live & !writes) | (i.rflags_read() & ARITH) };
         read = if inline { (read & !writes) | (i.rflags_read() & ARITH) } else { ARITH };
     }
-    out
+    (out, rflags_of(live))
 }
 
 /// Whether `i` (resolved to `op`) is a straight-line operation on registers only: no memory

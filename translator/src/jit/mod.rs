@@ -549,11 +549,12 @@ impl Jit {
             let labels: Vec<_> = blocks.iter().map(|_| e.label()).collect();
             let starts: Vec<u64> = blocks.iter().map(|b| b.insns.first().map_or(u64::MAX, |i| i.ip())).collect();
             let returns: Vec<u64> = blocks.iter().filter_map(|b| return_site(b)).collect();
+            let liveness: Vec<_> = blocks.iter().map(|b| emit::flag_liveness(&b.insns, &b.ops)).collect();
             e.enter(labels[0]);
             for (bi, blk) in blocks.iter().enumerate() {
                 e.start_block(labels[bi]);
                 let mut ended = false;
-                let dead = emit::flag_liveness(&blk.insns, &blk.ops);
+                let dead = &liveness[bi].0;
                 for (k, ((insn, op), next)) in blk.insns.iter().zip(&blk.ops).zip(&blk.next_ips).enumerate() {
                     e.begin(k, insn.ip(), *next, dead[k]);
                     if let Err(ex) = sem::execute_op(&mut e, *op, insn) {
@@ -568,7 +569,12 @@ impl Jit {
                         .into_iter()
                         .filter_map(|ip| {
                             let s = starts.iter().position(|&x| x == ip)?;
-                            Some((ip, labels[s], blocks[s].insns.len() as u64))
+                            Some(emit::Succ {
+                                at: ip,
+                                label: labels[s],
+                                len: blocks[s].insns.len() as u64,
+                                flags_dead: liveness[s].1 == 0,
+                            })
                         })
                         .collect();
                     e.end_block(blk.insns.len() as u64, &succ, blk.ends_in_helper);
