@@ -3,7 +3,8 @@
 //! site in the region when the address it pops is one, else leaves the unit. Each program runs
 //! under the interpreter and under the JIT (blocks compiled after 10 interpreted runs, so
 //! regions take in the blocks seen so far), in slices as the machine runs them, and must end in
-//! the same state, memory and instruction count.
+//! the same state, memory and instruction count. Also: flags a loop hands from round to round
+//! in the unit's variables reach an exception handler as the interpreter's do.
 
 use cranebox_tests::{gdt_idt_cpu, SparseBus};
 use frontend_x86::{CpuState, Gpr};
@@ -144,4 +145,70 @@ fn a_ret_to_no_return_site_leaves_the_unit_correctly() {
     // fib(12) with every fib(5) worth 1000 more: fib(12) calls fib(5) fib(8) = 21 times.
     assert_eq!(cpu.gpr[Gpr::Rax as usize], u64::from(fib(12) + 21 * 1000));
     both(&code, 113);
+}
+
+/// A loop whose first block faults (#GP: past ES.limit) after many rounds, before it
+/// overwrites the flags: the unit hands the loop's flags from one round to the next in
+/// variables instead of the CPU state, and the fault must still push the flags of the last
+/// round's compare (with `inc_first`, an INC keeps the compare's CF: the carry-in comes from
+/// the handed flags).
+fn faulting_loop(inc_first: bool) -> Vec<u8> {
+    let asm = || -> Result<Vec<u8>, IcedError> {
+        let mut a = CodeAssembler::new(32)?;
+        let mut head = a.create_label();
+        a.xor(esi, esi)?;
+        a.xor(edi, edi)?;
+        a.set_label(&mut head)?;
+        if inc_first {
+            a.inc(edi)?;
+        }
+        a.mov(eax, dword_ptr(esi).es())?;
+        a.add(eax, 1)?;
+        a.mov(dword_ptr(esi + 0x40000), eax)?;
+        a.add(esi, 4)?;
+        // CF = 1 and ZF = 0 while the loop goes on: not what XOR left in the CPU state.
+        a.cmp(esi, 0x10000)?;
+        a.jb(head)?;
+        a.hlt()?;
+        a.assemble(CODE)
+    };
+    asm().expect("the test program assembles")
+}
+
+#[test]
+fn flags_handed_between_blocks_reach_a_fault_handler() {
+    for inc_first in [false, true] {
+        let code = faulting_loop(inc_first);
+        for slice in [1_000_000, 997, 61] {
+            let run_with = |tier: &mut Interpreter| {
+                let (mut cpu, mut bus) = machine(&code);
+                // ES ends at 0x7ff: the 513th round's load faults.
+                cpu.seg[frontend_x86::SegReg::Es as usize].limit = 0x7ff;
+                let mut total = 0;
+                loop {
+                    let (n, exit) = tier.run(&mut cpu, &mut bus, slice);
+                    total += n;
+                    if exit != Exit::Budget || total > 100_000 {
+                        return (total, exit, cpu, bus);
+                    }
+                }
+            };
+            let (na, ea, a, abus) = run_with(&mut Interpreter::new());
+            let mut jit = Interpreter::with_jit(10).expect("this host has a Cranelift backend");
+            let (nb, eb, b, bbus) = run_with(&mut jit);
+            assert_eq!((na, ea), (nb, eb), "instruction count / exit (slice {slice}, inc {inc_first})");
+            assert_eq!(a.rip, HANDLER + 1, "the #GP handler's HLT ran");
+            assert_eq!(a.gpr, b.gpr, "registers (slice {slice}, inc {inc_first})");
+            // The pushed EFLAGS: CF from the last compare (INC keeps it), ZF clear.
+            let pushed = abus.get(a.gpr[Gpr::Rsp as usize] + 12, 4);
+            assert_eq!(pushed & 0x41, 1, "pushed EFLAGS {pushed:#x} (interpreter)");
+            assert_eq!(
+                (a.flags.get(), bbus.get(b.gpr[Gpr::Rsp as usize] + 12, 4)),
+                (b.flags.get(), pushed),
+                "flags (slice {slice}, inc {inc_first})"
+            );
+            assert!(abus.mem == bbus.mem, "memory differs (slice {slice}, inc {inc_first})");
+            assert!(jit.stats.compiled_instructions * 2 > nb, "most of it ran compiled (slice {slice})");
+        }
+    }
 }

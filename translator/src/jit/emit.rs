@@ -195,6 +195,36 @@ enum Flags {
     /// flags on a slow path or exit) computes it. The CPU state then holds either the lazy
     /// flags from before the INC/DEC or those a slow path stored since, with the same CF.
     CarryInCpu(FlagOp, Width),
+    /// At the start of a block entered with its predecessor's flags in the `prior`
+    /// variables instead of the CPU state (see [`FlagsIn::Prior`]): they are stored only by
+    /// a path that leaves (a slow path, a fault, an exit) before the block overwrites them.
+    Prior,
+    /// As `CarryInCpu`, with the carry-in the CF of the `prior` variables' flags.
+    CarryInPrior(FlagOp, Width),
+}
+
+/// How one of the region's blocks takes the flags at its start (from [`flag_liveness`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagsIn {
+    /// It overwrites them all before anything can read or expose them: an edge to it leaves
+    /// a pending operation where it is (stored only on the way out of the unit).
+    Dead,
+    /// Nothing reads them before they are all overwritten, but a memory access may fault
+    /// first: an edge to it hands them over in variables, stored only by a slow path.
+    Prior,
+    /// In the CPU state.
+    Cpu,
+}
+
+impl FlagsIn {
+    /// From the flags live and read at a block's start (see [`flag_liveness`]).
+    pub fn of(live: u64, read: u64) -> Self {
+        match (live, read) {
+            (0, _) => FlagsIn::Dead,
+            (_, 0) => FlagsIn::Prior,
+            _ => FlagsIn::Cpu,
+        }
+    }
 }
 
 /// A Cranelift emitter for one compiled unit.
@@ -213,6 +243,9 @@ pub struct ClifEmit<'a, 'f> {
     xmm: [Option<Value>; 16],
     flags: Flags,
     fa: Variable,
+    /// The lazy flags handed from block to block ([`Flags::Prior`]): operation, width (both
+    /// I8, as the CPU state's bytes), `a`, `b`, `r`.
+    prior: [Variable; 5],
     fb: Variable,
     fr: Variable,
     /// The exit every fault and early leave branches to, with (status, RIP, instruction
@@ -304,6 +337,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         for v in [fa, fb, fr, next_rip] {
             b.def_var(v, zero);
         }
+        let prior = [I8, I8, I64, I64, I64].map(|t| b.declare_var(t));
 
         let regs = [None; 16];
         let iters = b.declare_var(I64);
@@ -318,6 +352,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             xmm: [None; 16],
             flags: Flags::InCpu,
             fa,
+            prior,
             fb,
             fr,
             exit_block: None,
@@ -368,17 +403,22 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         self.b.create_block()
     }
 
-    /// From the entry (after the register loads), continues at `label`.
-    pub fn enter(&mut self, label: Block) {
+    /// From the entry (after the register loads), continues at `label`, which takes the
+    /// flags as `flags_in` says.
+    pub fn enter(&mut self, label: Block, flags_in: FlagsIn) {
+        if flags_in == FlagsIn::Prior {
+            self.flags_to_prior();
+        }
         let guard = self.b.create_block();
         self.b.ins().jump(guard, &[]);
         self.guard = Some((guard, label));
     }
 
-    /// Emits the block at `label` next. At a label the CPU state's flags are authoritative.
-    pub fn start_block(&mut self, label: Block) {
+    /// Emits the block at `label` next, which takes the flags as `flags_in` says (every edge
+    /// to it must have said the same).
+    pub fn start_block(&mut self, label: Block, flags_in: FlagsIn) {
         self.b.switch_to_block(label);
-        self.flags = Flags::InCpu;
+        self.flags = if flags_in == FlagsIn::Prior { Flags::Prior } else { Flags::InCpu };
         // The previous block stored its registers, or left with an exception.
         self.dirty = 0;
         self.regs = [None; 16];
@@ -390,7 +430,7 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// of it (nothing else can need the CPU within a run: devices stand still, and interrupts
     /// only become deliverable through helpers, which leave the unit), else out of the unit,
     /// storing a pending flag operation. An edge to a block that overwrites the flags before
-    /// anything can see them ([`Succ::flags_dead`]) stores them only on its way out.
+    /// anything can see them stores them only on its way out ([`FlagsIn`]).
     ///
     /// A block that ends in a helper leaves with [`LEAVE`](runtime::LEAVE) (it has no
     /// successors in the region): the exec loop must look for interrupts the helper may have
@@ -430,10 +470,8 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// there when the budget has room for it, else out of the unit (with the flags stored).
     fn edge(&mut self, t: u64, count: Count, succ: &[Succ]) {
         let n = count.n;
-        if let Some(&Succ { label, len: slen, flags_dead, .. }) = succ.iter().find(|s| s.at == t) {
-            if !flags_dead {
-                self.flags_to_cpu();
-            }
+        if let Some(&Succ { label, len: slen, flags_in, .. }) = succ.iter().find(|s| s.at == t) {
+            self.flags_for(flags_in);
             let budget = self.b.ins().load(I64, trusted(), self.rt, RT_BUDGET as i32);
             let after = self.b.ins().iadd_imm_s(count.base, count.len + slen as i64);
             let room = self.b.ins().icmp(IntCC::UnsignedLessThanOrEqual, after, budget);
@@ -486,8 +524,11 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     fn dynamic_end(&mut self, count: Count, succ: &[Succ]) {
         let n = count.n;
         if !succ.is_empty() {
-            if succ.iter().any(|s| !s.flags_dead) {
+            if succ.iter().any(|s| s.flags_in == FlagsIn::Cpu) {
                 self.flags_to_cpu();
+            }
+            if succ.iter().any(|s| s.flags_in == FlagsIn::Prior) {
+                self.flags_to_prior();
             }
             let rip = self.b.use_var(self.next_rip);
             let budget = self.b.ins().load(I64, trusted(), self.rt, RT_BUDGET as i32);
@@ -653,6 +694,11 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
             Flags::InCpu => return,
             Flags::Pending(op, w) => (op, w, None),
             Flags::CarryInCpu(op, w) => (op, w, Some(self.cpu_carry())),
+            Flags::Prior => return self.store_prior(),
+            Flags::CarryInPrior(op, w) => {
+                self.store_prior();
+                (op, w, Some(self.cpu_carry()))
+            }
         };
         {
             let o = LazyFlags::OFFSETS;
@@ -667,6 +713,65 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
                 };
                 self.b.ins().store(trusted(), v, self.cpu, OFF_FLAGS + off as i32);
             }
+        }
+    }
+
+    /// Stores the `prior` variables' flags in the CPU state.
+    fn store_prior(&mut self) {
+        for (&var, off) in self.prior.iter().zip(Self::prior_offsets()) {
+            let v = self.b.use_var(var);
+            self.b.ins().store(trusted(), v, self.cpu, OFF_FLAGS + off as i32);
+        }
+    }
+
+    /// Where the CPU state keeps what the `prior` variables hold.
+    fn prior_offsets() -> [usize; 5] {
+        let o = LazyFlags::OFFSETS;
+        [o.op, o.w, o.a, o.b, o.r]
+    }
+
+    /// Loads the `prior` variables from the CPU state.
+    fn load_prior(&mut self) {
+        for (var, off) in self.prior.into_iter().zip(Self::prior_offsets()) {
+            let ty = if off == LazyFlags::OFFSETS.op || off == LazyFlags::OFFSETS.w { I8 } else { I64 };
+            let v = self.b.ins().load(ty, trusted(), self.cpu, OFF_FLAGS + off as i32);
+            self.b.def_var(var, v);
+        }
+    }
+
+    /// Puts the flags in the `prior` variables, for an edge to a block that takes them there
+    /// (the unit's own knowledge stays as it is, for the paths that leave instead).
+    fn flags_to_prior(&mut self) {
+        let (op, w, carry) = match self.flags {
+            Flags::Prior => return,
+            Flags::InCpu => return self.load_prior(),
+            Flags::Pending(op, w) => (op, w, None),
+            Flags::CarryInCpu(op, w) => (op, w, Some(self.cpu_carry())),
+            Flags::CarryInPrior(op, w) => {
+                // The carry-in from the prior flags (through the CPU state: rare).
+                self.store_prior();
+                (op, w, Some(self.cpu_carry()))
+            }
+        };
+        let opv = self.b.ins().iconst(I8, op as i64);
+        let wv = self.b.ins().iconst(I8, w as i64);
+        let a = self.b.use_var(self.fa);
+        let bv = match carry {
+            Some(c) => c,
+            None => self.b.use_var(self.fb),
+        };
+        let r = self.b.use_var(self.fr);
+        for (var, v) in self.prior.into_iter().zip([opv, wv, a, bv, r]) {
+            self.b.def_var(var, v);
+        }
+    }
+
+    /// Hands the flags over as a block that takes them as `flags_in` needs.
+    fn flags_for(&mut self, flags_in: FlagsIn) {
+        match flags_in {
+            FlagsIn::Dead => {}
+            FlagsIn::Prior => self.flags_to_prior(),
+            FlagsIn::Cpu => self.flags_to_cpu(),
         }
     }
 
@@ -813,15 +918,21 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
     /// Condition `cc` of the pending operation as an I8 truth value, or None when the unit
     /// does not know it inline (the CPU state's lazy flags must answer).
     fn pending_cond(&mut self, cc: u8) -> Option<Value> {
-        if let Flags::CarryInCpu(op, w) = self.flags {
+        if let Flags::CarryInCpu(op, w) | Flags::CarryInPrior(op, w) = self.flags {
             if matches!(cc >> 1, 1 | 3) {
-                // CF is wanted here: the carry-in from the CPU state, from now on known.
+                // CF is wanted here: the carry-in from the CPU state (where the prior flags
+                // go first), from now on known.
+                if matches!(self.flags, Flags::CarryInPrior(..)) {
+                    self.store_prior();
+                }
                 let c = self.cpu_carry();
                 self.b.def_var(self.fb, c);
                 self.flags = Flags::Pending(op, w);
             }
         }
-        let (Flags::Pending(op, w) | Flags::CarryInCpu(op, w)) = self.flags else { return None };
+        let (Flags::Pending(op, w) | Flags::CarryInCpu(op, w) | Flags::CarryInPrior(op, w)) = self.flags else {
+            return None;
+        };
         let a = self.b.use_var(self.fa);
         let bv = self.b.use_var(self.fb);
         let r = self.b.use_var(self.fr);
@@ -1107,14 +1218,20 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         // The pending flag operation's operands likewise (the slow path stored them).
         let o = LazyFlags::OFFSETS;
         let reload = match self.flags {
-            Flags::InCpu => &[][..],
+            Flags::InCpu | Flags::Prior => &[][..],
             Flags::Pending(..) => &[(self.fa, o.a), (self.fb, o.b), (self.fr, o.r)][..],
-            // `fb` is not the unit's to use here: CF is still the CPU state's.
-            Flags::CarryInCpu(..) => &[(self.fa, o.a), (self.fr, o.r)][..],
+            // `fb` is not the unit's to use here: CF is still the CPU state's (or the prior
+            // flags').
+            Flags::CarryInCpu(..) | Flags::CarryInPrior(..) => &[(self.fa, o.a), (self.fr, o.r)][..],
         };
         for &(var, off) in reload {
             let r = self.b.ins().load(I64, trusted(), self.cpu, OFF_FLAGS + off as i32);
             self.b.def_var(var, r);
+        }
+        if matches!(self.flags, Flags::Prior | Flags::CarryInPrior(..)) {
+            // The slow path stored the prior flags, or (CarryInPrior) the INC/DEC's with the
+            // prior CF as its carry-in: either has the CF the prior flags are kept for.
+            self.load_prior();
         }
         self.b.ins().jump(merge, &v);
         self.b.seal_block(merge);
@@ -1321,7 +1438,11 @@ impl Emit for ClifEmit<'_, '_> {
         self.b.def_var(self.fb, bv);
         self.b.def_var(self.fr, r);
         let carry_in_cpu = std::mem::take(&mut self.carry_in_cpu) && matches!(op, FlagOp::Inc | FlagOp::Dec);
-        self.flags = if carry_in_cpu { Flags::CarryInCpu(op, w) } else { Flags::Pending(op, w) };
+        self.flags = match (carry_in_cpu, self.flags) {
+            (true, Flags::Prior | Flags::CarryInPrior(..)) => Flags::CarryInPrior(op, w),
+            (true, _) => Flags::CarryInCpu(op, w),
+            (false, _) => Flags::Pending(op, w),
+        };
     }
 
     fn cond(&mut self, cc: u8) -> Value {
@@ -1354,7 +1475,8 @@ impl Emit for ClifEmit<'_, '_> {
     }
 
     fn carry_in(&mut self) -> Value {
-        if self.read_flags & frontend_x86::flags::CF == 0 && matches!(self.flags, Flags::InCpu | Flags::CarryInCpu(..))
+        if self.read_flags & frontend_x86::flags::CF == 0
+            && matches!(self.flags, Flags::InCpu | Flags::CarryInCpu(..) | Flags::Prior | Flags::CarryInPrior(..))
         {
             // Nothing reads this instruction's CF (it may only be seen if a later access
             // faults): left in the CPU state until a path needs it.
@@ -1660,10 +1782,8 @@ pub struct Succ {
     pub label: Block,
     /// Its length in instructions.
     pub len: u64,
-    /// Whether it writes every arithmetic flag before any instruction reads or could expose
-    /// them (no flag live at its entry, see [`flag_liveness`]): a pending flag operation
-    /// need not be stored on an edge to it, only on the way out of the unit.
-    pub flags_dead: bool,
+    /// How it takes the flags.
+    pub flags_in: FlagsIn,
 }
 
 /// What [`flag_liveness`] says of one instruction.
@@ -1695,8 +1815,8 @@ fn rflags_of(iced: u32) -> u64 {
 /// block sees the flags). At the end of the block every flag is live. Only instructions
 /// whose semantics this crate resolves to straight-line code count as writers; a helper or
 /// anything that touches memory or branches exposes every flag. Also says which flags are
-/// live at the block's start (RFLAGS bit positions).
-pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> (Vec<FlagLive>, u64) {
+/// live and read (as [`FlagLive`] says) at the block's start (RFLAGS bit positions).
+pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> (Vec<FlagLive>, FlagsIn) {
     use iced_x86::RflagsBits as R;
     const ARITH: u32 = R::CF | R::PF | R::AF | R::ZF | R::SF | R::OF;
     let mut live = ARITH;
@@ -1726,7 +1846,7 @@ pub fn flag_liveness(insns: &[Insn], ops: &[sem::Op]) -> (Vec<FlagLive>, u64) {
         live = if exposes { ARITH } else { (live & !writes) | (i.rflags_read() & ARITH) };
         read = if inline { (read & !writes) | (i.rflags_read() & ARITH) } else { ARITH };
     }
-    (out, rflags_of(live))
+    (out, FlagsIn::of(rflags_of(live), rflags_of(read)))
 }
 
 /// Whether `i` (resolved to `op`) is a straight-line operation on registers only: no memory

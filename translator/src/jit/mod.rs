@@ -550,9 +550,9 @@ impl Jit {
             let starts: Vec<u64> = blocks.iter().map(|b| b.insns.first().map_or(u64::MAX, |i| i.ip())).collect();
             let returns: Vec<u64> = blocks.iter().filter_map(|b| return_site(b)).collect();
             let liveness: Vec<_> = blocks.iter().map(|b| emit::flag_liveness(&b.insns, &b.ops)).collect();
-            e.enter(labels[0]);
+            e.enter(labels[0], liveness[0].1);
             for (bi, blk) in blocks.iter().enumerate() {
-                e.start_block(labels[bi]);
+                e.start_block(labels[bi], liveness[bi].1);
                 let mut ended = false;
                 let dead = &liveness[bi].0;
                 for (k, ((insn, op), next)) in blk.insns.iter().zip(&blk.ops).zip(&blk.next_ips).enumerate() {
@@ -573,7 +573,7 @@ impl Jit {
                                 at: ip,
                                 label: labels[s],
                                 len: blocks[s].insns.len() as u64,
-                                flags_dead: liveness[s].1 == 0,
+                                flags_in: liveness[s].1,
                             })
                         })
                         .collect();
