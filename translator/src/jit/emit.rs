@@ -853,6 +853,14 @@ impl<'a, 'f> ClifEmit<'a, 'f> {
         r
     }
 
+    /// The low 32 bits of `v` (whose value is `c` when a constant) as an I32.
+    fn low32(&mut self, v: Value, c: Option<u64>) -> Value {
+        match c {
+            Some(c) => self.b.ins().iconst(I32, i64::from(c as u32 as i32)),
+            None => self.b.ins().ireduce(I32, v),
+        }
+    }
+
     fn bool64(&mut self, c: Value) -> Value {
         let v = self.b.ins().uextend(I64, c);
         self.masked.insert(v, Width::W8);
@@ -1380,6 +1388,22 @@ impl Emit for ClifEmit<'_, '_> {
             }
             _ => {}
         }
+        if w == Width::W32 && matches!(op, Alu::Add | Alu::Sub | Alu::And | Alu::Or | Alu::Xor | Alu::Mul) {
+            // In 32 bits, zero-extended: the host's 32-bit operations clear the upper half
+            // themselves (x86-64, AArch64), where a mask afterwards would cost an instruction.
+            let (x, y) = (self.low32(a, ca), self.low32(bv, cb));
+            let r = match op {
+                Alu::Add => self.b.ins().iadd(x, y),
+                Alu::Sub => self.b.ins().isub(x, y),
+                Alu::And => self.b.ins().band(x, y),
+                Alu::Or => self.b.ins().bor(x, y),
+                Alu::Xor => self.b.ins().bxor(x, y),
+                _ => self.b.ins().imul(x, y),
+            };
+            let v = self.b.ins().uextend(I64, r);
+            self.masked.insert(v, Width::W32);
+            return v;
+        }
         let r = match op {
             Alu::Add => self.b.ins().iadd(a, bv),
             Alu::Sub => self.b.ins().isub(a, bv),
@@ -1389,8 +1413,11 @@ impl Emit for ClifEmit<'_, '_> {
             // Cranelift takes shift amounts modulo 64, as the Rust wrapping shifts do.
             Alu::Shl => self.b.ins().ishl(a, bv),
             Alu::Shr => {
+                // A right shift of a `w`-bit value stays within `w` bits.
                 let am = self.mask(a, w);
-                self.b.ins().ushr(am, bv)
+                let r = self.b.ins().ushr(am, bv);
+                self.masked.insert(r, w);
+                r
             }
             Alu::Sar => {
                 let s = self.sx(a, w);

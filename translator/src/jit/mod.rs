@@ -132,12 +132,37 @@ struct Built {
     at: u64,
     /// Time spent on it on the CPU's thread so far (building CLIF), in nanoseconds.
     build_ns: u64,
+    /// Whether Cranelift optimizes it ([`OptPolicy`]).
+    optimize: bool,
+}
+
+/// Which units Cranelift's optimizer (`opt_level=speed`) works on. It costs about a third
+/// more compile time per unit; in a loop's unit it pays (bench-guest: 7% less time), in
+/// straight-line code it measured nothing. `CRANEBOX_JIT_OPT=none|speed|loops` overrides
+/// for experiments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OptPolicy {
+    None,
+    All,
+    /// Units whose region has a back edge (a loop).
+    Loops,
+}
+
+impl OptPolicy {
+    fn from_env() -> Self {
+        match std::env::var("CRANEBOX_JIT_OPT").as_deref() {
+            Ok("none") => OptPolicy::None,
+            Ok("speed") => OptPolicy::All,
+            _ => OptPolicy::Loops,
+        }
+    }
 }
 
 /// A function for the compile thread.
 struct Job {
     ticket: u64,
     ctx: Box<Context>,
+    optimize: bool,
 }
 
 /// What the compile thread hands back: the context with its compiled code, or the error.
@@ -157,15 +182,16 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(isa: OwnedTargetIsa) -> Result<Self, JitError> {
+    fn start(isas: Isas) -> Result<Self, JitError> {
         let (jobs, job_rx) = crossbeam_channel::unbounded::<Job>();
         let (done_tx, done) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("cranebox-jit".into())
             .spawn(move || {
-                for Job { ticket, mut ctx } in job_rx {
+                for Job { ticket, mut ctx, optimize } in job_rx {
                     let t = Instant::now();
-                    let result = ctx.compile(&*isa, &mut ControlPlane::default()).map(|_| ()).map_err(|e| e.inner);
+                    let isa = isas.pick(optimize);
+                    let result = ctx.compile(isa, &mut ControlPlane::default()).map(|_| ()).map_err(|e| e.inner);
                     let codegen_ns = t.elapsed().as_nanos() as u64;
                     if done_tx.send(Done { ticket, ctx, result, codegen_ns }).is_err() {
                         break;
@@ -191,6 +217,8 @@ impl Drop for Worker {
 pub struct Jit {
     module: Option<JITModule>,
     isa: OwnedTargetIsa,
+    isas: Isas,
+    policy: OptPolicy,
     fctx: FunctionBuilderContext,
     generation: u64,
     /// Code bytes in the current generation.
@@ -217,15 +245,33 @@ impl std::fmt::Debug for Jit {
     }
 }
 
-fn new_isa() -> Result<OwnedTargetIsa, JitError> {
+/// The host's code generator without and with Cranelift's optimizer.
+#[derive(Clone)]
+struct Isas {
+    plain: OwnedTargetIsa,
+    optimizing: OwnedTargetIsa,
+}
+
+impl Isas {
+    fn new() -> Result<Self, JitError> {
+        Ok(Isas { plain: new_isa("none")?, optimizing: new_isa("speed")? })
+    }
+
+    fn pick(&self, optimize: bool) -> &dyn cranelift_codegen::isa::TargetIsa {
+        if optimize {
+            &*self.optimizing
+        } else {
+            &*self.plain
+        }
+    }
+}
+
+fn new_isa(opt_level: &str) -> Result<OwnedTargetIsa, JitError> {
     let mut flags = settings::builder();
     flags.set("use_colocated_libcalls", "false")?;
     flags.set("is_pic", "false")?;
-    // Cranelift's optimizer costs ~45% of compile time and bought nothing measurable on
-    // benches/interp_mips (170 MIPS either way; benches/jit_compile: 300 vs 590 us for a
-    // 9-instruction unit): the units are short and their code is already what the semantics
-    // say. CRANEBOX_JIT_OPT / CRANEBOX_JIT_RA override for experiments.
-    flags.set("opt_level", &std::env::var("CRANEBOX_JIT_OPT").unwrap_or_else(|_| "none".into()))?;
+    // See OptPolicy. CRANEBOX_JIT_RA overrides the register allocator for experiments.
+    flags.set("opt_level", opt_level)?;
     flags.set("regalloc_algorithm", &std::env::var("CRANEBOX_JIT_RA").unwrap_or_else(|_| "backtracking".into()))?;
     // Principle 5: the verifier only in debug builds.
     flags.set(
@@ -234,6 +280,13 @@ fn new_isa() -> Result<OwnedTargetIsa, JitError> {
     )?;
     let isa = cranelift_native::builder().map_err(|e| JitError::Host(e.to_string()))?;
     Ok(isa.finish(settings::Flags::new(flags))?)
+}
+
+/// Whether a block of the region (in the order compiled, entry first) may go on at itself
+/// or at one before it: a loop, or recursion.
+fn has_loop(blocks: &[Rc<Block>]) -> bool {
+    let starts: Vec<u64> = blocks.iter().map(|b| b.insns.first().map_or(u64::MAX, |i| i.ip())).collect();
+    blocks.iter().enumerate().any(|(k, b)| successors(b).iter().any(|ip| starts[..=k].contains(ip)))
 }
 
 /// Where control may go after `block` without leaving the exec loop's view: the target of
@@ -324,10 +377,13 @@ impl std::fmt::Debug for Ready {
 impl Jit {
     /// A compiler for the host, compiling on the caller's thread.
     pub fn new() -> Result<Self, JitError> {
-        let isa = new_isa()?;
+        let isas = Isas::new()?;
+        let isa = isas.plain.clone();
         Ok(Jit {
             module: Some(JITModule::new(JITBuilder::with_isa(isa.clone(), default_libcall_names()))),
             isa,
+            isas,
+            policy: OptPolicy::from_env(),
             fctx: FunctionBuilderContext::new(),
             generation: 0,
             bytes: 0,
@@ -342,7 +398,7 @@ impl Jit {
     /// A compiler whose code generation runs on a thread of its own ([`Jit::submit`]).
     pub fn background() -> Result<Self, JitError> {
         let mut jit = Jit::new()?;
-        jit.worker = Some(Worker::start(jit.isa.clone())?);
+        jit.worker = Some(Worker::start(jit.isas.clone())?);
         Ok(jit)
     }
 
@@ -400,7 +456,7 @@ impl Jit {
     ) -> Result<Unit, JitError> {
         let built = self.build(ctx, blocks, cpu, static_segs)?;
         let t = Instant::now();
-        ctx.compile(&*self.isa, &mut ControlPlane::default()).map_err(|e| e.inner)?;
+        ctx.compile(self.isas.pick(built.optimize), &mut ControlPlane::default()).map_err(|e| e.inner)?;
         let codegen_ns = t.elapsed().as_nanos() as u64;
         self.define(built, ctx, codegen_ns)
     }
@@ -424,7 +480,7 @@ impl Jit {
         };
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        if jobs.send(Job { ticket, ctx }).is_err() {
+        if jobs.send(Job { ticket, ctx, optimize: built.optimize }).is_err() {
             self.worker = None;
             return Err(JitError::Host("the compile thread has stopped".into()));
         }
@@ -505,6 +561,11 @@ impl Jit {
     ) -> Result<Built, JitError> {
         let start = Instant::now();
         let Some(block) = blocks.first() else { return Err(JitError::Host("empty region".into())) };
+        let optimize = match self.policy {
+            OptPolicy::None => false,
+            OptPolicy::All => true,
+            OptPolicy::Loops => has_loop(blocks),
+        };
         let link_targets;
         let module = match self.module.as_mut() {
             Some(m) => m,
@@ -618,6 +679,7 @@ impl Jit {
             blocks: blocks.to_vec(),
             at: block.insns.first().map_or(0, |i| i.ip()),
             build_ns,
+            optimize,
         })
     }
 
