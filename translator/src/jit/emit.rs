@@ -1388,22 +1388,11 @@ impl Emit for ClifEmit<'_, '_> {
             }
             _ => {}
         }
-        if w == Width::W32 && matches!(op, Alu::Add | Alu::Sub | Alu::And | Alu::Or | Alu::Xor | Alu::Mul) {
-            // In 32 bits, zero-extended: the host's 32-bit operations clear the upper half
-            // themselves (x86-64, AArch64), where a mask afterwards would cost an instruction.
-            let (x, y) = (self.low32(a, ca), self.low32(bv, cb));
-            let r = match op {
-                Alu::Add => self.b.ins().iadd(x, y),
-                Alu::Sub => self.b.ins().isub(x, y),
-                Alu::And => self.b.ins().band(x, y),
-                Alu::Or => self.b.ins().bor(x, y),
-                Alu::Xor => self.b.ins().bxor(x, y),
-                _ => self.b.ins().imul(x, y),
-            };
-            let v = self.b.ins().uextend(I64, r);
-            self.masked.insert(v, Width::W32);
-            return v;
-        }
+        // 32-bit arithmetic in 32 bits, zero-extended: the host's 32-bit operations clear
+        // the upper half themselves (x86-64, AArch64), where a mask afterwards would cost an
+        // instruction.
+        let narrow = w == Width::W32 && matches!(op, Alu::Add | Alu::Sub | Alu::And | Alu::Or | Alu::Xor | Alu::Mul);
+        let (a, bv) = if narrow { (self.low32(a, ca), self.low32(bv, cb)) } else { (a, bv) };
         let r = match op {
             Alu::Add => self.b.ins().iadd(a, bv),
             Alu::Sub => self.b.ins().isub(a, bv),
@@ -1426,6 +1415,11 @@ impl Emit for ClifEmit<'_, '_> {
             Alu::Mul => self.b.ins().imul(a, bv),
             Alu::SMulHi => self.b.ins().smulhi(a, bv),
         };
+        if narrow {
+            let v = self.b.ins().uextend(I64, r);
+            self.masked.insert(v, Width::W32);
+            return v;
+        }
         self.mask(r, w)
     }
 
